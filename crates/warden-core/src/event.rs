@@ -1,0 +1,110 @@
+//! What the journal records. The journal adds sequence numbers and the hash chain; this is the
+//! content those protect.
+
+use serde::{Deserialize, Serialize};
+
+use crate::action::ActionKind;
+use crate::decision::Effect;
+use crate::ids::{AgentId, SessionId};
+
+/// One thing that happened, attributed to an agent and a session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Milliseconds since the Unix epoch, when Warden observed it.
+    pub time_ms: i64,
+    /// The agent.
+    pub agent: AgentId,
+    /// The session.
+    pub session: SessionId,
+    /// What happened.
+    pub body: EventBody,
+}
+
+/// The kinds of event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum EventBody {
+    /// A decision, written before the action may take effect.
+    Decision {
+        /// The verb.
+        action: ActionKind,
+        /// The target (`server/tool`).
+        target: String,
+        /// SHA-256 of the canonical JSON of the arguments as sent.
+        args_digest: String,
+        /// The arguments with secrets redacted.
+        args: serde_json::Value,
+        /// Allow, deny or ask.
+        effect: Effect,
+        /// The deciding policies.
+        policies: Vec<String>,
+        /// The reason given.
+        reason: String,
+    },
+    /// What became of an allowed action, appended after the effect.
+    Outcome {
+        /// Sequence number of the decision record this completes.
+        decision_seq: u64,
+        /// How it ended.
+        outcome: Outcome,
+        /// A short human-readable detail (an error message, an exit status).
+        detail: String,
+    },
+    /// A session began: the gateway started serving an agent.
+    SessionStarted {
+        /// The upstream server's operator-chosen name.
+        server: String,
+        /// Warden's version.
+        warden_version: String,
+    },
+    /// A session ended.
+    SessionEnded {
+        /// Why it ended.
+        detail: String,
+    },
+}
+
+impl EventBody {
+    /// The kind as stored in the journal's `kind` column.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EventBody::Decision { .. } => "decision",
+            EventBody::Outcome { .. } => "outcome",
+            EventBody::SessionStarted { .. } => "session_started",
+            EventBody::SessionEnded { .. } => "session_ended",
+        }
+    }
+}
+
+/// How an allowed action ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The upstream answered with a result.
+    Ok,
+    /// The upstream answered with a tool error (`isError: true`).
+    ToolError,
+    /// The upstream answered with a JSON-RPC error.
+    RpcError,
+    /// The agent cancelled the call.
+    Cancelled,
+    /// The upstream did not answer in time.
+    Timeout,
+    /// The upstream exited or its pipe broke before answering.
+    UpstreamGone,
+}
+
+impl Outcome {
+    /// The lowercase name used in the journal.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::ToolError => "tool_error",
+            Outcome::RpcError => "rpc_error",
+            Outcome::Cancelled => "cancelled",
+            Outcome::Timeout => "timeout",
+            Outcome::UpstreamGone => "upstream_gone",
+        }
+    }
+}

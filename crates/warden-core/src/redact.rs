@@ -1,0 +1,223 @@
+//! Arguments as the journal keeps them: a digest of exactly what was sent, and a copy with
+//! secrets taken out, so the journal proves what happened without becoming a store of
+//! credentials.
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// What replaces a redacted value.
+pub const REDACTED: &str = "[REDACTED]";
+
+/// Object keys whose values are always redacted (compared lowercase, without '_' and '-').
+const SENSITIVE_KEY_PARTS: &[&str] = &[
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "apikey",
+    "accesskey",
+    "privatekey",
+    "credential",
+    "authorization",
+    "cookie",
+];
+
+/// Returns `value` with the values of sensitive keys, and strings that look like credentials,
+/// replaced by a marker.
+pub fn redact(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let v = if is_sensitive_key(k) && !v.is_null() {
+                        Value::String(REDACTED.to_owned())
+                    } else {
+                        redact(v)
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(redact).collect()),
+        Value::String(s) => match credential_kind(s) {
+            Some(kind) => Value::String(format!("[REDACTED:{kind}]")),
+            None => value.clone(),
+        },
+        other => other.clone(),
+    }
+}
+
+fn is_sensitive_key(key: &str) -> bool {
+    let folded: String = key
+        .chars()
+        .filter(|c| !matches!(c, '_' | '-'))
+        .flat_map(char::to_lowercase)
+        .collect();
+    SENSITIVE_KEY_PARTS.iter().any(|part| folded.contains(part))
+}
+
+/// Names the kind of credential `s` contains, if it visibly contains one.
+pub fn credential_kind(s: &str) -> Option<&'static str> {
+    if s.contains("-----BEGIN") && s.contains("PRIVATE KEY-----") {
+        return Some("private-key");
+    }
+    for word in s.split(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '=' | ':' | ',')) {
+        if let Some(kind) = token_kind(word) {
+            return Some(kind);
+        }
+    }
+    None
+}
+
+fn token_kind(w: &str) -> Option<&'static str> {
+    let tail_ok = |prefix: &str, min: usize| {
+        w.strip_prefix(prefix).is_some_and(|t| {
+            t.len() >= min
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        })
+    };
+    if (w.starts_with("AKIA") || w.starts_with("ASIA"))
+        && w.len() == 20
+        && w.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+    {
+        return Some("aws-access-key");
+    }
+    if ["ghp_", "gho_", "ghu_", "ghs_", "ghr_"]
+        .iter()
+        .any(|p| tail_ok(p, 30))
+        || tail_ok("github_pat_", 30)
+    {
+        return Some("github-token");
+    }
+    if ["xoxb-", "xoxp-", "xoxa-", "xoxs-"]
+        .iter()
+        .any(|p| tail_ok(p, 10))
+    {
+        return Some("slack-token");
+    }
+    if tail_ok("sk-", 32) || tail_ok("sk_live_", 16) {
+        return Some("api-key");
+    }
+    if w.starts_with("eyJ") && w.split('.').count() == 3 && w.len() > 40 {
+        return Some("jwt");
+    }
+    None
+}
+
+/// Serializes `value` as canonical JSON: object keys sorted, no insignificant whitespace.
+/// Equal values always give equal bytes, whatever order their keys arrived in.
+pub fn canonical_json(value: &Value) -> String {
+    let mut out = String::new();
+    write_canonical(value, &mut out);
+    out
+}
+
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                // Serializing a string cannot fail.
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                write_canonical(v, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(v, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+/// `sha256:` followed by the hex SHA-256 of the canonical JSON of `value`.
+pub fn digest(value: &Value) -> String {
+    let hash = Sha256::digest(canonical_json(value).as_bytes());
+    format!("sha256:{}", hex::encode(hash))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    #[test]
+    fn redacts_sensitive_keys_at_any_depth() {
+        let v = json!({"path": "/a", "auth": {"api_key": "abc", "Password": "p"}, "list": [{"token": 1}]});
+        let r = redact(&v);
+        assert_eq!(r["path"], "/a");
+        assert_eq!(r["auth"]["api_key"], REDACTED);
+        assert_eq!(r["auth"]["Password"], REDACTED);
+        assert_eq!(r["list"][0]["token"], REDACTED);
+    }
+
+    #[test]
+    fn redacts_credentials_inside_strings() {
+        let key = "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----";
+        assert_eq!(redact(&json!(key)), json!("[REDACTED:private-key]"));
+        assert_eq!(
+            redact(&json!("id=AKIAIOSFODNN7EXAMPLE")),
+            json!("[REDACTED:aws-access-key]")
+        );
+        assert_eq!(
+            redact(&json!(format!("token ghp_{}", "a".repeat(36)))),
+            json!("[REDACTED:github-token]")
+        );
+        assert_eq!(redact(&json!("hello world")), json!("hello world"));
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys() {
+        let a: Value = serde_json::from_str(r#"{"b":1,"a":{"d":[1,2],"c":null}}"#).unwrap();
+        assert_eq!(canonical_json(&a), r#"{"a":{"c":null,"d":[1,2]},"b":1}"#);
+    }
+
+    fn arb_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            ".{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map(".{0,8}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn canonical_json_round_trips(v in arb_json()) {
+            let text = canonical_json(&v);
+            let back: Value = serde_json::from_str(&text).unwrap();
+            prop_assert_eq!(&back, &v);
+            prop_assert_eq!(canonical_json(&back), text);
+        }
+
+        #[test]
+        fn redaction_keeps_shape(v in arb_json()) {
+            let r = redact(&v);
+            prop_assert_eq!(std::mem::discriminant(&r), std::mem::discriminant(&v));
+            // Redacting twice changes nothing more.
+            prop_assert_eq!(redact(&r), r);
+        }
+    }
+}
