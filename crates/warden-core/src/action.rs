@@ -149,7 +149,13 @@ mod tests {
 
     #[test]
     fn refuses_hidden_characters() {
-        for name in ["", "read\u{0}file", "read\u{202E}elif", "read\u{200B}file", "a\nb"] {
+        for name in [
+            "",
+            "read\u{0}file",
+            "read\u{202E}elif",
+            "read\u{200B}file",
+            "a\nb",
+        ] {
             assert!(ToolRef::new(fs(), name).is_err(), "{name:?}");
         }
         assert!(ToolRef::new(fs(), "x".repeat(257)).is_err());

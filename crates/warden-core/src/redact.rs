@@ -2,7 +2,7 @@
 //! secrets taken out, so the journal proves what happened without becoming a store of
 //! credentials.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 /// What replaces a redacted value.
@@ -79,7 +79,8 @@ fn token_kind(w: &str) -> Option<&'static str> {
     };
     if (w.starts_with("AKIA") || w.starts_with("ASIA"))
         && w.len() == 20
-        && w.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        && w.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
     {
         return Some("aws-access-key");
     }
@@ -105,6 +106,18 @@ fn token_kind(w: &str) -> Option<&'static str> {
     None
 }
 
+/// [`redact`] for a JSON object, such as a tool call's arguments.
+pub fn redact_object(map: &Map<String, Value>) -> Value {
+    redact(&Value::Object(map.clone()))
+}
+
+/// [`digest`] for a JSON object, such as a tool call's arguments.
+pub fn digest_object(map: &Map<String, Value>) -> String {
+    let mut out = String::new();
+    write_object(map, &mut out);
+    format!("sha256:{}", hex::encode(Sha256::digest(out.as_bytes())))
+}
+
 /// Serializes `value` as canonical JSON: object keys sorted, no insignificant whitespace.
 /// Equal values always give equal bytes, whatever order their keys arrived in.
 pub fn canonical_json(value: &Value) -> String {
@@ -115,21 +128,7 @@ pub fn canonical_json(value: &Value) -> String {
 
 fn write_canonical(value: &Value, out: &mut String) {
     match value {
-        Value::Object(map) => {
-            let mut entries: Vec<_> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            out.push('{');
-            for (i, (k, v)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                // Serializing a string cannot fail.
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                write_canonical(v, out);
-            }
-            out.push('}');
-        }
+        Value::Object(map) => write_object(map, out),
         Value::Array(items) => {
             out.push('[');
             for (i, v) in items.iter().enumerate() {
@@ -142,6 +141,21 @@ fn write_canonical(value: &Value, out: &mut String) {
         }
         scalar => out.push_str(&scalar.to_string()),
     }
+}
+
+fn write_object(map: &Map<String, Value>, out: &mut String) {
+    let mut entries: Vec<_> = map.iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    out.push('{');
+    for (i, (k, v)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&Value::String(k.clone()).to_string());
+        out.push(':');
+        write_canonical(v, out);
+    }
+    out.push('}');
 }
 
 /// `sha256:` followed by the hex SHA-256 of the canonical JSON of `value`.

@@ -1,1 +1,71 @@
-fn main() {}
+//! The `warden` command: assembles the policy, journal and gateway crates into the tool an
+//! operator runs. Errors are reported for humans here; the libraries return typed errors.
+#![forbid(unsafe_code)]
+
+mod cmd;
+mod config;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Warden: containment, monitoring and governance for autonomous AI agents.
+#[derive(Parser)]
+#[command(name = "warden", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Stand in front of an MCP server on stdio: decide and journal every tool call of AGENT.
+    Mcp(cmd::mcp::Args),
+    /// Read and verify the journal.
+    #[command(subcommand)]
+    Audit(cmd::audit::AuditCommand),
+    /// Check and test policies before deploying them.
+    #[command(subcommand)]
+    Policy(cmd::policy::PolicyCommand),
+    /// Write a commented starter warden.toml and policy folder.
+    Init {
+        /// Where to write them.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Overwrite files that already exist.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run Warden's main job on the embedded example: a well-behaved and a rogue agent.
+    Demo(cmd::demo::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Mcp(args) => cmd::mcp::run(args),
+        Command::Audit(c) => cmd::audit::run(c),
+        Command::Policy(c) => cmd::policy::run(c),
+        Command::Init { dir, force } => cmd::init::run(&dir, force),
+        Command::Demo(args) => cmd::demo::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("warden: error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Logs go to stderr: on `warden mcp`, stdout is the MCP channel.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

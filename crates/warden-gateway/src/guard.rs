@@ -1,0 +1,156 @@
+//! The stage every action passes before it may take effect: identify → decide → journal.
+//!
+//! INVARIANT: `Verdict::decision.effect` is `Allow` only if the decision record is durable in
+//! the journal (`seq` is `Some`). A journal that cannot be written turns every decision into a
+//! refusal: Warden never lets through what it could not record.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value};
+use warden_core::redact::{digest_object, redact_object};
+use warden_core::{
+    Action, ActionKind, AgentId, Decision, Effect, Event, EventBody, Outcome, ServerName,
+    SessionId, ToolRef,
+};
+use warden_journal::Journal;
+use warden_policy::PolicySet;
+
+/// A decision, and where the journal recorded it.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    /// The decision in force.
+    pub decision: Decision,
+    /// The decision record's sequence number; `None` if it could not be recorded (then the
+    /// decision is a refusal).
+    pub seq: Option<u64>,
+    /// The target as recorded (`server/tool`).
+    pub target: String,
+}
+
+/// Decides and records the actions of one agent session toward one upstream server.
+#[derive(Clone)]
+pub struct Guard {
+    agent: AgentId,
+    session: SessionId,
+    server: ServerName,
+    policies: Arc<PolicySet>,
+    journal: Journal,
+}
+
+impl Guard {
+    /// A guard for `agent`'s session `session` toward `server`.
+    pub fn new(
+        agent: AgentId,
+        session: SessionId,
+        server: ServerName,
+        policies: Arc<PolicySet>,
+        journal: Journal,
+    ) -> Self {
+        Self {
+            agent,
+            session,
+            server,
+            policies,
+            journal,
+        }
+    }
+
+    /// The agent this guard acts for.
+    pub fn agent(&self) -> &AgentId {
+        &self.agent
+    }
+
+    /// The session.
+    pub fn session(&self) -> &SessionId {
+        &self.session
+    }
+
+    /// Decides a `tools/call` and records the decision durably before returning.
+    pub async fn tool_call(&self, name: &str, arguments: Map<String, Value>) -> Verdict {
+        let args_digest = digest_object(&arguments);
+        let args = redact_object(&arguments);
+        let (decision, target) = match ToolRef::new(self.server.clone(), name) {
+            Ok(tool) => {
+                let target = tool.id();
+                let action = Action::CallTool { tool, arguments };
+                (self.policies.decide(&self.agent, &action), target)
+            }
+            Err(err) => (
+                Decision::refuse(err.to_string()),
+                format!("{}/{}", self.server, name.escape_debug()),
+            ),
+        };
+        let event = self.event(EventBody::Decision {
+            action: ActionKind::CallTool,
+            target: target.clone(),
+            args_digest,
+            args,
+            effect: decision.effect,
+            policies: decision.policies.clone(),
+            reason: decision.reason.clone(),
+        });
+        match self.journal.append(&event).await {
+            Ok(seq) => Verdict {
+                decision,
+                seq: Some(seq),
+                target,
+            },
+            Err(err) => Verdict {
+                decision: Decision::refuse(format!(
+                    "the journal could not record this call ({err}); \
+                     Warden refuses what it cannot record"
+                )),
+                seq: None,
+                target,
+            },
+        }
+    }
+
+    /// Whether `tools/list` should show the tool to this agent.
+    pub fn may_list(&self, name: &str) -> bool {
+        ToolRef::new(self.server.clone(), name)
+            .is_ok_and(|tool| self.policies.may_call(&self.agent, &tool))
+    }
+
+    /// Appends what became of an allowed call. Not awaited: the decision is already durable,
+    /// and the outcome must not delay the response. A failure is reported on stderr.
+    pub fn record_outcome(&self, decision_seq: u64, outcome: Outcome, detail: impl Into<String>) {
+        let pending = self.journal.append(&self.event(EventBody::Outcome {
+            decision_seq,
+            outcome,
+            detail: detail.into(),
+        }));
+        tokio::spawn(async move {
+            if let Err(err) = pending.await {
+                tracing::error!(decision_seq, %err, "could not journal the outcome of a call");
+            }
+        });
+    }
+
+    /// Appends a session lifecycle record and waits until it is durable.
+    pub async fn record(&self, body: EventBody) -> Result<u64, warden_journal::JournalError> {
+        self.journal.append(&self.event(body)).await
+    }
+
+    fn event(&self, body: EventBody) -> Event {
+        Event {
+            time_ms: now_ms(),
+            agent: self.agent.clone(),
+            session: self.session.clone(),
+            body,
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Whether an effect lets the action through.
+pub fn forwards(verdict: &Verdict) -> bool {
+    verdict.seq.is_some() && verdict.decision.effect == Effect::Allow
+}

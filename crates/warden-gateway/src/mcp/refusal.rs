@@ -1,0 +1,105 @@
+//! What an agent receives when Warden refuses its `tools/call`.
+//!
+//! A refusal is a successful JSON-RPC response carrying a tool result with `isError: true`,
+//! not a JSON-RPC error: the MCP specification reserves protocol errors for malformed requests
+//! and asks servers to report failures of a call in the result, where the model can read them
+//! (see docs/decisions/0002-refusal-as-tool-result.md). The text is for the model; `_meta`
+//! carries the same facts for programs.
+
+use serde_json::{Value, json};
+use warden_core::{AgentId, Effect};
+
+use crate::guard::Verdict;
+
+/// The `_meta` key under which Warden puts its decision.
+pub const META_KEY: &str = "warden/decision";
+
+/// The result of a refused call.
+pub fn refusal_result(agent: &AgentId, verdict: &Verdict) -> Value {
+    let d = &verdict.decision;
+    let grounds = if d.policies.is_empty() {
+        "no policy permits it (default deny)".to_owned()
+    } else {
+        format!("policy {}", d.policies.join(", "))
+    };
+    let next = match d.effect {
+        Effect::Ask => "A human must approve this call; do not retry it unchanged.".to_owned(),
+        _ if verdict.seq.is_none() => "Retry later; nothing was done.".to_owned(),
+        _ => format!(
+            "Do not retry it. If the task needs it, ask the operator to grant agent \"{agent}\" \
+             call_tool on \"{}\" in Warden's policy.",
+            verdict.target
+        ),
+    };
+    let record = verdict
+        .seq
+        .map_or_else(String::new, |seq| format!(" Journal record #{seq}."));
+    let text = format!(
+        "Warden refused this call to \"{}\": {}. Decided by {grounds}. {next}{record}",
+        verdict.target, d.reason
+    );
+    json!({
+        "content": [{ "type": "text", "text": text }],
+        "isError": true,
+        "_meta": {
+            META_KEY: {
+                "effect": d.effect,
+                "reason": d.reason,
+                "policies": d.policies,
+                "target": verdict.target,
+                "journal_seq": verdict.seq,
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warden_core::Decision;
+
+    #[test]
+    fn names_the_rule_and_the_way_to_access() {
+        let agent = AgentId::new("rogue").unwrap();
+        let verdict = Verdict {
+            decision: Decision {
+                effect: Effect::Deny,
+                policies: vec!["no-secrets".into()],
+                reason: "secrets are off limits".into(),
+            },
+            seq: Some(12),
+            target: "files/read_file".into(),
+        };
+        let r = refusal_result(&agent, &verdict);
+        assert_eq!(r["isError"], true);
+        let text = r["content"][0]["text"].as_str().unwrap();
+        assert!(text.contains("secrets are off limits"));
+        assert!(text.contains("policy no-secrets"));
+        assert!(text.contains("#12"));
+        assert!(text.contains("agent \"rogue\""));
+        assert_eq!(r["_meta"][META_KEY]["effect"], "deny");
+        assert_eq!(r["_meta"][META_KEY]["journal_seq"], 12);
+    }
+
+    #[test]
+    fn ask_says_approval_is_needed() {
+        let agent = AgentId::new("a").unwrap();
+        let verdict = Verdict {
+            decision: Decision {
+                effect: Effect::Ask,
+                policies: vec!["big-transfers".into()],
+                reason: "approval required".into(),
+            },
+            seq: Some(1),
+            target: "bank/transfer".into(),
+        };
+        let r = refusal_result(&agent, &verdict);
+        assert!(
+            r["content"][0]["text"]
+                .as_str()
+                .unwrap()
+                .contains("approve")
+        );
+        assert_eq!(r["_meta"][META_KEY]["effect"], "ask");
+    }
+}

@@ -1,0 +1,811 @@
+//! One agent's MCP session through Warden over stdio: Warden is the MCP server on the agent's
+//! side and the MCP client of the upstream server it spawns.
+//!
+//! Four tasks move bytes: the agent reader classifies each message and, for a `tools/call`,
+//! starts its decision; the forwarder delivers messages strictly in the order the agent sent
+//! them, waiting where a decision is still being journaled (so group commit can batch many
+//! calls while no message overtakes another); the upstream reader routes the upstream's
+//! messages back; two writers own the pipes.
+//!
+//! INVARIANT: a `tools/call` reaches the upstream only from the forwarder, only after its
+//! `Verdict` allows it, which implies its decision record is durable (see `guard`).
+//! INVARIANT: every request of the agent that Warden accepted gets exactly one answer: the
+//! upstream's, a refusal, or an error (timeout, upstream gone, too large).
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+use tokio::sync::mpsc;
+use tokio::task::{AbortHandle, JoinHandle};
+use warden_core::{EventBody, Outcome};
+
+use super::framing::{Frame, FrameReader};
+use super::jsonrpc::{self, Message, RequestId, code, error_line, result_line, sniff_id};
+use super::refusal::refusal_result;
+use crate::guard::{Guard, forwards};
+
+/// MCP protocol versions whose messages this gateway knows how to govern.
+pub const KNOWN_PROTOCOL_VERSIONS: &[&str] =
+    &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+
+/// The upstream MCP server to spawn.
+#[derive(Debug, Clone)]
+pub struct UpstreamCommand {
+    /// The program.
+    pub program: OsString,
+    /// Its arguments.
+    pub args: Vec<OsString>,
+    /// Its working directory (Warden's own when `None`).
+    pub cwd: Option<PathBuf>,
+}
+
+/// Bounds of a session.
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    /// The largest message accepted from either side, in bytes.
+    pub max_message_bytes: usize,
+    /// The most requests of the agent in flight at once.
+    pub max_in_flight: usize,
+    /// How long the upstream may take to answer `initialize`.
+    pub initialize_timeout: Duration,
+    /// How long the upstream may take to answer any other request.
+    pub call_timeout: Duration,
+    /// How long the upstream may take to exit once its input is closed.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 4 * 1024 * 1024,
+            max_in_flight: 256,
+            initialize_timeout: Duration::from_secs(30),
+            call_timeout: Duration::from_secs(300),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// The agent closed its input; the upstream was then shut down.
+    AgentClosed,
+    /// The upstream exited (or closed its output) first.
+    UpstreamExited {
+        /// Its exit status, as text.
+        status: String,
+    },
+}
+
+/// A session that could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The upstream server could not be started.
+    #[error("could not start the upstream server {program:?}: {source}")]
+    Spawn {
+        /// The program.
+        program: OsString,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The journal refused the session's first record, so nothing may proceed.
+    #[error("the journal could not record the start of the session: {0}")]
+    Journal(#[from] warden_journal::JournalError),
+}
+
+/// Runs one session until the agent or the upstream goes away.
+pub async fn serve_stdio<R, W>(
+    guard: Guard,
+    server_name: &str,
+    upstream: UpstreamCommand,
+    options: SessionOptions,
+    agent_in: R,
+    agent_out: W,
+) -> Result<SessionEnd, SessionError>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    guard
+        .record(EventBody::SessionStarted {
+            server: server_name.to_owned(),
+            warden_version: env!("CARGO_PKG_VERSION").to_owned(),
+        })
+        .await?;
+
+    let mut command = Command::new(&upstream.program);
+    command
+        .args(&upstream.args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    if let Some(cwd) = &upstream.cwd {
+        command.current_dir(cwd);
+    }
+    let mut child = command.spawn().map_err(|source| SessionError::Spawn {
+        program: upstream.program.clone(),
+        source,
+    })?;
+    let (Some(child_in), Some(child_out)) = (child.stdin.take(), child.stdout.take()) else {
+        return Err(SessionError::Spawn {
+            program: upstream.program,
+            source: std::io::Error::other("the upstream's pipes were not created"),
+        });
+    };
+
+    let (agent_tx, agent_rx) = mpsc::channel(1024);
+    let (upstream_tx, upstream_rx) = mpsc::channel(1024);
+    let (steps_tx, steps_rx) = mpsc::channel(options.max_in_flight.max(1));
+    let grace = options.shutdown_grace;
+    let session = Arc::new(Session {
+        guard: guard.clone(),
+        options,
+        pending: Mutex::new(HashMap::new()),
+        to_agent: Mutex::new(Some(agent_tx)),
+        to_upstream: Mutex::new(Some(upstream_tx)),
+        upstream_gone: AtomicBool::new(false),
+        generation: AtomicU64::new(0),
+    });
+
+    let agent_writer = tokio::spawn(write_loop(agent_out, agent_rx));
+    let upstream_writer = tokio::spawn(write_loop(child_in, upstream_rx));
+    let mut forwarder = tokio::spawn(session.clone().forward_loop(steps_rx));
+    let mut upstream_reader = tokio::spawn(session.clone().upstream_loop(child_out));
+    let mut agent_reader = tokio::spawn(session.clone().agent_loop(agent_in, steps_tx));
+
+    let agent_closed_first = tokio::select! {
+        _ = &mut agent_reader => true,
+        _ = &mut upstream_reader => false,
+    };
+    if agent_closed_first {
+        // Deliver what the agent sent before closing, then close the upstream's input and
+        // give it time to exit on its own.
+        let _ = (&mut forwarder).await;
+        session.close_upstream();
+        if tokio::time::timeout(grace, &mut upstream_reader)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the upstream server did not exit within {grace:?}; killing it");
+            let _ = child.start_kill();
+            let _ = (&mut upstream_reader).await;
+        }
+    } else {
+        agent_reader.abort();
+        let _ = (&mut forwarder).await;
+        session.close_upstream();
+    }
+    let _ = upstream_writer.await;
+    let status = match tokio::time::timeout(grace, child.wait()).await {
+        Ok(Ok(status)) => status.to_string(),
+        Ok(Err(err)) => format!("unknown ({err})"),
+        Err(_) => {
+            let _ = child.kill().await;
+            "killed after the grace period".to_owned()
+        }
+    };
+    session.close_agent();
+    let _ = agent_writer.await;
+
+    let end = if agent_closed_first {
+        SessionEnd::AgentClosed
+    } else {
+        SessionEnd::UpstreamExited { status }
+    };
+    let detail = match &end {
+        SessionEnd::AgentClosed => "the agent closed the session".to_owned(),
+        SessionEnd::UpstreamExited { status } => format!("the upstream server exited: {status}"),
+    };
+    if let Err(err) = guard.record(EventBody::SessionEnded { detail }).await {
+        tracing::error!(%err, "could not journal the end of the session");
+    }
+    Ok(end)
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(mut out: W, mut rx: mpsc::Receiver<Vec<u8>>) {
+    while let Some(bytes) = rx.recv().await {
+        if out.write_all(&bytes).await.is_err() {
+            break;
+        }
+        // Flush once the queue is empty, so bursts share a flush.
+        if rx.is_empty() && out.flush().await.is_err() {
+            break;
+        }
+    }
+    let _ = out.flush().await;
+    let _ = out.shutdown().await;
+}
+
+/// What an in-flight request of the agent is waiting for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PendingKind {
+    /// A `tools/call` whose decision is being made and journaled.
+    Deciding,
+    /// `initialize`: the answer's protocol version is checked.
+    Initialize,
+    /// `tools/list`: the answer is filtered to what the agent may call.
+    ToolsList,
+    /// An allowed `tools/call`: its outcome is journaled.
+    ToolCall { seq: u64 },
+    /// Anything else: passed through.
+    Other,
+}
+
+#[derive(Debug)]
+struct Pending {
+    id: Value,
+    method: String,
+    kind: PendingKind,
+    generation: u64,
+    timer: Option<AbortHandle>,
+}
+
+/// Where a message goes once it is its turn.
+enum Routed {
+    /// To the upstream: a request (with its key, to time it), a notification or a response.
+    Upstream {
+        bytes: Vec<u8>,
+        request: Option<RequestId>,
+        cancels: Option<RequestId>,
+    },
+    /// Back to the agent.
+    Agent(Vec<u8>),
+    /// Nowhere (its answer was already given).
+    Nothing,
+}
+
+/// A message's place in the agent's order.
+enum Step {
+    Ready(Routed),
+    Deciding {
+        id: Value,
+        key: RequestId,
+        decision: JoinHandle<Routed>,
+    },
+}
+
+struct Session {
+    guard: Guard,
+    options: SessionOptions,
+    pending: Mutex<HashMap<RequestId, Pending>>,
+    to_agent: Mutex<Option<mpsc::Sender<Vec<u8>>>>,
+    to_upstream: Mutex<Option<mpsc::Sender<Vec<u8>>>>,
+    upstream_gone: AtomicBool,
+    generation: AtomicU64,
+}
+
+// === impl Session: from the agent ===
+
+impl Session {
+    async fn agent_loop<R: AsyncRead + Unpin>(
+        self: Arc<Self>,
+        input: R,
+        steps: mpsc::Sender<Step>,
+    ) {
+        let max = self.options.max_message_bytes;
+        let mut reader = FrameReader::new(BufReader::new(input), max);
+        loop {
+            let step = match reader.next().await {
+                Ok(Frame::Eof) => break,
+                Err(err) => {
+                    tracing::warn!(%err, "reading from the agent failed; ending the session");
+                    break;
+                }
+                Ok(Frame::Oversize { len, head, tail }) => {
+                    let id = sniff_id(&head, &tail);
+                    let id = id.filter(|id| {
+                        RequestId::from_value(id).is_some_and(|k| !self.lock().contains_key(&k))
+                    });
+                    Step::Ready(Routed::Agent(error_line(
+                        id.as_ref(),
+                        code::TOO_LARGE,
+                        &format!(
+                            "message of {len} bytes exceeds Warden's limit of {max} bytes \
+                             (limits.max_message_bytes); it was discarded"
+                        ),
+                        None,
+                    )))
+                }
+                Ok(Frame::Line(bytes)) => self.route_from_agent(bytes),
+            };
+            if steps.send(step).await.is_err() {
+                break;
+            }
+        }
+    }
+
+    fn route_from_agent(self: &Arc<Self>, mut bytes: Vec<u8>) -> Step {
+        let reply = |id: Option<&Value>, code, msg: &str| {
+            Step::Ready(Routed::Agent(error_line(id, code, msg, None)))
+        };
+        let value: Value = match serde_json::from_slice(&bytes) {
+            Ok(v) => v,
+            Err(err) => return reply(None, code::PARSE_ERROR, &format!("not valid JSON: {err}")),
+        };
+        let message = match jsonrpc::classify(&value) {
+            Ok(m) => m,
+            Err(err) => return reply(err.id.as_ref(), code::INVALID_REQUEST, &err.why),
+        };
+        // Frames come without their newline; what is passed on is the line as sent.
+        bytes.push(b'\n');
+        match message {
+            Message::Request { id, key, method } => {
+                let kind = match method.as_str() {
+                    "initialize" => PendingKind::Initialize,
+                    "tools/list" => PendingKind::ToolsList,
+                    "tools/call" => PendingKind::Deciding,
+                    _ => PendingKind::Other,
+                };
+                if let Err((code, why)) = self.register(&key, &id, &method, kind) {
+                    return reply(Some(&id), code, why);
+                }
+                if kind != PendingKind::Deciding {
+                    return Step::Ready(Routed::Upstream {
+                        bytes,
+                        request: Some(key),
+                        cancels: None,
+                    });
+                }
+                let (name, arguments) = match tool_call_params(&value) {
+                    Ok(p) => p,
+                    Err(why) => {
+                        self.lock().remove(&key);
+                        return reply(Some(&id), code::INVALID_PARAMS, why);
+                    }
+                };
+                let session = self.clone();
+                let decision_key = key.clone();
+                let decision_id = id.clone();
+                let decision = tokio::spawn(async move {
+                    session
+                        .decide_call(decision_key, decision_id, name, arguments, bytes)
+                        .await
+                });
+                Step::Deciding { id, key, decision }
+            }
+            Message::Notification { method } => {
+                let cancels = (method == "notifications/cancelled")
+                    .then(|| {
+                        value
+                            .pointer("/params/requestId")
+                            .and_then(RequestId::from_value)
+                    })
+                    .flatten();
+                Step::Ready(Routed::Upstream {
+                    bytes,
+                    request: None,
+                    cancels,
+                })
+            }
+            Message::Response { .. } => Step::Ready(Routed::Upstream {
+                bytes,
+                request: None,
+                cancels: None,
+            }),
+        }
+    }
+
+    fn register(
+        &self,
+        key: &RequestId,
+        id: &Value,
+        method: &str,
+        kind: PendingKind,
+    ) -> Result<(), (i64, &'static str)> {
+        let mut pending = self.lock();
+        if pending.contains_key(key) {
+            return Err((
+                code::INVALID_REQUEST,
+                "request id already in use by a request in flight",
+            ));
+        }
+        if pending.len() >= self.options.max_in_flight {
+            return Err((
+                code::OVERLOADED,
+                "too many requests in flight at once; wait for answers",
+            ));
+        }
+        pending.insert(
+            key.clone(),
+            Pending {
+                id: id.clone(),
+                method: method.to_owned(),
+                kind,
+                generation: self.generation.fetch_add(1, Ordering::Relaxed),
+                timer: None,
+            },
+        );
+        Ok(())
+    }
+
+    async fn decide_call(
+        self: Arc<Self>,
+        key: RequestId,
+        id: Value,
+        name: String,
+        arguments: Map<String, Value>,
+        bytes: Vec<u8>,
+    ) -> Routed {
+        let verdict = self.guard.tool_call(&name, arguments).await;
+        match verdict.seq {
+            Some(seq) if forwards(&verdict) => {
+                let mut pending = self.lock();
+                if let Some(entry) = pending.get_mut(&key) {
+                    entry.kind = PendingKind::ToolCall { seq };
+                    return Routed::Upstream {
+                        bytes,
+                        request: Some(key),
+                        cancels: None,
+                    };
+                }
+                drop(pending);
+                // The upstream went away while the decision was journaled; the agent has
+                // already been told.
+                self.guard.record_outcome(
+                    seq,
+                    Outcome::UpstreamGone,
+                    "the upstream server exited before the call was forwarded",
+                );
+                Routed::Nothing
+            }
+            _ => {
+                self.lock().remove(&key);
+                Routed::Agent(result_line(
+                    &id,
+                    refusal_result(self.guard.agent(), &verdict),
+                ))
+            }
+        }
+    }
+}
+
+/// The tool name and arguments of a `tools/call`.
+fn tool_call_params(value: &Value) -> Result<(String, Map<String, Value>), &'static str> {
+    let params = value.get("params").and_then(Value::as_object);
+    let name = params
+        .and_then(|p| p.get("name"))
+        .and_then(Value::as_str)
+        .ok_or("tools/call needs \"params.name\", a string")?;
+    let arguments = match params.and_then(|p| p.get("arguments")) {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(map)) => map.clone(),
+        Some(_) => return Err("\"params.arguments\" of tools/call must be an object"),
+    };
+    Ok((name.to_owned(), arguments))
+}
+
+// === impl Session: in the agent's order ===
+
+impl Session {
+    async fn forward_loop(self: Arc<Self>, mut steps: mpsc::Receiver<Step>) {
+        while let Some(step) = steps.recv().await {
+            let routed = match step {
+                Step::Ready(routed) => routed,
+                Step::Deciding { id, key, decision } => match decision.await {
+                    Ok(routed) => routed,
+                    Err(err) => {
+                        // The decision task failed: refuse, as for any decision not made.
+                        tracing::error!(%err, "a decision task failed");
+                        self.lock().remove(&key);
+                        Routed::Agent(error_line(
+                            Some(&id),
+                            code::INTERNAL_ERROR,
+                            "Warden could not decide this call; it was not forwarded",
+                            None,
+                        ))
+                    }
+                },
+            };
+            self.deliver(routed).await;
+        }
+    }
+
+    async fn deliver(self: &Arc<Self>, routed: Routed) {
+        match routed {
+            Routed::Nothing => {}
+            Routed::Agent(bytes) => self.send_agent(bytes).await,
+            Routed::Upstream {
+                bytes,
+                request,
+                cancels,
+            } => {
+                if let Some(key) = cancels {
+                    self.note_cancelled(&key);
+                }
+                if self.upstream_gone.load(Ordering::SeqCst) {
+                    if let Some(key) = request {
+                        self.fail(
+                            &key,
+                            code::UPSTREAM_GONE,
+                            "the upstream server is not running",
+                            Outcome::UpstreamGone,
+                        )
+                        .await;
+                    }
+                    return;
+                }
+                if let Some(key) = &request {
+                    self.start_timer(key);
+                }
+                let sender = self.to_upstream.lock().ok().and_then(|s| s.clone());
+                let sent = match sender {
+                    Some(tx) => tx.send(bytes).await.is_ok(),
+                    None => false,
+                };
+                if !sent && let Some(key) = request {
+                    self.fail(
+                        &key,
+                        code::UPSTREAM_GONE,
+                        "the upstream server is not running",
+                        Outcome::UpstreamGone,
+                    )
+                    .await;
+                }
+            }
+        }
+    }
+
+    fn note_cancelled(&self, key: &RequestId) {
+        let mut pending = self.lock();
+        let Some(entry) = pending.get(key) else {
+            return;
+        };
+        if let PendingKind::ToolCall { seq } = entry.kind {
+            if let Some(entry) = pending.remove(key)
+                && let Some(timer) = entry.timer
+            {
+                timer.abort();
+            }
+            drop(pending);
+            self.guard
+                .record_outcome(seq, Outcome::Cancelled, "cancelled by the agent");
+        }
+    }
+
+    fn start_timer(self: &Arc<Self>, key: &RequestId) {
+        let mut pending = self.lock();
+        let Some(entry) = pending.get_mut(key) else {
+            return;
+        };
+        let timeout = if entry.kind == PendingKind::Initialize {
+            self.options.initialize_timeout
+        } else {
+            self.options.call_timeout
+        };
+        let generation = entry.generation;
+        let session = self.clone();
+        let key = key.clone();
+        let timer = tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            session.expire(key, generation, timeout).await;
+        });
+        entry.timer = Some(timer.abort_handle());
+    }
+
+    async fn expire(&self, key: RequestId, generation: u64, after: Duration) {
+        let entry = {
+            let mut pending = self.lock();
+            match pending.get(&key) {
+                Some(e) if e.generation == generation => pending.remove(&key),
+                _ => None,
+            }
+        };
+        let Some(entry) = entry else {
+            return;
+        };
+        let message = format!(
+            "the upstream server did not answer {} within {}s",
+            entry.method,
+            after.as_secs_f64()
+        );
+        if let PendingKind::ToolCall { seq } = entry.kind {
+            self.guard.record_outcome(seq, Outcome::Timeout, &message);
+        }
+        self.send_agent(error_line(
+            Some(&entry.id),
+            code::UPSTREAM_TIMEOUT,
+            &message,
+            None,
+        ))
+        .await;
+        let cancel = jsonrpc::line(&json!({
+            "jsonrpc": "2.0",
+            "method": "notifications/cancelled",
+            "params": { "requestId": entry.id, "reason": message },
+        }));
+        let sender = self.to_upstream.lock().ok().and_then(|s| s.clone());
+        if let Some(tx) = sender {
+            let _ = tx.send(cancel).await;
+        }
+    }
+
+    /// Answers a request with an error and journals the outcome of a call.
+    async fn fail(&self, key: &RequestId, code: i64, message: &str, outcome: Outcome) {
+        let entry = self.lock().remove(key);
+        let Some(entry) = entry else {
+            return;
+        };
+        if let Some(timer) = entry.timer {
+            timer.abort();
+        }
+        if let PendingKind::ToolCall { seq } = entry.kind {
+            self.guard.record_outcome(seq, outcome, message);
+        }
+        self.send_agent(error_line(Some(&entry.id), code, message, None))
+            .await;
+    }
+}
+
+// === impl Session: from the upstream ===
+
+impl Session {
+    async fn upstream_loop<R: AsyncRead + Unpin>(self: Arc<Self>, output: R) {
+        let max = self.options.max_message_bytes;
+        let mut reader = FrameReader::new(BufReader::new(output), max);
+        loop {
+            match reader.next().await {
+                Ok(Frame::Eof) => break,
+                Err(err) => {
+                    tracing::warn!(%err, "reading from the upstream server failed");
+                    break;
+                }
+                Ok(Frame::Oversize { len, head, tail }) => {
+                    let key = sniff_id(&head, &tail).and_then(|id| RequestId::from_value(&id));
+                    let message = format!(
+                        "the upstream server's message of {len} bytes exceeds Warden's limit of \
+                         {max} bytes (limits.max_message_bytes); it was discarded"
+                    );
+                    tracing::warn!("{message}");
+                    if let Some(key) = key {
+                        self.fail(&key, code::TOO_LARGE, &message, Outcome::RpcError)
+                            .await;
+                    }
+                }
+                Ok(Frame::Line(bytes)) => self.route_from_upstream(bytes).await,
+            }
+        }
+        self.upstream_gone.store(true, Ordering::SeqCst);
+        let orphans: Vec<RequestId> = self.lock().keys().cloned().collect();
+        for key in orphans {
+            self.fail(
+                &key,
+                code::UPSTREAM_GONE,
+                "the upstream server exited before answering",
+                Outcome::UpstreamGone,
+            )
+            .await;
+        }
+    }
+
+    async fn route_from_upstream(&self, mut bytes: Vec<u8>) {
+        let mut value: Value = match serde_json::from_slice(&bytes) {
+            Ok(v) => v,
+            Err(err) => {
+                tracing::warn!(%err, "the upstream server sent a line that is not JSON; dropped");
+                return;
+            }
+        };
+        bytes.push(b'\n');
+        let key = match jsonrpc::classify(&value) {
+            Ok(Message::Response { key: Some(key), .. }) => key,
+            Ok(_) => return self.send_agent(bytes).await,
+            Err(err) => {
+                tracing::warn!(%err, "the upstream server sent an invalid JSON-RPC message; dropped");
+                return;
+            }
+        };
+        let entry = self.lock().remove(&key);
+        let Some(entry) = entry else {
+            return self.send_agent(bytes).await;
+        };
+        if let Some(timer) = &entry.timer {
+            timer.abort();
+        }
+        match entry.kind {
+            PendingKind::ToolsList => {
+                if let Some(tools) = value
+                    .pointer_mut("/result/tools")
+                    .and_then(Value::as_array_mut)
+                {
+                    tools.retain(|tool| {
+                        tool.get("name")
+                            .and_then(Value::as_str)
+                            .is_some_and(|name| self.guard.may_list(name))
+                    });
+                }
+                self.send_agent(jsonrpc::line(&value)).await;
+            }
+            PendingKind::ToolCall { seq } => {
+                let (outcome, detail) = call_outcome(&value);
+                self.guard.record_outcome(seq, outcome, detail);
+                self.send_agent(bytes).await;
+            }
+            PendingKind::Initialize => {
+                let version = value
+                    .pointer("/result/protocolVersion")
+                    .and_then(Value::as_str);
+                match version {
+                    Some(v) if !KNOWN_PROTOCOL_VERSIONS.contains(&v) => {
+                        let message = format!(
+                            "the upstream server negotiated MCP protocol version {v}, which this \
+                             Warden cannot govern"
+                        );
+                        let data = json!({ "supported": KNOWN_PROTOCOL_VERSIONS, "requested": v });
+                        self.send_agent(error_line(
+                            Some(&entry.id),
+                            code::INVALID_PARAMS,
+                            &message,
+                            Some(data),
+                        ))
+                        .await;
+                    }
+                    _ => self.send_agent(bytes).await,
+                }
+            }
+            PendingKind::Deciding | PendingKind::Other => self.send_agent(bytes).await,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<RequestId, Pending>> {
+        // A panic while holding the lock leaves the map consistent (single inserts/removes).
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn send_agent(&self, bytes: Vec<u8>) {
+        let sender = self.to_agent.lock().ok().and_then(|s| s.clone());
+        if let Some(tx) = sender {
+            let _ = tx.send(bytes).await;
+        }
+    }
+
+    fn close_upstream(&self) {
+        if let Ok(mut s) = self.to_upstream.lock() {
+            s.take();
+        }
+    }
+
+    fn close_agent(&self) {
+        if let Ok(mut s) = self.to_agent.lock() {
+            s.take();
+        }
+    }
+}
+
+/// How a `tools/call` answer ended, for the journal.
+fn call_outcome(value: &Value) -> (Outcome, String) {
+    if let Some(error) = value.get("error") {
+        let message = error
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("error without a message");
+        return (Outcome::RpcError, truncate(message, 200));
+    }
+    if value.pointer("/result/isError") == Some(&Value::Bool(true)) {
+        let text = value
+            .pointer("/result/content/0/text")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        return (Outcome::ToolError, truncate(text, 200));
+    }
+    (Outcome::Ok, String::new())
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    let mut s = s.to_owned();
+    if s.len() > max {
+        s.truncate(s.floor_char_boundary(max));
+        s.push('…');
+    }
+    s
+}

@@ -1,0 +1,871 @@
+//! Appending: the [`Journal`] handle and the writer thread that owns the connection.
+//!
+//! Callers encode their event on their own thread, hand it to the writer, and await a
+//! [`PendingAppend`]. The writer takes everything that is waiting (up to a batch limit) and
+//! commits it in one `BEGIN IMMEDIATE` transaction, so many appends share one fsync.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::task::{Context, Poll};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ed25519_dalek::SigningKey;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use tokio::sync::oneshot;
+use warden_core::Event;
+
+use crate::chain::{RecordFields, record_hash};
+use crate::checkpoint::{self, Checkpoint};
+use crate::error::{CommitError, JournalError};
+use crate::store::{self, INSERT_CHECKPOINT, INSERT_RECORD, SyncMode, seq_to_sql};
+
+/// How a journal is opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalOptions {
+    /// Durability of each commit. Default [`SyncMode::Full`].
+    pub sync: SyncMode,
+    /// Most records committed in one transaction. Default 4096; 0 counts as 1.
+    pub max_batch: usize,
+    /// A signed checkpoint is written whenever the chain crosses a multiple of this many
+    /// records, and on close. Default 10,000; 0 means only on close.
+    pub checkpoint_every: u64,
+    /// How long a commit waits for another writer (another Warden process) before failing
+    /// with [`crate::CommitFailure::Locked`]. Default 5 s.
+    pub busy_timeout: Duration,
+}
+
+impl Default for JournalOptions {
+    fn default() -> Self {
+        Self {
+            sync: SyncMode::Full,
+            max_batch: 4096,
+            checkpoint_every: 10_000,
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A handle for appending to one journal file. Cheap to clone; all clones share one writer
+/// thread, which stops once the journal is closed or the last clone is dropped.
+#[derive(Clone)]
+pub struct Journal {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    // Some until drop; taking it disconnects the writer.
+    commands: Option<mpsc::Sender<Command>>,
+    writer: Option<JoinHandle<()>>,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An event encoded for the journal, ready to be chained.
+struct Encoded {
+    time_ms: i64,
+    kind: &'static str,
+    agent: String,
+    session: String,
+    body: String,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, JournalError>>;
+
+enum Command {
+    Append(Encoded, Reply<u64>),
+    Close(Reply<()>),
+    #[cfg(test)]
+    Exec(Box<dyn FnOnce(&Connection) + Send>, oneshot::Sender<()>),
+}
+
+impl Journal {
+    /// Opens the journal at `path`, creating it (and its `.key` file) if needed.
+    ///
+    /// Fails with [`JournalError::Open`] if the file cannot be created or is not a Warden
+    /// journal, and with [`JournalError::Key`] if the key file is unusable.
+    pub fn open(path: &Path, options: JournalOptions) -> Result<Journal, JournalError> {
+        if let Some(parent) = path.parent()
+            && !parent.as_os_str().is_empty()
+            && !parent.is_dir()
+        {
+            return Err(crate::OpenError::new(
+                path,
+                format!("directory {} does not exist", parent.display()),
+            )
+            .into());
+        }
+        if path.is_dir() {
+            return Err(crate::OpenError::new(path, "it is a directory").into());
+        }
+        let key = checkpoint::load_or_create_key(path)?;
+        let conn = store::open_writer(
+            path,
+            options.sync,
+            options.busy_timeout,
+            key.verifying_key().as_bytes(),
+        )?;
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer {
+            conn,
+            key,
+            path: path.to_owned(),
+            max_batch: options.max_batch.max(1),
+            checkpoint_every: options.checkpoint_every,
+            head_error: None,
+        };
+        let handle = std::thread::Builder::new()
+            .name("warden-journal-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| {
+                crate::OpenError::new(path, format!("cannot start the writer thread: {e}"))
+            })?;
+        Ok(Journal {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                commands: Some(tx),
+                writer: Some(handle),
+                closed: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The journal file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Queues `event` for the journal. The returned [`PendingAppend`] resolves to the record's
+    /// sequence number once the record is durably committed, or to an error if it was not
+    /// written. Dropping it does not cancel the append.
+    pub fn append(&self, event: &Event) -> PendingAppend {
+        let encoded = match encode(event) {
+            Ok(e) => e,
+            Err(e) => return PendingAppend::failed(e),
+        };
+        let (tx, rx) = oneshot::channel();
+        match self.send(Command::Append(encoded, tx)) {
+            Ok(()) => PendingAppend { state: Ok(rx) },
+            Err(e) => PendingAppend::failed(e),
+        }
+    }
+
+    /// Waits for every append queued before it, writes a final signed checkpoint, and stops
+    /// the writer. Later appends through any clone fail with [`JournalError::Closed`].
+    ///
+    /// Also reports a failure to update the `.head` file since the journal was opened.
+    pub async fn close(&self) -> Result<(), JournalError> {
+        let rx = self.start_close()?;
+        rx.await.unwrap_or(Err(JournalError::WriterGone))
+    }
+
+    /// [`Journal::close`] for synchronous callers. Must not be called from async code.
+    pub fn close_blocking(&self) -> Result<(), JournalError> {
+        let rx = self.start_close()?;
+        rx.blocking_recv().unwrap_or(Err(JournalError::WriterGone))
+    }
+
+    fn start_close(&self) -> Result<oneshot::Receiver<Result<(), JournalError>>, JournalError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Close(tx))?;
+        self.inner.closed.store(true, Ordering::SeqCst);
+        Ok(rx)
+    }
+
+    fn send(&self, command: Command) -> Result<(), JournalError> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(JournalError::Closed);
+        }
+        let commands = self.inner.commands.as_ref().ok_or(JournalError::Closed)?;
+        // The writer only hangs up after a close (or a panic).
+        commands.send(command).map_err(|_| JournalError::Closed)
+    }
+
+    /// Runs `f` on the writer's connection, between batches; the receiver fires once it has
+    /// run (tests only: simulating failures). While `f` blocks, appends queue up and are then
+    /// committed together in one batch.
+    #[cfg(test)]
+    pub(crate) fn on_writer(
+        &self,
+        f: impl FnOnce(&Connection) + Send + 'static,
+    ) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Exec(Box::new(f), tx)).unwrap();
+        rx
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Hanging up lets the writer drain what is queued, checkpoint, and return.
+        drop(self.commands.take());
+        if let Some(handle) = self.writer.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn encode(event: &Event) -> Result<Encoded, JournalError> {
+    let body = serde_json::to_value(&event.body)?;
+    Ok(Encoded {
+        time_ms: event.time_ms,
+        kind: event.body.kind(),
+        agent: event.agent.as_str().to_owned(),
+        session: event.session.as_str().to_owned(),
+        body: warden_core::redact::canonical_json(&body),
+    })
+}
+
+/// An append on its way to disk. Await it, or call [`PendingAppend::wait`] from synchronous
+/// code.
+#[must_use = "an append is only known to be durable once its PendingAppend resolves"]
+pub struct PendingAppend {
+    state: Result<oneshot::Receiver<Result<u64, JournalError>>, Option<JournalError>>,
+}
+
+impl std::fmt::Debug for PendingAppend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingAppend").finish_non_exhaustive()
+    }
+}
+
+impl PendingAppend {
+    fn failed(e: JournalError) -> Self {
+        Self {
+            state: Err(Some(e)),
+        }
+    }
+
+    /// Blocks until the record is committed (its seq) or refused. Must not be called from
+    /// async code (it would block the runtime); await the `PendingAppend` there.
+    pub fn wait(self) -> Result<u64, JournalError> {
+        match self.state {
+            Ok(rx) => rx.blocking_recv().unwrap_or(Err(JournalError::WriterGone)),
+            Err(e) => Err(e.unwrap_or(JournalError::WriterGone)),
+        }
+    }
+}
+
+impl Future for PendingAppend {
+    type Output = Result<u64, JournalError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().state {
+            Ok(rx) => Pin::new(rx)
+                .poll(cx)
+                .map(|r| r.unwrap_or(Err(JournalError::WriterGone))),
+            Err(e) => Poll::Ready(Err(e.take().unwrap_or(JournalError::WriterGone))),
+        }
+    }
+}
+
+// === impl Writer ===
+
+struct Writer {
+    conn: Connection,
+    key: SigningKey,
+    path: PathBuf,
+    max_batch: usize,
+    checkpoint_every: u64,
+    head_error: Option<std::io::Error>,
+}
+
+impl Writer {
+    fn run(mut self, rx: mpsc::Receiver<Command>) {
+        let mut batch: Vec<(Encoded, Reply<u64>)> = Vec::with_capacity(self.max_batch);
+        loop {
+            let mut close = None;
+            let mut hung_up = false;
+            match rx.recv() {
+                Ok(command) => self.take(command, &mut batch, &mut close),
+                Err(mpsc::RecvError) => hung_up = true,
+            }
+            while close.is_none() && !hung_up && batch.len() < self.max_batch {
+                match rx.try_recv() {
+                    Ok(command) => self.take(command, &mut batch, &mut close),
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => hung_up = true,
+                }
+            }
+            if !batch.is_empty() {
+                self.commit(&mut batch);
+            }
+            if let Some(reply) = close {
+                let result = self.final_checkpoint();
+                let _ = reply.send(result);
+                // Whatever was queued after the close is refused, not silently dropped.
+                for command in rx.try_iter() {
+                    self.refuse(command);
+                }
+                return;
+            }
+            if hung_up {
+                // Every handle is gone; nobody can be told about a failure here.
+                let _ = self.final_checkpoint();
+                return;
+            }
+        }
+    }
+
+    fn take(
+        &mut self,
+        command: Command,
+        batch: &mut Vec<(Encoded, Reply<u64>)>,
+        close: &mut Option<Reply<()>>,
+    ) {
+        match command {
+            Command::Append(encoded, reply) => batch.push((encoded, reply)),
+            Command::Close(reply) => *close = Some(reply),
+            #[cfg(test)]
+            Command::Exec(f, done) => {
+                // Keep order: whatever was queued before runs first.
+                if !batch.is_empty() {
+                    self.commit(batch);
+                }
+                f(&self.conn);
+                let _ = done.send(());
+            }
+        }
+    }
+
+    fn refuse(&self, command: Command) {
+        match command {
+            Command::Append(_, reply) => {
+                let _ = reply.send(Err(JournalError::Closed));
+            }
+            Command::Close(reply) => {
+                let _ = reply.send(Err(JournalError::Closed));
+            }
+            #[cfg(test)]
+            Command::Exec(_, done) => drop(done),
+        }
+    }
+
+    /// Commits `batch` in one transaction and answers every append in it.
+    fn commit(&mut self, batch: &mut Vec<(Encoded, Reply<u64>)>) {
+        match self.insert(batch) {
+            Ok((first_seq, checkpoint)) => {
+                for (i, (_, reply)) in batch.drain(..).enumerate() {
+                    let _ = reply.send(Ok(first_seq + i as u64));
+                }
+                if let Some(cp) = checkpoint {
+                    self.update_head(&cp);
+                }
+            }
+            Err(e) => {
+                // The transaction was rolled back when it dropped: nothing of this batch is
+                // in the file, and the tail is re-read from the file next time.
+                let err = CommitError::from_sqlite(&e, batch.len());
+                for (_, reply) in batch.drain(..) {
+                    let _ = reply.send(Err(JournalError::Commit(err.clone())));
+                }
+            }
+        }
+    }
+
+    fn insert(
+        &mut self,
+        batch: &[(Encoded, Reply<u64>)],
+    ) -> rusqlite::Result<(u64, Option<Checkpoint>)> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // INVARIANT: the tail is read under the write lock, so it is the true tail even when
+        // other processes append to the same file.
+        let (before, mut hash) = store::tail(&tx)?;
+        let mut seq = before;
+        {
+            let mut insert = tx.prepare_cached(INSERT_RECORD)?;
+            for (e, _) in batch {
+                seq += 1;
+                let prev = hash;
+                hash = record_hash(
+                    &prev,
+                    &RecordFields {
+                        seq,
+                        time_ms: e.time_ms,
+                        kind: e.kind.as_bytes(),
+                        agent: e.agent.as_bytes(),
+                        session: e.session.as_bytes(),
+                        body: e.body.as_bytes(),
+                    },
+                );
+                insert.execute(params![
+                    seq_to_sql(seq),
+                    e.time_ms,
+                    e.kind,
+                    e.agent,
+                    e.session,
+                    e.body,
+                    &prev[..],
+                    &hash[..],
+                ])?;
+            }
+        }
+        let every = self.checkpoint_every;
+        let checkpoint = if every > 0 && seq / every > before / every {
+            let cp = Checkpoint::sign(&self.key, seq, hash, now_ms());
+            insert_checkpoint(&tx, &cp)?;
+            Some(cp)
+        } else {
+            None
+        };
+        tx.commit()?;
+        Ok((before + 1, checkpoint))
+    }
+
+    /// Signs the current tail (if no checkpoint names it yet) and updates the head file.
+    fn final_checkpoint(&mut self) -> Result<(), JournalError> {
+        let cp = {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| CommitError::from_sqlite(&e, 0))?;
+            let (seq, hash) = store::tail(&tx).map_err(|e| CommitError::from_sqlite(&e, 0))?;
+            if seq == 0 {
+                return self.head_error.take().map_or(Ok(()), |source| {
+                    Err(JournalError::Head {
+                        path: checkpoint::sibling(&self.path, ".head"),
+                        source,
+                    })
+                });
+            }
+            let existing = existing_checkpoint(&tx, seq)?;
+            let cp = match existing {
+                Some(cp) => cp,
+                None => {
+                    let cp = Checkpoint::sign(&self.key, seq, hash, now_ms());
+                    insert_checkpoint(&tx, &cp).map_err(|e| CommitError::from_sqlite(&e, 0))?;
+                    cp
+                }
+            };
+            tx.commit().map_err(|e| CommitError::from_sqlite(&e, 0))?;
+            cp
+        };
+        self.update_head(&cp);
+        match self.head_error.take() {
+            None => Ok(()),
+            Some(source) => Err(JournalError::Head {
+                path: checkpoint::sibling(&self.path, ".head"),
+                source,
+            }),
+        }
+    }
+
+    fn update_head(&mut self, cp: &Checkpoint) {
+        // The records are committed whatever happens here; a failure is reported on close.
+        if let Err(e) = checkpoint::write_head(&self.path, cp) {
+            self.head_error = Some(e);
+        }
+    }
+}
+
+fn insert_checkpoint(conn: &Connection, cp: &Checkpoint) -> rusqlite::Result<()> {
+    conn.prepare_cached(INSERT_CHECKPOINT)?.execute(params![
+        seq_to_sql(cp.seq),
+        &cp.hash[..],
+        cp.time_ms,
+        &cp.signature[..],
+    ])?;
+    Ok(())
+}
+
+fn existing_checkpoint(conn: &Connection, seq: u64) -> Result<Option<Checkpoint>, JournalError> {
+    let row: Option<(Vec<u8>, i64, Vec<u8>)> = conn
+        .query_row(
+            "SELECT hash, time_ms, signature FROM checkpoints WHERE seq = ?1",
+            params![seq_to_sql(seq)],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let Some((hash, time_ms, signature)) = row else {
+        return Ok(None);
+    };
+    let malformed = || JournalError::Malformed {
+        seq,
+        detail: "checkpoint hash or signature has the wrong length".into(),
+    };
+    Ok(Some(Checkpoint {
+        seq,
+        hash: hash.try_into().map_err(|_| malformed())?,
+        time_ms,
+        signature: signature.try_into().map_err(|_| malformed())?,
+    }))
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::sync::mpsc as std_mpsc;
+
+    use super::*;
+    use crate::testing::{decision, fast_options, journal_with};
+    use crate::{CommitFailure, JournalReader, Query, verify};
+
+    fn assert_intact(path: &Path, records: u64) {
+        let report = verify(path).unwrap();
+        assert_eq!(report.breach, None);
+        assert_eq!(report.records_checked, records);
+        assert_eq!(report.last_seq, records);
+    }
+
+    /// Blocks the writer until the returned sender is dropped or signalled, after running
+    /// `f`. Appends made meanwhile form one batch.
+    fn hold_writer(
+        journal: &Journal,
+        f: impl FnOnce(&Connection) + Send + 'static,
+    ) -> (std_mpsc::Sender<()>, oneshot::Receiver<()>) {
+        let (release, gate) = std_mpsc::channel::<()>();
+        let done = journal.on_writer(move |conn| {
+            f(conn);
+            let _ = gate.recv();
+        });
+        (release, done)
+    }
+
+    #[test]
+    fn appends_in_flight_get_consecutive_seqs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let journal = Journal::open(&path, JournalOptions::default()).unwrap();
+        let pending: Vec<_> = (0..500)
+            .map(|i| journal.append(&decision("alice", i)))
+            .collect();
+        let seqs: Vec<u64> = pending.into_iter().map(|p| p.wait().unwrap()).collect();
+        assert_eq!(seqs, (1..=500).collect::<Vec<_>>());
+        journal.close_blocking().unwrap();
+        assert_intact(&path, 500);
+    }
+
+    #[test]
+    fn append_is_awaitable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let journal = Journal::open(&path, fast_options()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            assert_eq!(journal.append(&decision("a", 1)).await.unwrap(), 1);
+            assert_eq!(journal.append(&decision("a", 2)).await.unwrap(), 2);
+            journal.close().await.unwrap();
+            assert!(matches!(
+                journal.append(&decision("a", 3)).await,
+                Err(JournalError::Closed)
+            ));
+        });
+        assert_intact(&path, 2);
+    }
+
+    #[test]
+    fn two_journals_on_one_file_keep_one_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let options = JournalOptions {
+            checkpoint_every: 100,
+            ..fast_options()
+        };
+        let a = Journal::open(&path, options.clone()).unwrap();
+        let b = Journal::open(&path, options).unwrap();
+        let run = |journal: Journal, agent: &'static str| {
+            std::thread::spawn(move || {
+                // Several in flight at once, so batches of both writers interleave.
+                let mut seqs = Vec::new();
+                for round in 0..50 {
+                    let pending: Vec<_> = (0..8)
+                        .map(|i| journal.append(&decision(agent, round * 8 + i)))
+                        .collect();
+                    seqs.extend(pending.into_iter().map(|p| p.wait().unwrap()));
+                }
+                journal.close_blocking().unwrap();
+                seqs
+            })
+        };
+        let ta = run(a, "alice");
+        let tb = run(b, "bob");
+        let mut all: BTreeSet<u64> = ta.join().unwrap().into_iter().collect();
+        let from_b = tb.join().unwrap();
+        for s in &from_b {
+            assert!(all.insert(*s), "seq {s} given to both writers");
+        }
+        assert_eq!(all, (1..=800).collect());
+        assert_intact(&path, 800);
+        let reader = JournalReader::open(&path).unwrap();
+        let bobs = reader
+            .records(&Query {
+                agent: Some(warden_core::AgentId::new("bob").unwrap()),
+                limit: 10_000,
+                ..Query::default()
+            })
+            .unwrap();
+        let bob_seqs: BTreeSet<u64> = bobs.iter().map(|r| r.seq).collect();
+        assert_eq!(bob_seqs, from_b.into_iter().collect());
+    }
+
+    #[test]
+    fn full_disk_fails_every_append_of_the_batch_then_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let journal = journal_with(&path, 3, fast_options());
+        // Cap the file at its current size, so the next batch needs a page it cannot have.
+        let (release, done) = hold_writer(&journal, |conn| {
+            let pages: i64 = conn
+                .query_row("PRAGMA page_count", [], |r| r.get(0))
+                .unwrap();
+            conn.pragma_update(None, "max_page_count", pages).unwrap();
+        });
+        let pending: Vec<_> = (0..200)
+            .map(|i| journal.append(&decision("alice", 100 + i)))
+            .collect();
+        release.send(()).unwrap();
+        done.blocking_recv().unwrap();
+        for p in pending {
+            match p.wait() {
+                Err(JournalError::Commit(e)) => {
+                    assert_eq!(e.failure, CommitFailure::DiskFull, "{e}");
+                    assert_eq!(e.records, 200);
+                }
+                other => panic!("expected a disk-full commit error, got {other:?}"),
+            }
+        }
+        // Space comes back: the writer kept running and the chain did not advance.
+        journal
+            .on_writer(|conn| {
+                conn.pragma_update(None, "max_page_count", 1_000_000_000i64)
+                    .unwrap();
+            })
+            .blocking_recv()
+            .unwrap();
+        assert_eq!(journal.append(&decision("alice", 4)).wait().unwrap(), 4);
+        journal.close_blocking().unwrap();
+        assert_intact(&path, 4);
+    }
+
+    #[test]
+    fn read_only_connection_fails_the_batch_then_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let journal = journal_with(&path, 2, fast_options());
+        let (release, done) = hold_writer(&journal, |conn| {
+            conn.pragma_update(None, "query_only", true).unwrap();
+        });
+        let pending: Vec<_> = (0..5).map(|i| journal.append(&decision("a", i))).collect();
+        release.send(()).unwrap();
+        done.blocking_recv().unwrap();
+        for p in pending {
+            match p.wait() {
+                Err(JournalError::Commit(e)) => {
+                    assert_eq!(e.failure, CommitFailure::ReadOnly, "{e}");
+                    assert_eq!(e.records, 5);
+                }
+                other => panic!("expected a read-only commit error, got {other:?}"),
+            }
+        }
+        journal
+            .on_writer(|conn| conn.pragma_update(None, "query_only", false).unwrap())
+            .blocking_recv()
+            .unwrap();
+        assert_eq!(journal.append(&decision("a", 9)).wait().unwrap(), 3);
+        journal.close_blocking().unwrap();
+        assert_intact(&path, 3);
+    }
+
+    #[test]
+    fn locked_file_fails_after_busy_timeout_then_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let options = JournalOptions {
+            busy_timeout: Duration::from_millis(20),
+            ..fast_options()
+        };
+        let journal = journal_with(&path, 2, options);
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        match journal.append(&decision("a", 3)).wait() {
+            Err(JournalError::Commit(e)) => {
+                assert_eq!(e.failure, CommitFailure::Locked, "{e}");
+                assert_eq!(e.records, 1);
+            }
+            other => panic!("expected a locked commit error, got {other:?}"),
+        }
+        other.execute_batch("ROLLBACK").unwrap();
+        assert_eq!(journal.append(&decision("a", 4)).wait().unwrap(), 3);
+        journal.close_blocking().unwrap();
+        assert_intact(&path, 3);
+    }
+
+    #[test]
+    fn real_full_filesystem_when_mount_is_permitted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mnt = dir.path().join("small");
+        std::fs::create_dir(&mnt).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=512k", "tmpfs"])
+            .arg(&mnt)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("skipped: mounting a small tmpfs is not permitted here");
+            return;
+        }
+        struct Unmount(PathBuf);
+        impl Drop for Unmount {
+            fn drop(&mut self) {
+                let _ = std::process::Command::new("umount").arg(&self.0).status();
+            }
+        }
+        let _unmount = Unmount(mnt.clone());
+        let path = mnt.join("j.db");
+        let journal = Journal::open(&path, JournalOptions::default()).unwrap();
+        let mut committed = 0;
+        let mut failures = 0;
+        // The writer may split one round into several batches; each batch commits or fails
+        // as a whole, so successes and failures are counted one by one.
+        for round in 0..10_000u64 {
+            let pending: Vec<_> = (0..50)
+                .map(|i| journal.append(&decision("alice", round * 50 + i)))
+                .collect();
+            for result in pending.into_iter().map(PendingAppend::wait) {
+                match result {
+                    Ok(seq) => {
+                        committed += 1;
+                        assert_eq!(seq, committed, "a failed record advanced the chain");
+                    }
+                    Err(JournalError::Commit(e)) => {
+                        assert_eq!(e.failure, CommitFailure::DiskFull, "{e}");
+                        failures += 1;
+                    }
+                    Err(e) => panic!("unexpected error {e}"),
+                }
+            }
+            if failures > 0 {
+                break;
+            }
+        }
+        assert!(failures > 0, "a 512 KiB filesystem never filled up");
+        drop(journal);
+        let report = verify(&path).unwrap();
+        assert_eq!(report.records_checked, committed);
+    }
+
+    #[test]
+    fn checkpoints_every_n_records_and_on_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let journal = Journal::open(
+            &path,
+            JournalOptions {
+                checkpoint_every: 10,
+                ..fast_options()
+            },
+        )
+        .unwrap();
+        for i in 1..=25 {
+            assert_eq!(journal.append(&decision("a", i)).wait().unwrap(), i);
+        }
+        journal.close_blocking().unwrap();
+        let report = verify(&path).unwrap();
+        assert_eq!(report.breach, None);
+        assert_eq!(report.checkpoints_checked, 3); // 10, 20, and 25 on close
+        assert_eq!(report.head_seq, Some(25));
+    }
+
+    #[test]
+    fn dropping_every_handle_drains_and_stops_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let journal = Journal::open(&path, fast_options()).unwrap();
+        let clone = journal.clone();
+        let pending: Vec<_> = (1..=20).map(|i| clone.append(&decision("a", i))).collect();
+        drop(journal);
+        drop(clone); // joins the writer thread
+        let seqs: Vec<u64> = pending.into_iter().map(|p| p.wait().unwrap()).collect();
+        assert_eq!(seqs, (1..=20).collect::<Vec<_>>());
+        let report = verify(&path).unwrap();
+        assert_eq!(report.breach, None);
+        assert_eq!(report.head_seq, Some(20));
+    }
+
+    #[test]
+    fn reopening_continues_the_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        journal_with(&path, 3, fast_options())
+            .close_blocking()
+            .unwrap();
+        let journal = Journal::open(&path, fast_options()).unwrap();
+        assert_eq!(journal.append(&decision("a", 4)).wait().unwrap(), 4);
+        journal.close_blocking().unwrap();
+        assert_intact(&path, 4);
+    }
+
+    #[test]
+    fn opening_what_cannot_be_a_journal_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing_dir = dir.path().join("nope").join("j.db");
+        let err = Journal::open(&missing_dir, fast_options()).unwrap_err();
+        assert!(matches!(err, JournalError::Open(_)), "{err}");
+        assert!(err.to_string().contains("does not exist"), "{err}");
+
+        let err = Journal::open(dir.path(), fast_options()).unwrap_err();
+        assert!(err.to_string().contains("directory"), "{err}");
+
+        let garbage = dir.path().join("garbage.db");
+        std::fs::write(&garbage, vec![0x42u8; 8192]).unwrap();
+        let err = Journal::open(&garbage, fast_options()).unwrap_err();
+        assert!(matches!(err, JournalError::Open(_)), "{err}");
+        assert!(err.to_string().contains("not a database"), "{err}");
+
+        let other = dir.path().join("other.db");
+        Connection::open(&other)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x)")
+            .unwrap();
+        assert!(crate::JournalReader::open(&other).is_err());
+        assert!(verify(&dir.path().join("absent.db")).is_err());
+    }
+
+    #[test]
+    fn refuses_a_key_file_others_can_read() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        journal_with(&path, 1, fast_options())
+            .close_blocking()
+            .unwrap();
+        let key = checkpoint::sibling(&path, ".key");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let err = Journal::open(&path, fast_options()).unwrap_err();
+        assert!(matches!(err, JournalError::Key(_)), "{err}");
+    }
+
+    #[test]
+    fn refuses_a_key_that_did_not_sign_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        journal_with(&path, 1, fast_options())
+            .close_blocking()
+            .unwrap();
+        std::fs::remove_file(checkpoint::sibling(&path, ".key")).unwrap();
+        let err = Journal::open(&path, fast_options()).unwrap_err();
+        assert!(err.to_string().contains("another key"), "{err}");
+    }
+}

@@ -1,0 +1,201 @@
+//! The SQLite file: schema, connections, and the chain's tail.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use crate::chain::{GENESIS, Hash};
+use crate::error::OpenError;
+
+/// Schema version written to `meta` on creation; a journal with another version is refused.
+const FORMAT: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS records (
+    seq       INTEGER PRIMARY KEY,
+    time_ms   INTEGER NOT NULL,
+    kind      TEXT NOT NULL,
+    agent     TEXT NOT NULL,
+    session   TEXT NOT NULL,
+    body      TEXT NOT NULL,
+    prev_hash BLOB NOT NULL,
+    hash      BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_agent_seq ON records (agent, seq);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    seq       INTEGER PRIMARY KEY,
+    hash      BLOB NOT NULL,
+    time_ms   INTEGER NOT NULL,
+    signature BLOB NOT NULL
+);
+";
+
+pub(crate) const INSERT_RECORD: &str = "INSERT INTO records \
+    (seq, time_ms, kind, agent, session, body, prev_hash, hash) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+
+pub(crate) const INSERT_CHECKPOINT: &str =
+    "INSERT OR IGNORE INTO checkpoints (seq, hash, time_ms, signature) VALUES (?1, ?2, ?3, ?4)";
+
+/// How hard each commit insists on reaching the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncMode {
+    /// `synchronous=FULL`: a committed record survives a crash of Warden and a power loss.
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: a committed record survives a crash of Warden, but the last
+    /// commits before a power loss or kernel crash may be lost (the chain stays valid).
+    Normal,
+}
+
+/// Opens (creating if needed) the writer's connection and makes sure the schema is in place
+/// and the stored public key is `public_key`.
+pub(crate) fn open_writer(
+    path: &Path,
+    sync: SyncMode,
+    busy_timeout: Duration,
+    public_key: &[u8; 32],
+) -> Result<Connection, OpenError> {
+    let sqlite = |e| OpenError::sqlite(path, e);
+    if path.is_dir() {
+        return Err(OpenError::new(path, "it is a directory"));
+    }
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut conn = Connection::open_with_flags(path, flags).map_err(sqlite)?;
+    conn.busy_timeout(busy_timeout).map_err(sqlite)?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .map_err(sqlite)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(OpenError::new(
+            path,
+            format!("cannot switch to WAL mode (journal_mode is {mode})"),
+        ));
+    }
+    let sync_value = match sync {
+        SyncMode::Full => "FULL",
+        SyncMode::Normal => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", sync_value)
+        .map_err(sqlite)?;
+
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(sqlite)?;
+    tx.execute_batch(SCHEMA).map_err(sqlite)?;
+    tx.execute(
+        "INSERT OR IGNORE INTO meta (key, value) VALUES ('format', ?1)",
+        params![FORMAT],
+    )
+    .map_err(sqlite)?;
+    check_format(&tx, path)?;
+    tx.execute(
+        "INSERT OR IGNORE INTO meta (key, value) VALUES ('public_key', ?1)",
+        params![&public_key[..]],
+    )
+    .map_err(sqlite)?;
+    let stored = stored_public_key(&tx).map_err(sqlite)?;
+    if stored.as_deref() != Some(&public_key[..]) {
+        return Err(OpenError::new(
+            path,
+            "the journal was signed with another key than its .key file holds",
+        ));
+    }
+    tx.commit().map_err(sqlite)?;
+    Ok(conn)
+}
+
+/// Opens an existing journal read-only.
+pub(crate) fn open_read_only(path: &Path) -> Result<Connection, OpenError> {
+    let sqlite = |e| OpenError::sqlite(path, e);
+    if !path.exists() {
+        return Err(OpenError::new(path, "no such file"));
+    }
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(sqlite)?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(sqlite)?;
+    let tables: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' \
+             AND name IN ('meta', 'records', 'checkpoints')",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(sqlite)?;
+    if tables != 3 {
+        return Err(OpenError::new(path, "not a Warden journal"));
+    }
+    check_format(&conn, path)?;
+    Ok(conn)
+}
+
+fn check_format(conn: &Connection, path: &Path) -> Result<(), OpenError> {
+    let format: Option<i64> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'format'", [], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(|e| OpenError::sqlite(path, e))?;
+    match format {
+        Some(FORMAT) => Ok(()),
+        Some(other) => Err(OpenError::new(
+            path,
+            format!("journal format {other} is not supported (this Warden reads {FORMAT})"),
+        )),
+        None => Err(OpenError::new(path, "not a Warden journal (no format)")),
+    }
+}
+
+/// The public key stored in `meta`, as raw bytes.
+pub(crate) fn stored_public_key(conn: &Connection) -> rusqlite::Result<Option<Vec<u8>>> {
+    conn.query_row("SELECT value FROM meta WHERE key = 'public_key'", [], |r| {
+        r.get(0)
+    })
+    .optional()
+}
+
+/// The last record's seq and hash, or `(0, GENESIS)` for an empty journal.
+///
+/// INVARIANT: called inside the write transaction, so no other process can append between
+/// this read and our inserts.
+pub(crate) fn tail(conn: &Connection) -> rusqlite::Result<(u64, Hash)> {
+    let row: Option<(i64, Vec<u8>)> = conn
+        .query_row(
+            "SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    match row {
+        None => Ok((0, GENESIS)),
+        Some((seq, hash)) => {
+            let hash: Hash = hash
+                .as_slice()
+                .try_into()
+                .map_err(|_| malformed_tail(seq))?;
+            let seq = u64::try_from(seq).map_err(|_| malformed_tail(seq))?;
+            Ok((seq, hash))
+        }
+    }
+}
+
+fn malformed_tail(seq: i64) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        1,
+        rusqlite::types::Type::Blob,
+        format!("the last record (seq {seq}) has a malformed hash or seq; run verify").into(),
+    )
+}
+
+/// Converts a seq for SQLite, which stores signed 64-bit integers.
+pub(crate) fn seq_to_sql(seq: u64) -> i64 {
+    // INVARIANT: seqs count records one by one from 1; they cannot reach 2^63.
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,195 @@
+//! `warden audit verify` and `warden audit log`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+use warden_core::AgentId;
+use warden_journal::{JournalReader, JournalRecord, Query, verify};
+
+use crate::config::Config;
+
+#[derive(clap::Subcommand)]
+pub enum AuditCommand {
+    /// Prove the journal's hash chain and signed checkpoints intact, or name the first record
+    /// that was altered, removed, reordered or cut off (exit status 1).
+    Verify(Target),
+    /// Print journal records.
+    Log {
+        #[command(flatten)]
+        target: Target,
+        /// Only this agent's records.
+        #[arg(long)]
+        agent: Option<String>,
+        /// Start after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// Keep printing new records as they are written.
+        #[arg(long)]
+        follow: bool,
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct Target {
+    /// The journal file (default: the one named in the configuration).
+    #[arg(long)]
+    journal: Option<PathBuf>,
+    /// The configuration file (default: ./warden.toml if present).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+impl Target {
+    fn path(&self) -> Result<PathBuf> {
+        match &self.journal {
+            Some(p) => Ok(p.clone()),
+            None => Ok(Config::load(self.config.as_deref())?.journal_path()),
+        }
+    }
+}
+
+pub fn run(command: AuditCommand) -> Result<ExitCode> {
+    match command {
+        AuditCommand::Verify(target) => run_verify(&target.path()?),
+        AuditCommand::Log {
+            target,
+            agent,
+            after,
+            follow,
+            json,
+        } => {
+            let agent = agent.map(AgentId::new).transpose()?;
+            run_log(&target.path()?, agent, after, follow, json)
+        }
+    }
+}
+
+fn run_verify(path: &std::path::Path) -> Result<ExitCode> {
+    let report = verify(path).with_context(|| format!("verifying {}", path.display()))?;
+    match &report.breach {
+        None => {
+            println!(
+                "journal {}: intact — {} records, chain verified to #{}, {} signed checkpoints valid",
+                path.display(),
+                report.records_checked,
+                report.last_seq,
+                report.checkpoints_checked,
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(breach) => {
+            println!(
+                "journal {}: TAMPERED — record #{}: {} ({})",
+                path.display(),
+                breach.seq,
+                breach.kind,
+                breach.detail
+            );
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn run_log(
+    path: &std::path::Path,
+    agent: Option<AgentId>,
+    after: u64,
+    follow: bool,
+    json: bool,
+) -> Result<ExitCode> {
+    let reader =
+        JournalReader::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut query = Query {
+        after_seq: after,
+        agent,
+        limit: 1000,
+    };
+    let stdout = std::io::stdout();
+    loop {
+        let records = reader.records(&query)?;
+        let mut out = stdout.lock();
+        for record in &records {
+            let line = if json {
+                serde_json::to_string(record)?
+            } else {
+                render(record)
+            };
+            if writeln!(out, "{line}").is_err() {
+                // The reader went away (a closed pipe): stop quietly.
+                return Ok(ExitCode::SUCCESS);
+            }
+            query.after_seq = record.seq;
+        }
+        let _ = out.flush();
+        if records.len() == query.limit {
+            continue;
+        }
+        if !follow {
+            return Ok(ExitCode::SUCCESS);
+        }
+        // Following polls the file: the journal may be written by other processes.
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// One record as a line a human reads.
+pub fn render(r: &JournalRecord) -> String {
+    let time = chrono::DateTime::from_timestamp_millis(r.time_ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
+        .unwrap_or_else(|| r.time_ms.to_string());
+    let b = &r.body;
+    let s = |k: &str| b.get(k).and_then(Value::as_str).unwrap_or("");
+    let what = match r.kind.as_str() {
+        "decision" => {
+            let policies = b
+                .get("policies")
+                .and_then(Value::as_array)
+                .map(|p| {
+                    p.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            format!(
+                "{:<5} {} {} {}  — {}{}",
+                s("effect").to_uppercase(),
+                s("action"),
+                s("target"),
+                b.get("args").map(Value::to_string).unwrap_or_default(),
+                s("reason"),
+                if policies.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [{policies}]")
+                }
+            )
+        }
+        "outcome" => format!(
+            "outcome of #{}: {}{}",
+            b.get("decision_seq").and_then(Value::as_u64).unwrap_or(0),
+            s("outcome"),
+            if s("detail").is_empty() {
+                String::new()
+            } else {
+                format!(" — {}", s("detail"))
+            }
+        ),
+        "session_started" => format!("session started (server {})", s("server")),
+        "session_ended" => format!("session ended — {}", s("detail")),
+        other => format!("{other} {b}"),
+    };
+    let session: String = r.session.as_str().chars().take(8).collect();
+    format!(
+        "#{:<6} {time}  {:<12} {session}  {what}",
+        r.seq,
+        r.agent.as_str()
+    )
+}

@@ -1,0 +1,7 @@
+//! One module per subcommand.
+
+pub mod audit;
+pub mod demo;
+pub mod init;
+pub mod mcp;
+pub mod policy;
