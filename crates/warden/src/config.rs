@@ -40,6 +40,9 @@ pub struct JournalSection {
     pub sync: SyncSetting,
     #[serde(default = "default_checkpoint_every")]
     pub checkpoint_every: u64,
+    /// How long an append waits for another Warden process holding the journal's write lock.
+    #[serde(default = "default_busy_timeout_ms")]
+    pub busy_timeout_ms: u64,
 }
 
 impl Default for JournalSection {
@@ -48,6 +51,7 @@ impl Default for JournalSection {
             path: default_journal_path(),
             sync: SyncSetting::default(),
             checkpoint_every: default_checkpoint_every(),
+            busy_timeout_ms: default_busy_timeout_ms(),
         }
     }
 }
@@ -115,6 +119,9 @@ fn default_journal_path() -> PathBuf {
 }
 fn default_checkpoint_every() -> u64 {
     10_000
+}
+fn default_busy_timeout_ms() -> u64 {
+    5_000
 }
 fn default_policy_dir() -> PathBuf {
     "policies".into()
@@ -217,6 +224,7 @@ impl Config {
                 SyncSetting::Normal => SyncMode::Normal,
             },
             checkpoint_every: self.journal.checkpoint_every,
+            busy_timeout: Duration::from_millis(self.journal.busy_timeout_ms),
             ..JournalOptions::default()
         }
     }

