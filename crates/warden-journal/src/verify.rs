@@ -106,13 +106,111 @@ pub fn verify(path: &Path) -> Result<VerifyReport, JournalError> {
     result
 }
 
+/// Records hashed per chunk handed to the hashing thread.
+const CHUNK: usize = 2048;
+
+/// Records whose hashes are checked off the reading thread: the bytes each hash covers, back
+/// to back, and for each record its seq, where its bytes end, and its stored hash.
+#[derive(Default)]
+struct Chunk {
+    preimages: Vec<u8>,
+    records: Vec<(u64, usize, Hash)>,
+}
+
+/// The first record whose content does not match its stored hash.
+fn first_mismatch(chunks: std::sync::mpsc::Receiver<Chunk>) -> Option<u64> {
+    for chunk in chunks {
+        let mut start = 0;
+        for &(seq, end, stored) in &chunk.records {
+            if crate::chain::hash_preimage(&chunk.preimages[start..end]) != stored {
+                // Dropping the receiver tells the reading thread to stop.
+                return Some(seq);
+            }
+            start = end;
+        }
+    }
+    None
+}
+
 fn walk(conn: &Connection, path: &Path) -> Result<VerifyReport, JournalError> {
+    // Each record's hash depends only on its own row (its stored prev_hash included), so the
+    // hashing runs on a second thread while this one reads rows and checks the links, seqs
+    // and checkpoints. The first problem is the one with the lowest seq from either side.
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(4);
+        let hasher = scope.spawn(move || first_mismatch(rx));
+        let walked = walk_links(conn, path, tx);
+        let mismatch = hasher.join().unwrap_or(None);
+        let (mut report, in_walk) = walked?;
+        let Some(seq) = mismatch else {
+            return Ok(report);
+        };
+        let hash_first = match &report.breach {
+            None => true,
+            // Found after the walk (cut-off, head): every record problem comes first.
+            Some(_) if !in_walk => true,
+            Some(b) => {
+                seq < b.seq
+                    || (seq == b.seq
+                        && matches!(
+                            b.kind,
+                            BreachKind::CheckpointSignature | BreachKind::CheckpointHash
+                        ))
+            }
+        };
+        if hash_first {
+            // INVARIANT: the link walk reached past `seq` with every link intact, so the
+            // chain is valid up to `seq - 1` and record `seq`'s prev_hash is that record's
+            // hash.
+            let prev: Hash = conn
+                .query_row(
+                    "SELECT prev_hash FROM records WHERE seq = ?1",
+                    [store::seq_to_sql(seq)],
+                    |r| r.get::<_, Vec<u8>>(0),
+                )
+                .ok()
+                .and_then(|v| Hash::try_from(v.as_slice()).ok())
+                .unwrap_or(GENESIS);
+            report.records_checked = seq - 1;
+            report.last_seq = seq - 1;
+            report.last_hash = hex::encode(prev);
+            report.checkpoints_checked = report
+                .checkpoints_checked
+                .min(count_checkpoints_below(conn, seq)?);
+            report.breach = Some(Breach {
+                seq,
+                kind: BreachKind::Altered,
+                detail: format!("record {seq} does not match its hash"),
+            });
+        }
+        Ok(report)
+    })
+}
+
+fn count_checkpoints_below(conn: &Connection, seq: u64) -> Result<u64, JournalError> {
+    let n: i64 = conn.query_row(
+        "SELECT count(*) FROM checkpoints WHERE seq < ?1",
+        [store::seq_to_sql(seq)],
+        |r| r.get(0),
+    )?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// Walks seqs, links and checkpoints, handing hashing to `hasher`. Returns the report and
+/// whether its breach (if any) was found during the walk rather than after it.
+fn walk_links(
+    conn: &Connection,
+    path: &Path,
+    hasher: std::sync::mpsc::SyncSender<Chunk>,
+) -> Result<(VerifyReport, bool), JournalError> {
     let stored_key = store::stored_public_key(conn)?;
     let key: Result<VerifyingKey, String> = match &stored_key {
         None => Err("the journal stores no public key".into()),
         Some(bytes) => <[u8; 32]>::try_from(bytes.as_slice())
             .map_err(|_| "the stored public key is not 32 bytes".to_owned())
-            .and_then(|b| VerifyingKey::from_bytes(&b).map_err(|e| format!("bad public key: {e}"))),
+            .and_then(|b| {
+                VerifyingKey::from_bytes(&b).map_err(|e| format!("bad public key: {e}"))
+            }),
     };
     let checkpoints = load_checkpoints(conn)?;
     let head = checkpoint::read_head(path);
@@ -125,9 +223,6 @@ fn walk(conn: &Connection, path: &Path) -> Result<VerifyReport, JournalError> {
         head_seq: head.as_ref().ok().and_then(|h| h.as_ref().map(|h| h.seq)),
         public_key: stored_key.as_ref().map(hex::encode),
         breach: None,
-    };
-    let breach = |report: &mut VerifyReport, seq, kind, detail: String| {
-        report.breach = Some(Breach { seq, kind, detail });
     };
     let check = |cp: &Checkpoint, what: &str, record: &Hash| -> Option<(BreachKind, String)> {
         match &key {
@@ -147,21 +242,23 @@ fn walk(conn: &Connection, path: &Path) -> Result<VerifyReport, JournalError> {
         }
     };
 
+    let mut found: Option<(u64, BreachKind, String)> = None;
     let mut next_cp = 0;
     let mut expected: u64 = 1;
     let mut prev: Hash = GENESIS;
+    let mut chunk = Chunk::default();
     let mut stmt = conn.prepare(
         "SELECT seq, time_ms, kind, agent, session, body, prev_hash, hash \
          FROM records ORDER BY seq",
     )?;
     let mut rows = stmt.query([])?;
-    while let Some(row) = rows.next()? {
+    'rows: while let Some(row) = rows.next()? {
         let seq = match row.get_ref(0)? {
             ValueRef::Integer(s) if s > 0 => s as u64,
             other => {
                 let detail = format!("a record has an invalid seq {other:?}");
-                breach(&mut report, expected, BreachKind::Altered, detail);
-                return Ok(report);
+                found = Some((expected, BreachKind::Altered, detail));
+                break;
             }
         };
         if seq != expected {
@@ -170,40 +267,41 @@ fn walk(conn: &Connection, path: &Path) -> Result<VerifyReport, JournalError> {
             } else {
                 format!("records {expected} to {} are missing", seq - 1)
             };
-            breach(&mut report, expected, BreachKind::Removed, detail);
-            return Ok(report);
+            found = Some((expected, BreachKind::Removed, detail));
+            break;
         }
-        let fields = match read_fields(row, seq) {
+        let (fields, stored_prev, stored_hash) = match read_fields(row, seq) {
             Ok(f) => f,
             Err(detail) => {
-                breach(&mut report, seq, BreachKind::Altered, detail);
-                return Ok(report);
+                found = Some((seq, BreachKind::Altered, detail));
+                break;
             }
         };
-        let (fields, stored_prev, stored_hash) = fields;
-        let computed = record_hash(&stored_prev, &fields);
         if stored_prev != prev {
             let (kind, detail) =
                 diagnose_broken_link(conn, seq, &prev, &fields, &stored_prev, &stored_hash)?;
-            breach(&mut report, seq, kind, detail);
-            return Ok(report);
+            found = Some((seq, kind, detail));
+            break;
         }
-        if computed != stored_hash {
-            let detail = format!("record {seq} does not match its hash");
-            breach(&mut report, seq, BreachKind::Altered, detail);
-            return Ok(report);
+        crate::chain::push_preimage(&stored_prev, &fields, &mut chunk.preimages);
+        chunk
+            .records
+            .push((seq, chunk.preimages.len(), stored_hash));
+        if chunk.records.len() == CHUNK && hasher.send(std::mem::take(&mut chunk)).is_err() {
+            // The hasher found a mismatch in what it was sent; that comes first.
+            break;
         }
         // INVARIANT: checkpoints are sorted by seq and records arrive in seq order without
         // gaps, so every checkpoint naming an existing record is met here exactly once.
         while let Some(cp) = checkpoints.get(next_cp).filter(|cp| cp.seq <= seq) {
             next_cp += 1;
-            let found = match &cp.parsed {
+            let problem = match &cp.parsed {
                 Err(why) => Some((BreachKind::CheckpointSignature, why.clone())),
                 Ok(parsed) => check(parsed, &format!("checkpoint {}", cp.seq), &stored_hash),
             };
-            if let Some((kind, detail)) = found {
-                breach(&mut report, cp.seq, kind, detail);
-                return Ok(report);
+            if let Some((kind, detail)) = problem {
+                found = Some((cp.seq, kind, detail));
+                break 'rows;
             }
             report.checkpoints_checked += 1;
         }
@@ -211,16 +309,26 @@ fn walk(conn: &Connection, path: &Path) -> Result<VerifyReport, JournalError> {
             && h.seq == seq
             && let Some((kind, detail)) = check(h, "the head file", &stored_hash)
         {
-            breach(&mut report, seq, kind, detail);
-            return Ok(report);
+            found = Some((seq, kind, detail));
+            break;
         }
         prev = stored_hash;
         report.records_checked += 1;
         report.last_seq = seq;
         expected = seq + 1;
     }
+    // The hasher may already have hung up; its answer is collected by the caller.
+    let _ = hasher.send(chunk);
+    drop(hasher);
     report.last_hash = hex::encode(prev);
+    if let Some((seq, kind, detail)) = found {
+        report.breach = Some(Breach { seq, kind, detail });
+        return Ok((report, true));
+    }
     let last = report.last_seq;
+    let mut breach = |seq, kind, detail| {
+        report.breach = Some(Breach { seq, kind, detail });
+    };
 
     if let Some(cp) = checkpoints.get(next_cp) {
         let (kind, detail) = match &cp.parsed {
@@ -241,18 +349,11 @@ fn walk(conn: &Connection, path: &Path) -> Result<VerifyReport, JournalError> {
         } else {
             cp.seq
         };
-        breach(&mut report, seq, kind, detail);
-        return Ok(report);
+        breach(seq, kind, detail);
+        return Ok((report, false));
     }
     match &head {
-        Err(why) => {
-            breach(
-                &mut report,
-                last,
-                BreachKind::CheckpointSignature,
-                why.clone(),
-            );
-        }
+        Err(why) => breach(last, BreachKind::CheckpointSignature, why.clone()),
         Ok(Some(h)) if h.seq > last => {
             let (kind, detail) = check(h, "the head file", &h.hash).unwrap_or((
                 BreachKind::CutOff,
@@ -266,12 +367,11 @@ fn walk(conn: &Connection, path: &Path) -> Result<VerifyReport, JournalError> {
             } else {
                 h.seq
             };
-            breach(&mut report, seq, kind, detail);
+            breach(seq, kind, detail);
         }
         Ok(None) if !checkpoints.is_empty() => {
             let newest = checkpoints.last().map_or(0, |c| c.seq);
             breach(
-                &mut report,
                 newest,
                 BreachKind::HeadMissing,
                 "the journal has checkpoints but its .head file is missing".into(),
@@ -279,7 +379,7 @@ fn walk(conn: &Connection, path: &Path) -> Result<VerifyReport, JournalError> {
         }
         Ok(_) => {}
     }
-    Ok(report)
+    Ok((report, false))
 }
 
 type Fields<'a> = (RecordFields<'a>, Hash, Hash);
@@ -509,6 +609,39 @@ mod tests {
         fs::remove_file(&head).unwrap();
         let b = breach_of(&path);
         assert_eq!(b.kind, BreachKind::HeadMissing);
+    }
+
+    #[test]
+    fn alteration_deep_in_a_long_journal_stops_the_walk_at_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let n = 3 * CHUNK as u64 + 17;
+        journal_with(&path, n, fast_options())
+            .close_blocking()
+            .unwrap();
+        let intact = verify(&path).unwrap();
+        assert!(intact.is_intact());
+        assert_eq!(intact.records_checked, n);
+        let target = CHUNK as u64 + 5;
+        tamper_conn(&path)
+            .execute(
+                "UPDATE records SET body = body || ' ' WHERE seq = ?1",
+                [target as i64],
+            )
+            .unwrap();
+        let report = verify(&path).unwrap();
+        let b = report.breach.unwrap();
+        assert_eq!((b.seq, b.kind), (target, BreachKind::Altered));
+        assert_eq!(report.records_checked, target - 1);
+        let reader = crate::JournalReader::open(&path).unwrap();
+        let before = reader
+            .records(&crate::Query {
+                after_seq: target - 2,
+                limit: 1,
+                ..crate::Query::default()
+            })
+            .unwrap();
+        assert_eq!(report.last_hash, before[0].hash);
     }
 
     // === the tampering property ===
