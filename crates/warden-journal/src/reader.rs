@@ -146,8 +146,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j.db");
         let journal = Journal::open(&path, fast_options()).unwrap();
-        for i in 1..=10 {
-            let agent = if i % 2 == 0 { "bob" } else { "alice" };
+        for i in 1..=10u64 {
+            let agent = if i.is_multiple_of(2) { "bob" } else { "alice" };
             journal.append(&decision(agent, i)).wait().unwrap();
         }
         let reader = JournalReader::open(&path).unwrap();

@@ -18,7 +18,7 @@ pub(crate) fn decision(agent: &str, i: u64) -> Event {
             target: "fs/read_file".into(),
             args_digest: format!("sha256:{:064x}", i),
             args: json!({"path": format!("/srv/data/report-{i}.csv"), "max_bytes": 65536}),
-            effect: if i % 3 == 0 {
+            effect: if i.is_multiple_of(3) {
                 Effect::Deny
             } else {
                 Effect::Allow

@@ -208,9 +208,7 @@ fn walk_links(
         None => Err("the journal stores no public key".into()),
         Some(bytes) => <[u8; 32]>::try_from(bytes.as_slice())
             .map_err(|_| "the stored public key is not 32 bytes".to_owned())
-            .and_then(|b| {
-                VerifyingKey::from_bytes(&b).map_err(|e| format!("bad public key: {e}"))
-            }),
+            .and_then(|b| VerifyingKey::from_bytes(&b).map_err(|e| format!("bad public key: {e}"))),
     };
     let checkpoints = load_checkpoints(conn)?;
     let head = checkpoint::read_head(path);
@@ -761,7 +759,7 @@ mod tests {
             let mut pending = Vec::new();
             for (i, e) in events.iter().enumerate() {
                 pending.push(journal.append(e));
-                if i % 3 == 0 {
+                if i.is_multiple_of(3) {
                     for p in pending.drain(..) {
                         p.wait().unwrap();
                     }

@@ -18,7 +18,7 @@ pub const META_KEY: &str = "warden/decision";
 pub fn refusal_result(agent: &AgentId, verdict: &Verdict) -> Value {
     let d = &verdict.decision;
     let grounds = if d.policies.is_empty() {
-        "no policy permits it (default deny)".to_owned()
+        "default deny".to_owned()
     } else {
         format!("policy {}", d.policies.join(", "))
     };
@@ -35,7 +35,7 @@ pub fn refusal_result(agent: &AgentId, verdict: &Verdict) -> Value {
         .seq
         .map_or_else(String::new, |seq| format!(" Journal record #{seq}."));
     let text = format!(
-        "Warden refused this call to \"{}\": {}. Decided by {grounds}. {next}{record}",
+        "Warden refused this call to \"{}\": {} ({grounds}). {next}{record}",
         verdict.target, d.reason
     );
     json!({
