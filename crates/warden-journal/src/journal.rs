@@ -116,6 +116,19 @@ impl Journal {
             options.busy_timeout,
             key.verifying_key().as_bytes(),
         )?;
+        // A new journal gets a head file naming the genesis before its first record, so that
+        // from then on a missing head file can only mean tampering, and a head update that
+        // fails later (a full disk) leaves an older head, never none.
+        if matches!(checkpoint::read_head(path), Ok(None)) {
+            let (last, _) = store::tail(&conn)
+                .map_err(|e| crate::OpenError::new(path, format!("cannot read the tail: {e}")))?;
+            if last == 0 {
+                let genesis = Checkpoint::sign(&key, 0, crate::chain::GENESIS, now_ms());
+                checkpoint::write_head(path, &genesis).map_err(|e| {
+                    crate::OpenError::new(path, format!("cannot write the head file: {e}"))
+                })?;
+            }
+        }
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
             conn,

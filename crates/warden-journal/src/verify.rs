@@ -367,12 +367,13 @@ fn walk_links(
             };
             breach(seq, kind, detail);
         }
-        Ok(None) if !checkpoints.is_empty() => {
-            let newest = checkpoints.last().map_or(0, |c| c.seq);
+        // Every journal has a head file from its creation on (see `Journal::open`).
+        Ok(None) if last > 0 || !checkpoints.is_empty() => {
+            let newest = checkpoints.last().map_or(last, |c| c.seq);
             breach(
                 newest,
                 BreachKind::HeadMissing,
-                "the journal has checkpoints but its .head file is missing".into(),
+                "the journal's .head file is missing".into(),
             );
         }
         Ok(_) => {}

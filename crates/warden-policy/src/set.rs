@@ -48,7 +48,11 @@ struct LoadedPolicy {
 /// The policies that can apply to one (agent, action, tool), with the entities of such a
 /// request. Everything here depends only on the key, never on the arguments.
 struct Slice {
-    policies: cedar::PolicySet,
+    /// The matching policies Cedar must evaluate (shared by keys that select the same ones).
+    policies: Arc<cedar::PolicySet>,
+    /// Matching permits without conditions: satisfied whatever the arguments, so they are
+    /// not evaluated. A scope never errors, so this changes no decision.
+    unconditional_permits: Vec<usize>,
     entities: Entities,
     principal: EntityUid,
     action: EntityUid,
@@ -58,6 +62,17 @@ struct Slice {
 }
 
 type SliceKey = (AgentId, ActionKind, String);
+
+/// What evaluation found, as indexes into [`PolicySet::policies`].
+#[derive(Default)]
+struct Evaluation {
+    /// Policies that could not be evaluated, with the error.
+    errors: Vec<(usize, String)>,
+    /// Satisfied permits.
+    permits: Vec<usize>,
+    /// Satisfied forbids.
+    forbids: Vec<usize>,
+}
 
 /// A validated, immutable set of Cedar policies, ready to decide actions.
 ///
@@ -70,6 +85,9 @@ pub struct PolicySet {
     full: cedar::PolicySet,
     index: ScopeIndex,
     slices: RwLock<HashMap<SliceKey, Arc<Slice>>>,
+    /// Sliced Cedar sets by the policies they hold. Agents can invent tool names, but most
+    /// such names select the same few policies, so the sets are shared, not rebuilt.
+    sliced_sets: RwLock<HashMap<Vec<usize>, Arc<cedar::PolicySet>>>,
     /// [`MAX_CACHED_SLICES`], lowered by tests.
     slice_cap: AtomicUsize,
     authorizer: Authorizer,
@@ -188,6 +206,7 @@ impl PolicySet {
             full,
             index,
             slices: RwLock::new(HashMap::new()),
+            sliced_sets: RwLock::new(HashMap::new()),
             slice_cap: AtomicUsize::new(MAX_CACHED_SLICES),
             authorizer: Authorizer::new(),
         })
@@ -399,14 +418,24 @@ impl PolicySet {
             }
         };
         let slice = self.slice(agent, action.kind(), tool);
-        let request = match request_for(&slice, args) {
-            Ok(r) => r,
-            Err(d) => return d,
+        let mut eval = if slice.policies.is_empty() {
+            // Nothing to evaluate, but arguments Warden refuses are refused all the same.
+            if let Err(e) = arguments::to_cedar(args) {
+                return Decision::refuse(e.to_string());
+            }
+            Evaluation::default()
+        } else {
+            let request = match request_for(&slice, args) {
+                Ok(r) => r,
+                Err(d) => return d,
+            };
+            let response =
+                self.authorizer
+                    .is_authorized(&request, &slice.policies, &slice.entities);
+            self.evaluation_of(&response)
         };
-        let response = self
-            .authorizer
-            .is_authorized(&request, &slice.policies, &slice.entities);
-        self.decision_from(&response, agent, action.kind(), tool)
+        eval.permits.extend_from_slice(&slice.unconditional_permits);
+        self.decision_from(eval, agent, action.kind(), tool)
     }
 
     /// For `tools/list`: whether some permit's scope matches (agent, `call_tool`, tool) and no
@@ -450,19 +479,24 @@ impl PolicySet {
                 server: &server,
             },
         );
-        let chosen = selected.iter().filter_map(|&i| self.policies.get(i));
-        let may_call = chosen
-            .clone()
-            .any(|p| p.policy.effect() == cedar::Effect::Permit)
-            && !chosen
-                .clone()
-                .any(|p| p.policy.effect() == cedar::Effect::Forbid && p.unconditional);
-        // INVARIANT: ids are unique in `self.policies`, so adding a subset cannot collide.
-        let policies = cedar::PolicySet::from_policies(chosen.map(|p| p.policy.clone()))
-            .unwrap_or_else(|_| self.full.clone());
+        let is_permit = |i: &usize| {
+            self.policies
+                .get(*i)
+                .is_some_and(|p| p.policy.effect() == cedar::Effect::Permit)
+        };
+        let is_unconditional = |i: &usize| self.policies.get(*i).is_some_and(|p| p.unconditional);
+        let may_call = selected.iter().any(is_permit)
+            && !selected
+                .iter()
+                .any(|i| !is_permit(i) && is_unconditional(i));
+        let (unconditional_permits, evaluated): (Vec<usize>, Vec<usize>) = selected
+            .into_iter()
+            .partition(|i| is_permit(i) && is_unconditional(i));
+        let policies = self.sliced_set(evaluated);
         let entities = request_entities(&principal, &resource, &server, tool);
         Slice {
             policies,
+            unconditional_permits,
             entities,
             principal,
             action,
@@ -471,97 +505,152 @@ impl PolicySet {
         }
     }
 
-    /// Turns Cedar's answer into Warden's, applying fail-closed and `@ask`.
+    /// The Cedar set holding exactly the policies at `selected`, shared when already built.
+    fn sliced_set(&self, selected: Vec<usize>) -> Arc<cedar::PolicySet> {
+        if let Some(set) = self
+            .sliced_sets
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&selected)
+        {
+            return Arc::clone(set);
+        }
+        let chosen = selected.iter().filter_map(|&i| self.policies.get(i));
+        // INVARIANT: ids are unique in `self.policies`, so adding a subset cannot collide.
+        let set = Arc::new(
+            cedar::PolicySet::from_policies(chosen.map(|p| p.policy.clone()))
+                .unwrap_or_else(|_| self.full.clone()),
+        );
+        let mut sets = self
+            .sliced_sets
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if sets.len() >= self.slice_cap.load(Ordering::Relaxed) {
+            sets.clear();
+        }
+        sets.insert(selected, Arc::clone(&set));
+        set
+    }
+
+    /// What Cedar found, by policy index.
+    fn evaluation_of(&self, response: &cedar::Response) -> Evaluation {
+        let diag = response.diagnostics();
+        let index_of = |id: &PolicyId| self.order_of(id.as_ref());
+        let errors = diag
+            .errors()
+            .map(|e| match e {
+                cedar::AuthorizationError::PolicyEvaluationError(e) => {
+                    (index_of(e.policy_id()), e.inner().to_string())
+                }
+            })
+            .collect();
+        // Cedar names the satisfied permits when it allows, the satisfied forbids when it
+        // denies (none when nothing permitted).
+        let reasons = diag.reason().map(index_of).collect();
+        match response.decision() {
+            cedar::Decision::Allow => Evaluation {
+                errors,
+                permits: reasons,
+                forbids: Vec::new(),
+            },
+            cedar::Decision::Deny => Evaluation {
+                errors,
+                permits: Vec::new(),
+                forbids: reasons,
+            },
+        }
+    }
+
+    /// Turns what was found into Warden's decision: errors deny (fail closed), then
+    /// forbids, then `@ask` permits, then permits; nothing satisfied denies by default.
     fn decision_from(
         &self,
-        response: &cedar::Response,
+        mut eval: Evaluation,
         agent: &AgentId,
         kind: ActionKind,
         tool: &ToolRef,
     ) -> Decision {
-        let diag = response.diagnostics();
-        let mut errors: Vec<(usize, String, String)> = diag
-            .errors()
-            .map(|e| match e {
-                cedar::AuthorizationError::PolicyEvaluationError(e) => {
-                    let id: &str = e.policy_id().as_ref();
-                    (self.order_of(id), id.to_owned(), e.inner().to_string())
-                }
-            })
-            .collect();
-        if !errors.is_empty() {
-            errors.sort();
-            errors.dedup_by(|a, b| a.1 == b.1);
-            let reason = errors
+        let id_of = |i: usize| {
+            self.policies
+                .get(i)
+                .map_or_else(|| "<unknown policy>".to_owned(), |p| p.id.clone())
+        };
+        if !eval.errors.is_empty() {
+            eval.errors.sort();
+            eval.errors.dedup_by_key(|e| e.0);
+            let reason = eval
+                .errors
                 .iter()
-                .map(|(_, id, err)| format!("policy {id} could not be evaluated: {err}"))
+                .map(|(i, err)| format!("policy {} could not be evaluated: {err}", id_of(*i)))
                 .collect::<Vec<_>>()
                 .join("; ");
             return Decision {
                 effect: Effect::Deny,
-                policies: errors.into_iter().map(|(_, id, _)| id).collect(),
+                policies: eval.errors.iter().map(|(i, _)| id_of(*i)).collect(),
                 reason,
             };
         }
-        let mut determining: Vec<&LoadedPolicy> = diag
-            .reason()
-            .filter_map(|id| {
-                let id: &str = id.as_ref();
-                self.position_of.get(id).and_then(|&i| self.policies.get(i))
-            })
+        for list in [&mut eval.forbids, &mut eval.permits] {
+            list.sort_unstable();
+            list.dedup();
+        }
+        if let Some(&first) = eval.forbids.first() {
+            let reason = self
+                .policies
+                .get(first)
+                .and_then(|p| p.reason.clone())
+                .unwrap_or_else(|| format!("forbidden by policy {}", id_of(first)));
+            return Decision {
+                effect: Effect::Deny,
+                policies: eval.forbids.into_iter().map(id_of).collect(),
+                reason,
+            };
+        }
+        let asking: Vec<(usize, &str)> = eval
+            .permits
+            .iter()
+            .filter_map(|&i| Some((i, self.policies.get(i)?.ask.as_deref()?)))
             .collect();
-        determining.sort_by_key(|p| self.order_of(&p.id));
-        let ids = |ps: &[&LoadedPolicy]| ps.iter().map(|p| p.id.clone()).collect::<Vec<_>>();
-        match response.decision() {
-            cedar::Decision::Deny => match determining.first() {
-                None => Decision::refuse(format!(
+        if let Some(&(_, why)) = asking.first() {
+            return Decision {
+                effect: Effect::Ask,
+                policies: asking.iter().map(|&(i, _)| id_of(i)).collect(),
+                reason: if why.is_empty() {
+                    "approval required".to_owned()
+                } else {
+                    format!("approval required: {why}")
+                },
+            };
+        }
+        let ids: Vec<String> = eval.permits.into_iter().map(id_of).collect();
+        let reason = match ids.as_slice() {
+            [] => {
+                return Decision::refuse(format!(
                     "no policy permits agent \"{agent}\" to {kind} on \"{}\"",
                     tool.id()
-                )),
-                Some(first) => Decision {
-                    effect: Effect::Deny,
-                    policies: ids(&determining),
-                    reason: first
-                        .reason
-                        .clone()
-                        .unwrap_or_else(|| format!("forbidden by policy {}", first.id)),
-                },
-            },
-            cedar::Decision::Allow => {
-                let asking: Vec<&LoadedPolicy> = determining
-                    .iter()
-                    .copied()
-                    .filter(|p| p.ask.is_some())
-                    .collect();
-                if let Some(first) = asking.first() {
-                    let reason = match first.ask.as_deref() {
-                        Some(why) if !why.is_empty() => format!("approval required: {why}"),
-                        _ => "approval required".to_owned(),
-                    };
-                    Decision {
-                        effect: Effect::Ask,
-                        policies: ids(&asking),
-                        reason,
-                    }
-                } else {
-                    let all = ids(&determining);
-                    let reason = match all.as_slice() {
-                        [one] => format!("permitted by policy {one}"),
-                        many => format!("permitted by policies {}", many.join(", ")),
-                    };
-                    Decision {
-                        effect: Effect::Allow,
-                        policies: all,
-                        reason,
-                    }
-                }
+                ));
             }
+            [one] => format!("permitted by policy {one}"),
+            many => format!("permitted by policies {}", many.join(", ")),
+        };
+        Decision {
+            effect: Effect::Allow,
+            policies: ids,
+            reason,
         }
     }
 
     #[cfg(test)]
     pub(crate) fn cached_slices(&self) -> usize {
         self.slices
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn sliced_set_count(&self) -> usize {
+        self.sliced_sets
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .len()
@@ -592,11 +681,12 @@ impl PolicySet {
         let resource = m.tool_uid(tool);
         let server = m.server_uid(tool);
         let whole = Slice {
-            policies: self.full.clone(),
+            policies: Arc::new(self.full.clone()),
             entities: request_entities(&principal, &resource, &server, tool),
             principal,
             action: m.action_uid(action.kind()),
             resource,
+            unconditional_permits: Vec::new(),
             may_call: false,
         };
         let request = match request_for(&whole, args) {
@@ -606,7 +696,8 @@ impl PolicySet {
         let response = self
             .authorizer
             .is_authorized(&request, &whole.policies, &whole.entities);
-        self.decision_from(&response, agent, action.kind(), tool)
+        let eval = self.evaluation_of(&response);
+        self.decision_from(eval, agent, action.kind(), tool)
     }
 }
 

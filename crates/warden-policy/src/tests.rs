@@ -289,6 +289,23 @@ fn slice_cache_is_bounded() {
 }
 
 #[test]
+fn tools_selecting_the_same_policies_share_one_sliced_set() {
+    let set = load(
+        r#"permit(principal, action, resource in Server::"fs") when { resource.name like "read*" };
+permit(principal, action, resource == Tool::"fs/special") when { resource.name == "special" };"#,
+        None,
+    );
+    for name in ["read", "reader", "write", "invented-by-agent"] {
+        set.decide(&agent("a"), &call(&format!("fs/{name}"), json!({})));
+    }
+    assert_eq!(set.cached_slices(), 4);
+    assert_eq!(set.sliced_set_count(), 1);
+    let d = set.decide(&agent("a"), &call("fs/special", json!({})));
+    assert_eq!(d.effect, Effect::Allow);
+    assert_eq!(set.sliced_set_count(), 2);
+}
+
+#[test]
 fn policy_set_is_shareable() {
     fn shareable<T: Send + Sync + 'static>() {}
     shareable::<PolicySet>();

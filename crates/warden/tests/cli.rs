@@ -84,7 +84,10 @@ fn journal_with_records(setup: &Setup) {
 }
 
 fn verify(setup: &Setup) -> (Option<i32>, String) {
-    let (status, out, err) = warden(&["audit", "verify", "--journal", "journal.db"], setup.dir.path());
+    let (status, out, err) = warden(
+        &["audit", "verify", "--journal", "journal.db"],
+        setup.dir.path(),
+    );
     (status.code(), format!("{out}{err}"))
 }
 
@@ -155,16 +158,30 @@ fn audit_log_prints_readable_records_and_filters_by_agent() {
     s.initialize();
     s.call(json!(1), "delete_file", json!({"path": "notes.txt"}));
     s.finish();
-    let (status, out, err) = warden(&["audit", "log", "--journal", "journal.db"], setup.dir.path());
+    let (status, out, err) = warden(
+        &["audit", "log", "--journal", "journal.db"],
+        setup.dir.path(),
+    );
     assert!(status.success(), "{err}");
     assert!(out.contains("ALLOW call_tool files/read_file"), "{out}");
     assert!(out.contains("DENY  call_tool files/delete_file"), "{out}");
     assert!(out.contains("outcome of #"), "{out}");
     let (_, out, _) = warden(
-        &["audit", "log", "--journal", "journal.db", "--agent", "mallory", "--json"],
+        &[
+            "audit",
+            "log",
+            "--journal",
+            "journal.db",
+            "--agent",
+            "mallory",
+            "--json",
+        ],
         setup.dir.path(),
     );
-    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert!(!lines.is_empty());
     assert!(lines.iter().all(|r| r["agent"] == "mallory"));
 }

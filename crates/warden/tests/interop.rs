@@ -31,7 +31,13 @@ fn python() -> PathBuf {
 }
 
 /// Runs the Python SDK client with `warden mcp … -- upstream` as its server.
-fn python_client(setup: &Setup, agent: &str, server: &str, upstream: Vec<String>, steps: Value) -> Value {
+fn python_client(
+    setup: &Setup,
+    agent: &str,
+    server: &str,
+    upstream: Vec<String>,
+    steps: Value,
+) -> Value {
     let mut command = vec![
         warden_bin().display().to_string(),
         "mcp".into(),
@@ -62,7 +68,10 @@ fn python_client(setup: &Setup, agent: &str, server: &str, upstream: Vec<String>
     let stderr = String::from_utf8_lossy(&out.stderr);
     let report: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("client printed no report ({e}); stderr: {stderr}"));
-    assert!(report.get("fatal").is_none(), "session broke: {report} {stderr}");
+    assert!(
+        report.get("fatal").is_none(),
+        "session broke: {report} {stderr}"
+    );
     report
 }
 
@@ -90,11 +99,24 @@ fn python_sdk_client_through_warden_to_the_example_server() {
             {"ping": true}
         ]),
     );
-    let tools: Vec<&str> = report["tools"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
-    assert!(tools.contains(&"read_file") && !tools.contains(&"delete_file"), "{tools:?}");
+    let tools: Vec<&str> = report["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        tools.contains(&"read_file") && !tools.contains(&"delete_file"),
+        "{tools:?}"
+    );
     assert_eq!(call(&report, 0)["text"], "the notes\n");
     assert_eq!(call(&report, 1)["isError"], true);
-    assert!(call(&report, 1)["text"].as_str().unwrap().contains("Warden refused"));
+    assert!(
+        call(&report, 1)["text"]
+            .as_str()
+            .unwrap()
+            .contains("Warden refused")
+    );
     assert_eq!(report["pings"], 1);
     assert!(setup.path("workspace/notes.txt").exists());
 
@@ -110,9 +132,22 @@ fn python_sdk_client_through_warden_to_the_example_server() {
             {"call": "ask_roots", "arguments": {}}
         ]),
     );
-    assert_eq!(call(&report, 0)["progress"].as_array().unwrap().len(), 3, "{report}");
-    assert!(call(&report, 1)["text"].as_str().unwrap().contains("t-9"), "{report}");
-    assert!(call(&report, 2)["text"].as_str().unwrap().contains("file:///demo-root"), "{report}");
+    assert_eq!(
+        call(&report, 0)["progress"].as_array().unwrap().len(),
+        3,
+        "{report}"
+    );
+    assert!(
+        call(&report, 1)["text"].as_str().unwrap().contains("t-9"),
+        "{report}"
+    );
+    assert!(
+        call(&report, 2)["text"]
+            .as_str()
+            .unwrap()
+            .contains("file:///demo-root"),
+        "{report}"
+    );
 }
 
 #[test]
@@ -137,7 +172,9 @@ when {{
     )
     .unwrap();
     let upstream = vec![
-        interop("node_modules/.bin/mcp-server-filesystem").display().to_string(),
+        interop("node_modules/.bin/mcp-server-filesystem")
+            .display()
+            .to_string(),
         shared.display().to_string(),
     ];
     let report = python_client(
@@ -152,14 +189,30 @@ when {{
             {"call": "write_file", "arguments": {"path": format!("{}/new.txt", shared.display()), "content": "x"}}
         ]),
     );
-    let mut tools: Vec<&str> = report["tools"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    let mut tools: Vec<&str> = report["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
     tools.sort();
     assert_eq!(tools, ["list_directory", "read_text_file"], "{report}");
     assert_eq!(call(&report, 0)["isError"], false, "{report}");
-    assert!(call(&report, 0)["text"].as_str().unwrap().contains("shared file"));
+    assert!(
+        call(&report, 0)["text"]
+            .as_str()
+            .unwrap()
+            .contains("shared file")
+    );
     for i in [1, 2] {
         assert_eq!(call(&report, i)["isError"], true, "{report}");
-        assert!(call(&report, i)["text"].as_str().unwrap().contains("Warden refused"), "{report}");
+        assert!(
+            call(&report, i)["text"]
+                .as_str()
+                .unwrap()
+                .contains("Warden refused"),
+            "{report}"
+        );
     }
     assert!(!shared.join("new.txt").exists());
     let decisions = setup.decisions();
@@ -177,7 +230,9 @@ when { ["get-sum", "trigger-long-running-operation", "get-roots-list", "echo"].c
 "#,
     );
     let upstream = vec![
-        interop("node_modules/.bin/mcp-server-everything").display().to_string(),
+        interop("node_modules/.bin/mcp-server-everything")
+            .display()
+            .to_string(),
         "stdio".into(),
     ];
     let report = python_client(
@@ -194,12 +249,38 @@ when { ["get-sum", "trigger-long-running-operation", "get-roots-list", "echo"].c
             {"ping": true}
         ]),
     );
-    let tools: Vec<&str> = report["tools"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
-    assert!(tools.contains(&"get-sum") && !tools.contains(&"get-env"), "{tools:?}");
-    assert!(call(&report, 0)["text"].as_str().unwrap().contains('5'), "{report}");
-    assert_eq!(call(&report, 1)["progress"].as_array().unwrap().len(), 3, "{report}");
-    assert!(call(&report, 2)["text"].as_str().unwrap().contains("file:///demo-root"), "{report}");
+    let tools: Vec<&str> = report["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        tools.contains(&"get-sum") && !tools.contains(&"get-env"),
+        "{tools:?}"
+    );
+    assert!(
+        call(&report, 0)["text"].as_str().unwrap().contains('5'),
+        "{report}"
+    );
+    assert_eq!(
+        call(&report, 1)["progress"].as_array().unwrap().len(),
+        3,
+        "{report}"
+    );
+    assert!(
+        call(&report, 2)["text"]
+            .as_str()
+            .unwrap()
+            .contains("file:///demo-root"),
+        "{report}"
+    );
     assert_eq!(call(&report, 3)["isError"], true, "{report}");
-    assert!(call(&report, 3)["text"].as_str().unwrap().contains("Warden refused"));
+    assert!(
+        call(&report, 3)["text"]
+            .as_str()
+            .unwrap()
+            .contains("Warden refused")
+    );
     assert_eq!(report["pings"], 1);
 }

@@ -12,19 +12,31 @@ fn a_locked_journal_refuses_calls_until_it_is_released() {
     let setup = Setup::new("busy_timeout_ms = 200\n", "");
     let mut s = setup.start("alice", &[]);
     s.initialize();
-    let ok = s.call(json!(1), "send_message", json!({"to": "team@example.com", "body": "one"}));
+    let ok = s.call(
+        json!(1),
+        "send_message",
+        json!({"to": "team@example.com", "body": "one"}),
+    );
     assert_eq!(refusal_effect(&ok), None, "{ok}");
 
     // Another process takes the journal's write lock and holds it.
     let lock = rusqlite::Connection::open(setup.path("journal.db")).unwrap();
     lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
-    let r = s.call(json!(2), "send_message", json!({"to": "team@example.com", "body": "two"}));
+    let r = s.call(
+        json!(2),
+        "send_message",
+        json!({"to": "team@example.com", "body": "two"}),
+    );
     assert_eq!(refusal_effect(&r).as_deref(), Some("deny"), "{r}");
     assert!(result_text(&r).contains("journal could not record"), "{r}");
     lock.execute_batch("ROLLBACK").unwrap();
     drop(lock);
 
-    let r = s.call(json!(3), "send_message", json!({"to": "team@example.com", "body": "three"}));
+    let r = s.call(
+        json!(3),
+        "send_message",
+        json!({"to": "team@example.com", "body": "three"}),
+    );
     assert_eq!(refusal_effect(&r), None, "{r}");
     let (status, stderr) = s.finish();
     assert!(status.success(), "{stderr}");
@@ -34,8 +46,15 @@ fn a_locked_journal_refuses_calls_until_it_is_released() {
         .iter()
         .map(|m| m["body"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(bodies, ["one", "three"], "the unrecorded call must not take effect");
-    let (status, out, _) = warden(&["audit", "verify", "--journal", "journal.db"], setup.dir.path());
+    assert_eq!(
+        bodies,
+        ["one", "three"],
+        "the unrecorded call must not take effect"
+    );
+    let (status, out, _) = warden(
+        &["audit", "verify", "--journal", "journal.db"],
+        setup.dir.path(),
+    );
     assert!(status.success(), "{out}");
 }
 
@@ -77,24 +96,36 @@ fn a_full_disk_refuses_calls_and_loses_no_record() {
         exit $status
     "#;
     let mut cmd = Command::new("unshare");
-    cmd.args(["--user", "--map-root-user", "--mount", "sh", "-c", script, "sh"])
-        .arg(&small)
-        .arg(&verify_out)
-        .arg(warden_bin())
-        .args(["mcp", "--agent", "alice", "--config"])
-        .arg(setup.config())
-        .args(["--server", "files", "--"])
-        .arg(example_server())
-        .arg("--root")
-        .arg(setup.path("workspace"))
-        .env("WARDEN", warden_bin());
+    cmd.args([
+        "--user",
+        "--map-root-user",
+        "--mount",
+        "sh",
+        "-c",
+        script,
+        "sh",
+    ])
+    .arg(&small)
+    .arg(&verify_out)
+    .arg(warden_bin())
+    .args(["mcp", "--agent", "alice", "--config"])
+    .arg(setup.config())
+    .args(["--server", "files", "--"])
+    .arg(example_server())
+    .arg("--root")
+    .arg(setup.path("workspace"))
+    .env("WARDEN", warden_bin());
     let mut s = Session::spawn(cmd);
     s.initialize();
     let body = "y".repeat(16 * 1024);
     let mut allowed = 0;
     let mut refused = 0;
     for i in 0..200 {
-        let r = s.call(json!(i), "send_message", json!({"to": "team@example.com", "body": body}));
+        let r = s.call(
+            json!(i),
+            "send_message",
+            json!({"to": "team@example.com", "body": body}),
+        );
         match refusal_effect(&r) {
             None => allowed += 1,
             Some(_) => {
@@ -108,7 +139,10 @@ fn a_full_disk_refuses_calls_and_loses_no_record() {
     }
     let (_status, stderr) = s.finish();
     assert!(refused > 0, "the disk never filled: {stderr}");
-    assert!(allowed > 0, "nothing was allowed before the disk filled: {stderr}");
+    assert!(
+        allowed > 0,
+        "nothing was allowed before the disk filled: {stderr}"
+    );
     assert_eq!(
         setup.outbox().len(),
         allowed,

@@ -26,7 +26,12 @@ fn an_allowed_call_is_journaled_before_it_takes_effect() {
     assert_eq!(decision.body["effect"], "allow");
     assert_eq!(decision.body["target"], "files/send_message");
     assert_eq!(decision.body["policies"], json!(["alice-messages-team"]));
-    assert!(decision.body["args_digest"].as_str().unwrap().starts_with("sha256:"));
+    assert!(
+        decision.body["args_digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
     let outcome = records.iter().find(|r| r.kind == "outcome").unwrap();
     assert!(outcome.seq > decision.seq);
     assert_eq!(outcome.body["decision_seq"], decision.seq);
@@ -60,7 +65,10 @@ fn a_refused_call_never_reaches_the_server() {
     assert!(!result_text(&r).contains("test-fixture"));
     s.finish();
 
-    assert!(setup.outbox().is_empty(), "the refused message was delivered");
+    assert!(
+        setup.outbox().is_empty(),
+        "the refused message was delivered"
+    );
     let decisions = setup.decisions();
     let refused = decisions.iter().find(|d| d.seq == seq).unwrap();
     assert_eq!(refused.body["effect"], "deny");
@@ -132,7 +140,11 @@ fn what_warden_does_not_decide_passes_through_intact() {
         .filter(|m| m["method"] == "notifications/progress")
         .collect();
     assert_eq!(progress.len(), 3, "{:?}", s.other);
-    assert!(progress.iter().all(|m| m["params"]["progressToken"] == "tok"));
+    assert!(
+        progress
+            .iter()
+            .all(|m| m["params"]["progressToken"] == "tok")
+    );
 
     // a server-to-client request, answered by the agent, keeps its id both ways
     s.send(&json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call",
@@ -182,14 +194,26 @@ fn bad_messages_get_clear_errors_and_the_session_goes_on() {
 
     let r = s.request(json!(10), "tools/call", json!({"arguments": {}}));
     assert_eq!(r["error"]["code"], -32602);
-    let r = s.request(json!(11), "tools/call", json!({"name": "echo", "arguments": [1]}));
+    let r = s.request(
+        json!(11),
+        "tools/call",
+        json!({"name": "echo", "arguments": [1]}),
+    );
     assert_eq!(r["error"]["code"], -32602);
 
     // Deeply nested JSON is refused by the parser, not followed.
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-    s.send_raw(format!("{{\"jsonrpc\":\"2.0\",\"id\":12,\"method\":\"ping\",\"params\":{{\"d\":{deep}}}}}\n").as_bytes());
+    s.send_raw(
+        format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":12,\"method\":\"ping\",\"params\":{{\"d\":{deep}}}}}\n"
+        )
+        .as_bytes(),
+    );
     let r = s.recv().unwrap();
-    assert!(r["error"]["code"] == -32700 || r["error"]["code"] == -32003, "{r}");
+    assert!(
+        r["error"]["code"] == -32700 || r["error"]["code"] == -32003,
+        "{r}"
+    );
 
     // After all that, the session still works.
     let r = s.request(json!(13), "ping", json!({}));
@@ -235,16 +259,23 @@ fn arguments_of_the_wrong_type_fail_closed() {
         .into_iter()
         .enumerate()
     {
-        let r = s.call(json!(i), "transfer", json!({"to": "acme", "amount": amount}));
+        let r = s.call(
+            json!(i),
+            "transfer",
+            json!({"to": "acme", "amount": amount}),
+        );
         assert_eq!(refusal_effect(&r).as_deref(), Some("deny"), "{amount}: {r}");
     }
     let r = s.call(json!(9), "transfer", json!({"to": "acme", "amount": 50}));
     assert_eq!(refusal_effect(&r), None, "{r}");
     s.finish();
-    assert!(!setup.path("workspace/.outbox/transfers.jsonl").exists() || {
-        let t = std::fs::read_to_string(setup.path("workspace/.outbox/transfers.jsonl")).unwrap();
-        t.lines().count() == 1
-    });
+    assert!(
+        !setup.path("workspace/.outbox/transfers.jsonl").exists() || {
+            let t =
+                std::fs::read_to_string(setup.path("workspace/.outbox/transfers.jsonl")).unwrap();
+            t.lines().count() == 1
+        }
+    );
 }
 
 #[test]
@@ -273,7 +304,11 @@ fn an_upstream_that_crashes_fails_the_call_and_ends_the_session() {
     let (status, stderr) = s.finish();
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("upstream server exited"), "{stderr}");
-    let outcome = setup.records().into_iter().find(|r| r.kind == "outcome").unwrap();
+    let outcome = setup
+        .records()
+        .into_iter()
+        .find(|r| r.kind == "outcome")
+        .unwrap();
     assert_eq!(outcome.body["outcome"], "upstream_gone");
 }
 
@@ -288,7 +323,12 @@ fn an_upstream_that_never_answers_initialize_times_out() {
                "clientInfo": {"name": "t", "version": "1"}}),
     );
     assert_eq!(r["error"]["code"], -32001, "{r}");
-    assert!(r["error"]["message"].as_str().unwrap().contains("initialize"));
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("initialize")
+    );
     s.finish();
 }
 
@@ -303,7 +343,11 @@ fn upstream_silence_and_garbage_end_in_a_timeout_not_a_hang() {
         let r = s.request(json!(2), "ping", json!({}));
         assert_eq!(r["result"], json!({}), "{mode}: the session goes on");
         s.finish();
-        let outcome = setup.records().into_iter().find(|r| r.kind == "outcome").unwrap();
+        let outcome = setup
+            .records()
+            .into_iter()
+            .find(|r| r.kind == "outcome")
+            .unwrap();
         assert_eq!(outcome.body["outcome"], "timeout", "{mode}");
     }
 }

@@ -61,10 +61,12 @@ impl Setup {
         std::fs::create_dir_all(ws.join("secrets")).unwrap();
         std::fs::create_dir_all(ws.join("reports")).unwrap();
         std::fs::write(ws.join("notes.txt"), "the notes\n").unwrap();
-        std::fs::write(ws.join("secrets/key.env"), "KEY=test-fixture-not-a-secret\n").unwrap();
-        let config = format!(
-            "[journal]\npath = \"journal.db\"\n{extra_config}\n"
-        );
+        std::fs::write(
+            ws.join("secrets/key.env"),
+            "KEY=test-fixture-not-a-secret\n",
+        )
+        .unwrap();
+        let config = format!("[journal]\npath = \"journal.db\"\n{extra_config}\n");
         std::fs::write(dir.path().join("warden.toml"), config).unwrap();
         Setup { dir }
     }
@@ -180,7 +182,9 @@ impl Session {
                     .unwrap_or_else(|e| panic!("warden sent non-JSON ({e}): {line}")),
             ),
             Err(RecvTimeoutError::Disconnected) => None,
-            Err(RecvTimeoutError::Timeout) => panic!("no message from warden within the hang guard"),
+            Err(RecvTimeoutError::Timeout) => {
+                panic!("no message from warden within the hang guard")
+            }
         }
     }
 
@@ -214,7 +218,11 @@ impl Session {
     }
 
     pub fn call(&mut self, id: Value, tool: &str, arguments: Value) -> Value {
-        self.request(id, "tools/call", json!({"name": tool, "arguments": arguments}))
+        self.request(
+            id,
+            "tools/call",
+            json!({"name": tool, "arguments": arguments}),
+        )
     }
 
     /// Closes the agent's side and waits for Warden to exit.
