@@ -43,6 +43,9 @@ struct LoadedPolicy {
     reason: Option<String>,
     /// True when the policy has no `when`/`unless` condition.
     unconditional: bool,
+    /// True when a condition reads `context` (the call's arguments). A policy that does not
+    /// decides the same for every call of a tool, so listing can evaluate it exactly.
+    reads_context: bool,
 }
 
 /// The policies that can apply to one (agent, action, tool), with the entities of such a
@@ -57,7 +60,7 @@ struct Slice {
     principal: EntityUid,
     action: EntityUid,
     resource: EntityUid,
-    /// Some permit's scope matches and no unconditional forbid does.
+    /// Whether `tools/list` shows the tool (see [`PolicySet::may_call`]).
     may_call: bool,
 }
 
@@ -350,6 +353,7 @@ fn assign_ids(parsed: &[ParsedFile<'_>]) -> Result<Vec<LoadedPolicy>, PolicyErro
                 ask: policy.annotation("ask").map(str::to_owned),
                 reason: policy.annotation("reason").map(str::to_owned),
                 unconditional: !policy.has_non_scope_constraint(),
+                reads_context: reads_context(&policy),
                 id,
             });
         }
@@ -438,8 +442,11 @@ impl PolicySet {
         self.decision_from(eval, agent, action.kind(), tool)
     }
 
-    /// For `tools/list`: whether some permit's scope matches (agent, `call_tool`, tool) and no
-    /// unconditional forbid does. Conservative: the call itself is still decided.
+    /// For `tools/list`: whether some call of this tool could be allowed. Policies that do not
+    /// read the arguments are evaluated exactly: a forbid among them that holds hides the
+    /// tool, a permit among them that holds shows it. Otherwise the tool is shown only if a
+    /// permit that reads the arguments could apply. Listing never grants anything: every call
+    /// is still decided with its arguments.
     pub fn may_call(&self, agent: &AgentId, tool: &ToolRef) -> bool {
         self.slice(agent, ActionKind::CallTool, tool).may_call
     }
@@ -485,24 +492,56 @@ impl PolicySet {
                 .is_some_and(|p| p.policy.effect() == cedar::Effect::Permit)
         };
         let is_unconditional = |i: &usize| self.policies.get(*i).is_some_and(|p| p.unconditional);
-        let may_call = selected.iter().any(is_permit)
-            && !selected
-                .iter()
-                .any(|i| !is_permit(i) && is_unconditional(i));
+        let reads_context = |i: &usize| self.policies.get(*i).is_some_and(|p| p.reads_context);
+        let context_free: Vec<usize> = selected
+            .iter()
+            .copied()
+            .filter(|i| !reads_context(i))
+            .collect();
+        let some_permit_reads_context = selected.iter().any(|i| is_permit(i) && reads_context(i));
         let (unconditional_permits, evaluated): (Vec<usize>, Vec<usize>) = selected
             .into_iter()
             .partition(|i| is_permit(i) && is_unconditional(i));
         let policies = self.sliced_set(evaluated);
         let entities = request_entities(&principal, &resource, &server, tool);
-        Slice {
+        let mut slice = Slice {
             policies,
             unconditional_permits,
             entities,
             principal,
             action,
             resource,
-            may_call,
+            may_call: false,
+        };
+        slice.may_call = self.listable(&slice, context_free, some_permit_reads_context);
+        slice
+    }
+
+    /// Evaluates the policies that do not read the arguments, once per slice.
+    fn listable(&self, slice: &Slice, context_free: Vec<usize>, fallback: bool) -> bool {
+        if context_free.is_empty() {
+            return fallback;
         }
+        let set = match cedar::PolicySet::from_policies(
+            context_free
+                .iter()
+                .filter_map(|&i| self.policies.get(i))
+                .map(|p| p.policy.clone()),
+        ) {
+            Ok(set) => set,
+            Err(_) => return fallback,
+        };
+        let Ok(request) = request_for(slice, &serde_json::Map::new()) else {
+            return fallback;
+        };
+        let response = self
+            .authorizer
+            .is_authorized(&request, &set, &slice.entities);
+        let eval = self.evaluation_of(&response);
+        if !eval.forbids.is_empty() {
+            return false;
+        }
+        !eval.permits.is_empty() || fallback
     }
 
     /// The Cedar set holding exactly the policies at `selected`, shared when already built.
@@ -737,6 +776,25 @@ fn request_entities(
     // String attributes and fresh uids cannot fail to evaluate or collide; should it happen,
     // an empty store makes every attribute read an error, and errors deny.
     entities.unwrap_or_else(|_| Entities::empty())
+}
+
+/// Whether any condition of `policy` reads the `context` variable.
+fn reads_context(policy: &cedar::Policy) -> bool {
+    fn mentions(v: &serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::Object(m) => {
+                m.get("Var").and_then(serde_json::Value::as_str) == Some("context")
+                    || m.values().any(mentions)
+            }
+            serde_json::Value::Array(a) => a.iter().any(mentions),
+            _ => false,
+        }
+    }
+    // The JSON form shows variables as {"Var": "..."}; if it cannot be had, assume the
+    // policy reads the arguments, which only makes listing show more.
+    policy
+        .to_json()
+        .map_or(true, |json| json.get("conditions").is_some_and(mentions))
 }
 
 fn request_for(

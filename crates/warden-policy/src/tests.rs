@@ -277,6 +277,32 @@ forbid(principal, action, resource == Tool::"fs/write") when { context.arguments
 }
 
 #[test]
+fn may_call_evaluates_conditions_that_ignore_the_arguments() {
+    let set = load(
+        r#"
+permit(principal, action, resource in Server::"fs")
+  when { resource.name == "read" || resource.name == "list" };
+permit(principal == Agent::"alice", action, resource == Tool::"fs/write")
+  when { context.arguments has path && context.arguments.path like "reports/*" };
+forbid(principal == Agent::"bob", action, resource in Server::"fs")
+  when { resource.name == "list" };
+"#,
+        Some(ARGS),
+    );
+    let (alice, bob) = (agent("alice"), agent("bob"));
+    assert!(set.may_call(&alice, &tool("fs/read")));
+    assert!(set.may_call(&alice, &tool("fs/list")));
+    // A permit that reads the arguments might hold for some call: shown.
+    assert!(set.may_call(&alice, &tool("fs/write")));
+    // The only permit in scope holds for no call of this tool: hidden.
+    assert!(!set.may_call(&alice, &tool("fs/delete")));
+    assert!(set.may_call(&bob, &tool("fs/read")));
+    // A forbid that holds whatever the arguments: hidden.
+    assert!(!set.may_call(&bob, &tool("fs/list")));
+    assert!(!set.may_call(&bob, &tool("fs/write")));
+}
+
+#[test]
 fn slice_cache_is_bounded() {
     let set = load("permit(principal, action, resource);", None);
     for i in 0..5 {

@@ -161,13 +161,14 @@ fn reference_filesystem_server_behind_warden() {
         setup.path("policies/extra.cedar"),
         format!(
             r#"@id("fs-read-shared")
-permit (principal == Agent::"reader", action == Action::"call_tool", resource in Server::"fs")
-when {{
-  (resource.name == "read_text_file" || resource.name == "list_directory") &&
-  context.arguments has path && context.arguments.path like "{}/*"
-}};
+permit (principal == Agent::"reader", action == Action::"call_tool", resource == Tool::"fs/read_text_file")
+when {{ context.arguments has path && context.arguments.path like "{dir}/*" }};
+
+@id("fs-list-shared")
+permit (principal == Agent::"reader", action == Action::"call_tool", resource == Tool::"fs/list_directory")
+when {{ context.arguments has path && context.arguments.path like "{dir}*" }};
 "#,
-            shared.display()
+            dir = shared.display()
         ),
     )
     .unwrap();
