@@ -353,7 +353,7 @@ fn assign_ids(parsed: &[ParsedFile<'_>]) -> Result<Vec<LoadedPolicy>, PolicyErro
                 ask: policy.annotation("ask").map(str::to_owned),
                 reason: policy.annotation("reason").map(str::to_owned),
                 unconditional: !policy.has_non_scope_constraint(),
-                reads_context: reads_context(&policy),
+                reads_context: reads_context(policy),
                 id,
             });
         }

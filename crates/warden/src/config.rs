@@ -151,9 +151,10 @@ impl Config {
             }
         };
         let Some(path) = path else {
-            let mut config = Config::default();
-            config.base = std::env::current_dir().context("reading the current directory")?;
-            return Ok(config);
+            return Ok(Config {
+                base: std::env::current_dir().context("reading the current directory")?,
+                ..Config::default()
+            });
         };
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading the configuration {}", path.display()))?;

@@ -75,7 +75,7 @@ fn python_client(
     report
 }
 
-fn call<'a>(report: &'a Value, i: usize) -> &'a Value {
+fn call(report: &Value, i: usize) -> &Value {
     &report["calls"][i]
 }
 
