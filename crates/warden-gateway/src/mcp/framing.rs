@@ -76,6 +76,9 @@ impl<R: AsyncBufRead + Unpin> FrameReader<R> {
             len += chunk.len();
             if !oversize && len > self.max {
                 oversize = true;
+                // The tail starts before this chunk: what is already buffered may end the line
+                // but for a few bytes (and hold its id).
+                tail.extend_from_slice(&self.buf[self.buf.len().saturating_sub(KEEP)..]);
                 self.buf.truncate(KEEP.min(self.buf.len()));
             }
             if oversize {
@@ -160,6 +163,21 @@ mod tests {
             other => panic!("expected oversize, got {other:?}"),
         }
         assert_eq!(got[1], Frame::Line(b"next".to_vec()));
+    }
+
+    #[tokio::test]
+    async fn oversize_tail_includes_bytes_read_before_the_bound_was_crossed() {
+        // Read 7 bytes at a time: the bound is crossed in the second chunk, but the tail is
+        // the end of the whole line (found by the `framing` fuzz target).
+        let got = frames(b"0123456789\n", 9).await;
+        assert_eq!(
+            got[0],
+            Frame::Oversize {
+                len: 10,
+                head: b"0123456789".to_vec(),
+                tail: b"0123456789".to_vec(),
+            }
+        );
     }
 
     #[tokio::test]
