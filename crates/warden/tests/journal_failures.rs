@@ -152,3 +152,55 @@ fn a_full_disk_refuses_calls_and_loses_no_record() {
     assert!(verify.contains("intact"), "{verify}");
     assert!(verify.contains("verify exit 0"), "{verify}");
 }
+
+/// A journal on a file system that became read-only: Warden refuses to start rather than run
+/// without a record.
+#[test]
+fn a_read_only_journal_stops_warden_before_any_call() {
+    let setup = Setup::new("", "");
+    let ro = setup.path("ro");
+    std::fs::create_dir_all(&ro).unwrap();
+    std::fs::write(
+        setup.config(),
+        format!("[journal]\npath = \"{}/journal.db\"\n", ro.display()),
+    )
+    .unwrap();
+    // First session writes the journal; then the mount turns read-only and a second session
+    // is attempted. Its stderr and status are what the test reads.
+    let script = r#"
+        set -e
+        ro="$1"; shift
+        mount -t tmpfs -o size=4m tmpfs "$ro"
+        printf '' | "$@" >/dev/null 2>&1
+        mount -o remount,ro "$ro"
+        printf '{"jsonrpc":"2.0","id":1,"method":"ping"}\n' | "$@"
+    "#;
+    let out = Command::new("unshare")
+        .args([
+            "--user",
+            "--map-root-user",
+            "--mount",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
+        .arg(&ro)
+        .arg(warden_bin())
+        .args(["mcp", "--agent", "alice", "--config"])
+        .arg(setup.config())
+        .args(["--server", "files", "--"])
+        .arg(example_server())
+        .arg("--root")
+        .arg(setup.path("workspace"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("opening the journal"), "{stderr}");
+    assert!(
+        out.stdout.is_empty(),
+        "nothing may be answered: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
