@@ -82,6 +82,10 @@ fn run_verify(path: &std::path::Path) -> Result<ExitCode> {
                 report.last_seq,
                 report.checkpoints_checked,
             );
+            if let Some(key) = &report.public_key {
+                // Compare with a copy kept off this host: a rewritten history needs a new key.
+                println!("checkpoint signing key (public): {key}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Some(breach) => {
