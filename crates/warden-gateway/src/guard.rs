@@ -68,16 +68,42 @@ impl Guard {
 
     /// Decides a `tools/call` and records the decision durably before returning.
     pub async fn tool_call(&self, name: &str, arguments: Map<String, Value>) -> Verdict {
+        self.decide_and_record(name, arguments, None).await
+    }
+
+    /// Records the refusal of a `tools/call` that no policy gets to see (malformed in a way
+    /// that cannot be answered), so the attempt is on record.
+    pub async fn refuse_call(
+        &self,
+        name: &str,
+        arguments: Map<String, Value>,
+        why: &str,
+    ) -> Verdict {
+        self.decide_and_record(name, arguments, Some(why)).await
+    }
+
+    async fn decide_and_record(
+        &self,
+        name: &str,
+        arguments: Map<String, Value>,
+        refused: Option<&str>,
+    ) -> Verdict {
         let args_digest = digest_object(&arguments);
         let args = redact_object(&arguments);
         let (decision, target) = match ToolRef::new(self.server.clone(), name) {
             Ok(tool) => {
                 let target = tool.id();
-                let action = Action::CallTool { tool, arguments };
-                (self.policies.decide(&self.agent, &action), target)
+                let decision = match refused {
+                    Some(why) => Decision::refuse(why),
+                    None => {
+                        let action = Action::CallTool { tool, arguments };
+                        self.policies.decide(&self.agent, &action)
+                    }
+                };
+                (decision, target)
             }
             Err(err) => (
-                Decision::refuse(err.to_string()),
+                Decision::refuse(refused.map_or_else(|| err.to_string(), str::to_owned)),
                 format!("{}/{}", self.server, name.escape_debug()),
             ),
         };

@@ -40,9 +40,12 @@ impl Peer {
             stdout,
             line: String::new(),
         };
-        peer.send(&json!({"jsonrpc": "2.0", "id": "init", "method": "initialize",
+        peer.send(
+            &json!({"jsonrpc": "2.0", "id": "init", "method": "initialize",
             "params": {"protocolVersion": "2025-06-18", "capabilities": {},
-                       "clientInfo": {"name": "bench", "version": "1"}}}).to_string());
+                       "clientInfo": {"name": "bench", "version": "1"}}})
+            .to_string(),
+        );
         peer.read();
         peer.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
         peer
@@ -71,7 +74,9 @@ impl Drop for Peer {
 }
 
 fn bin(name: &str) -> PathBuf {
-    let release = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/release").join(name);
+    let release = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/release")
+        .join(name);
     assert!(
         release.exists(),
         "{} missing: cargo build --release --workspace --bins",

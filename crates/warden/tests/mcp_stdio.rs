@@ -363,3 +363,31 @@ fn an_oversize_answer_from_upstream_is_an_error_not_a_crash() {
     assert_eq!(r["result"], json!({}));
     s.finish();
 }
+
+#[test]
+fn a_call_sent_without_an_id_is_never_forwarded_and_is_on_record() {
+    let setup = Setup::new("", "");
+    let mut s = setup.start("alice", &[]);
+    s.initialize();
+    // Allowed by policy as a request, but sent as a notification it would skip the decision.
+    s.send(&json!({"jsonrpc": "2.0", "method": "tools/call",
+                   "params": {"name": "send_message",
+                              "arguments": {"to": "team@example.com", "body": "sneaky"}}}));
+    s.send(&json!({"jsonrpc": "2.0", "method": "vendor/do_something", "params": {}}));
+    let r = s.request(json!(1), "ping", json!({}));
+    assert_eq!(r["result"], json!({}));
+    s.finish();
+    assert!(
+        setup.outbox().is_empty(),
+        "a call without an id reached the server"
+    );
+    let decisions = setup.decisions();
+    assert_eq!(decisions.len(), 1);
+    assert_eq!(decisions[0].body["effect"], "deny");
+    assert!(
+        decisions[0].body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("notification")
+    );
+}

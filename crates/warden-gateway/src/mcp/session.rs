@@ -375,6 +375,16 @@ impl Session {
                 Step::Deciding { id, key, decision }
             }
             Message::Notification { method } => {
+                // Every MCP notification is named notifications/…. Anything else without an
+                // id is a request in disguise (a tools/call sent as a notification would skip
+                // the decision), so it goes nowhere.
+                if !method.starts_with("notifications/") {
+                    tracing::warn!(%method, "dropped a request sent without an id");
+                    if method == "tools/call" {
+                        self.refuse_unanswerable_call(&value);
+                    }
+                    return Step::Ready(Routed::Nothing);
+                }
                 let cancels = (method == "notifications/cancelled")
                     .then(|| {
                         value
@@ -427,6 +437,31 @@ impl Session {
             },
         );
         Ok(())
+    }
+
+    /// Journals the refusal of a `tools/call` that cannot be answered (it has no id), so the
+    /// attempt is on record even though the agent hears nothing, as JSON-RPC requires.
+    fn refuse_unanswerable_call(&self, value: &Value) {
+        let name = value
+            .pointer("/params/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let arguments = value
+            .pointer("/params/arguments")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let guard = self.guard.clone();
+        tokio::spawn(async move {
+            guard
+                .refuse_call(
+                    &name,
+                    arguments,
+                    "tools/call sent as a notification (without an id); refused",
+                )
+                .await;
+        });
     }
 
     async fn decide_call(
