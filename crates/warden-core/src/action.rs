@@ -93,7 +93,9 @@ impl fmt::Display for ToolRef {
     }
 }
 
-fn is_deceptive_char(c: char) -> bool {
+/// Whether `c` can hide or rearrange text on a screen: control characters, and invisible and
+/// bidirectional-override characters.
+pub fn is_deceptive_char(c: char) -> bool {
     c.is_control()
         || matches!(c,
             '\u{200B}'..='\u{200F}' // zero-width and directional marks

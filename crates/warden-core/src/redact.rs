@@ -47,6 +47,9 @@ pub fn redact(value: &Value) -> Value {
     }
 }
 
+/// Short key names that are sensitive only as the whole key ("pw", not "upward").
+const SENSITIVE_KEYS: &[&str] = &["pw", "pwd", "pass", "auth", "bearer", "sig", "signature"];
+
 fn is_sensitive_key(key: &str) -> bool {
     let folded: String = key
         .chars()
@@ -54,6 +57,16 @@ fn is_sensitive_key(key: &str) -> bool {
         .flat_map(char::to_lowercase)
         .collect();
     SENSITIVE_KEY_PARTS.iter().any(|part| folded.contains(part))
+        || SENSITIVE_KEYS.contains(&folded.as_str())
+}
+
+/// `text` unchanged, or a marker in its place if it contains a credential. For free text
+/// such as error messages, which may echo what an agent sent.
+pub fn redact_text(text: &str) -> String {
+    match credential_kind(text) {
+        Some(kind) => format!("[REDACTED:{kind}: text withheld]"),
+        None => text.to_owned(),
+    }
 }
 
 /// Names the kind of credential `s` contains, if it visibly contains one.
@@ -61,12 +74,59 @@ pub fn credential_kind(s: &str) -> Option<&'static str> {
     if s.contains("-----BEGIN") && s.contains("PRIVATE KEY-----") {
         return Some("private-key");
     }
-    for word in s.split(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '=' | ':' | ',')) {
+    if has_url_credentials(s) {
+        return Some("url-credentials");
+    }
+    let mut words = s
+        .split(|c: char| {
+            c.is_whitespace()
+                || matches!(
+                    c,
+                    '"' | '\''
+                        | '='
+                        | ':'
+                        | ','
+                        | '/'
+                        | ';'
+                        | '&'
+                        | '?'
+                        | '@'
+                        | '('
+                        | ')'
+                        | '['
+                        | ']'
+                        | '<'
+                        | '>'
+                        | '{'
+                        | '}'
+                        | '`'
+                )
+        })
+        .filter(|w| !w.is_empty())
+        .peekable();
+    while let Some(word) = words.next() {
         if let Some(kind) = token_kind(word) {
             return Some(kind);
         }
+        if word.eq_ignore_ascii_case("bearer") && words.peek().is_some_and(|t| t.len() >= 16) {
+            return Some("bearer-token");
+        }
     }
     None
+}
+
+/// `scheme://user:password@host`: a password inside a URL.
+fn has_url_credentials(s: &str) -> bool {
+    s.match_indices("://").any(|(at, _)| {
+        let rest = &s[at + 3..];
+        let authority = rest
+            .split(|c: char| c == '/' || c.is_whitespace())
+            .next()
+            .unwrap_or("");
+        authority.rsplit_once('@').is_some_and(|(userinfo, _)| {
+            userinfo.split_once(':').is_some_and(|(_, p)| !p.is_empty())
+        })
+    })
 }
 
 fn token_kind(w: &str) -> Option<&'static str> {
@@ -99,6 +159,9 @@ fn token_kind(w: &str) -> Option<&'static str> {
     }
     if tail_ok("sk-", 32) || tail_ok("sk_live_", 16) {
         return Some("api-key");
+    }
+    if tail_ok("AIza", 35) {
+        return Some("google-api-key");
     }
     if w.starts_with("eyJ") && w.split('.').count() == 3 && w.len() > 40 {
         return Some("jwt");
@@ -172,11 +235,11 @@ mod tests {
 
     #[test]
     fn redacts_sensitive_keys_at_any_depth() {
-        let v = json!({"path": "/a", "auth": {"api_key": "abc", "Password": "p"}, "list": [{"token": 1}]});
+        let v = json!({"path": "/a", "settings": {"api_key": "abc", "Password": "p"}, "list": [{"token": 1}]});
         let r = redact(&v);
         assert_eq!(r["path"], "/a");
-        assert_eq!(r["auth"]["api_key"], REDACTED);
-        assert_eq!(r["auth"]["Password"], REDACTED);
+        assert_eq!(r["settings"]["api_key"], REDACTED);
+        assert_eq!(r["settings"]["Password"], REDACTED);
         assert_eq!(r["list"][0]["token"], REDACTED);
     }
 
@@ -193,6 +256,35 @@ mod tests {
             json!("[REDACTED:github-token]")
         );
         assert_eq!(redact(&json!("hello world")), json!("hello world"));
+        for (text, kind) in [
+            (
+                "postgres://admin:SuperSecret123@db:5432/x",
+                "url-credentials",
+            ),
+            (
+                "Authorization: Bearer abcdef0123456789abcdef",
+                "bearer-token",
+            ),
+            ("/docs/sk_live_51Habcdefghijklmnop-x", "api-key"),
+            (&format!("key=AIza{}", "S".repeat(35)), "google-api-key"),
+        ] {
+            assert_eq!(credential_kind(text), Some(kind), "{text}");
+        }
+        for plain in [
+            "https://example.com/a:b",
+            "user@example.com",
+            "a bearer of news",
+        ] {
+            assert_eq!(credential_kind(plain), None, "{plain}");
+        }
+        let r = redact(&json!({"pw": "hunter2", "auth": "basic abc", "upward": 1}));
+        assert_eq!(r["pw"], REDACTED);
+        assert_eq!(r["auth"], REDACTED);
+        assert_eq!(r["upward"], 1);
+        assert_eq!(
+            redact_text("open 'x sk_live_51Habcdefghijklmnop y' failed"),
+            "[REDACTED:api-key: text withheld]"
+        );
     }
 
     #[test]

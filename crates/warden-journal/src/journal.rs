@@ -109,6 +109,30 @@ impl Journal {
         if path.is_dir() {
             return Err(crate::OpenError::new(path, "it is a directory").into());
         }
+        // The journal holds what agents did, arguments included: readable by Warden's user
+        // only. SQLite gives its -wal and -shm files the same mode as the database.
+        let existing = path.metadata().is_ok_and(|m| m.len() > 0);
+        let key_path = checkpoint::sibling(path, ".key");
+        if existing && !key_path.exists() {
+            // A new key could not verify the old checkpoints: say what is missing, create
+            // nothing.
+            return Err(crate::error::KeyError {
+                path: key_path,
+                detail: "the key file is missing; it signs this journal's checkpoints and \
+                         cannot be recreated (restore it from a backup)"
+                    .into(),
+            }
+            .into());
+        }
+        if !path.exists() {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| crate::OpenError::new(path, format!("cannot create it: {e}")))?;
+        }
         let key = checkpoint::load_or_create_key(path)?;
         let conn = store::open_writer(
             path,

@@ -836,8 +836,9 @@ fn call_outcome(value: &Value) -> (Outcome, String) {
     (Outcome::Ok, String::new())
 }
 
+/// A short, redacted excerpt of free text from the upstream, for the journal.
 fn truncate(s: &str, max: usize) -> String {
-    let mut s = s.to_owned();
+    let mut s = warden_core::redact::redact_text(s);
     if s.len() > max {
         s.truncate(s.floor_char_boundary(max));
         s.push('…');

@@ -191,9 +191,12 @@ pub fn render(r: &JournalRecord) -> String {
         other => format!("{other} {b}"),
     };
     let session: String = r.session.as_str().chars().take(8).collect();
-    format!(
-        "#{:<6} {time}  {:<12} {session}  {what}",
+    // Agents and servers choose much of this text: nothing in it may move the cursor, change
+    // colours or reorder what the operator reads.
+    let line = format!(
+        "#{:<6} {time} UTC  {:<12} {session}  {what}",
         r.seq,
         r.agent.as_str()
-    )
+    );
+    warden_core::escape_for_display(&line).into_owned()
 }
