@@ -33,6 +33,9 @@ pub struct JournalOptions {
     /// A signed checkpoint is written whenever the chain crosses a multiple of this many
     /// records, and on close. Default 10,000; 0 means only on close.
     pub checkpoint_every: u64,
+    /// A signed checkpoint is also written when records are this old without one, so that
+    /// the records a cut could remove unnoticed are at most this recent. Default 1 s.
+    pub checkpoint_interval: Duration,
     /// How long a commit waits for another writer (another Warden process) before failing
     /// with [`crate::CommitFailure::Locked`]. Default 5 s.
     pub busy_timeout: Duration,
@@ -44,6 +47,7 @@ impl Default for JournalOptions {
             sync: SyncMode::Full,
             max_batch: 4096,
             checkpoint_every: 10_000,
+            checkpoint_interval: Duration::from_secs(1),
             busy_timeout: Duration::from_secs(5),
         }
     }
@@ -111,7 +115,15 @@ impl Journal {
         }
         // The journal holds what agents did, arguments included: readable by Warden's user
         // only. SQLite gives its -wal and -shm files the same mode as the database.
-        let existing = path.metadata().is_ok_and(|m| m.len() > 0);
+        // Only an existing SQLite file can be a journal whose key went missing; anything else
+        // is reported by the open below as what it is.
+        let existing = {
+            use std::io::Read;
+            let mut magic = [0u8; 16];
+            std::fs::File::open(path)
+                .and_then(|mut f| f.read_exact(&mut magic))
+                .is_ok_and(|()| &magic == b"SQLite format 3\0")
+        };
         let key_path = checkpoint::sibling(path, ".key");
         if existing && !key_path.exists() {
             // A new key could not verify the old checkpoints: say what is missing, create
@@ -160,6 +172,8 @@ impl Journal {
             path: path.to_owned(),
             max_batch: options.max_batch.max(1),
             checkpoint_every: options.checkpoint_every,
+            checkpoint_interval: options.checkpoint_interval,
+            uncheckpointed_since: None,
             head_error: None,
         };
         let handle = std::thread::Builder::new()
@@ -315,6 +329,9 @@ struct Writer {
     path: PathBuf,
     max_batch: usize,
     checkpoint_every: u64,
+    checkpoint_interval: Duration,
+    /// When the oldest record not yet covered by a checkpoint was committed.
+    uncheckpointed_since: Option<std::time::Instant>,
     head_error: Option<std::io::Error>,
 }
 
@@ -324,9 +341,18 @@ impl Writer {
         loop {
             let mut close = None;
             let mut hung_up = false;
-            match rx.recv() {
+            let wait = self
+                .uncheckpointed_since
+                .map_or(Duration::from_secs(3600), |since| {
+                    self.checkpoint_interval.saturating_sub(since.elapsed())
+                });
+            match rx.recv_timeout(wait) {
                 Ok(command) => self.take(command, &mut batch, &mut close),
-                Err(mpsc::RecvError) => hung_up = true,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    self.checkpoint_if_due();
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => hung_up = true,
             }
             while close.is_none() && !hung_up && batch.len() < self.max_batch {
                 match rx.try_recv() {
@@ -337,6 +363,7 @@ impl Writer {
             }
             if !batch.is_empty() {
                 self.commit(&mut batch);
+                self.checkpoint_if_due();
             }
             if let Some(reply) = close {
                 let result = self.final_checkpoint();
@@ -396,8 +423,15 @@ impl Writer {
                 for (i, (_, reply)) in batch.drain(..).enumerate() {
                     let _ = reply.send(Ok(first_seq + i as u64));
                 }
-                if let Some(cp) = checkpoint {
-                    self.update_head(&cp);
+                match checkpoint {
+                    Some(cp) => {
+                        self.update_head(&cp);
+                        self.uncheckpointed_since = None;
+                    }
+                    None => {
+                        self.uncheckpointed_since
+                            .get_or_insert_with(std::time::Instant::now);
+                    }
                 }
             }
             Err(e) => {
@@ -460,6 +494,20 @@ impl Writer {
         };
         tx.commit()?;
         Ok((before + 1, checkpoint))
+    }
+
+    /// Checkpoints the tail once its oldest uncovered record is `checkpoint_interval` old.
+    /// A failure (a full disk) is retried at the next interval; the head only lags.
+    fn checkpoint_if_due(&mut self) {
+        let due = self
+            .uncheckpointed_since
+            .is_some_and(|since| since.elapsed() >= self.checkpoint_interval);
+        if due {
+            self.uncheckpointed_since = match self.final_checkpoint() {
+                Ok(()) => None,
+                Err(_) => Some(std::time::Instant::now()),
+            };
+        }
     }
 
     /// Signs the current tail (if no checkpoint names it yet) and updates the head file.
@@ -901,7 +949,16 @@ mod tests {
         journal_with(&path, 1, fast_options())
             .close_blocking()
             .unwrap();
-        std::fs::remove_file(checkpoint::sibling(&path, ".key")).unwrap();
+        // Another journal's key, put in place of this one's.
+        let other = dir.path().join("other.db");
+        journal_with(&other, 1, fast_options())
+            .close_blocking()
+            .unwrap();
+        std::fs::copy(
+            checkpoint::sibling(&other, ".key"),
+            checkpoint::sibling(&path, ".key"),
+        )
+        .unwrap();
         let err = Journal::open(&path, fast_options()).unwrap_err();
         assert!(err.to_string().contains("another key"), "{err}");
     }

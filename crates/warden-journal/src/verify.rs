@@ -70,6 +70,8 @@ pub enum BreachKind {
     CheckpointHash,
     /// The database has checkpoints but the `.head` file is gone.
     HeadMissing,
+    /// The `.head` file names a checkpoint the database no longer has.
+    CheckpointMissing,
 }
 
 impl fmt::Display for BreachKind {
@@ -82,6 +84,7 @@ impl fmt::Display for BreachKind {
             BreachKind::CheckpointSignature => "bad checkpoint signature",
             BreachKind::CheckpointHash => "checkpoint hash mismatch",
             BreachKind::HeadMissing => "head file missing",
+            BreachKind::CheckpointMissing => "checkpoint missing",
         })
     }
 }
@@ -366,6 +369,18 @@ fn walk_links(
                 h.seq
             };
             breach(seq, kind, detail);
+        }
+        // INVARIANT: the head is written only after the checkpoint it names is committed, so
+        // a head naming a checkpoint that is not in the database means checkpoints were deleted.
+        Ok(Some(h)) if h.seq > 0 && !checkpoints.iter().any(|c| c.seq == h.seq) => {
+            breach(
+                h.seq,
+                BreachKind::CheckpointMissing,
+                format!(
+                    "the head file names checkpoint {} but the database has no such checkpoint",
+                    h.seq
+                ),
+            );
         }
         // Every journal has a head file from its creation on (see `Journal::open`).
         Ok(None) if last > 0 || !checkpoints.is_empty() => {

@@ -50,3 +50,47 @@ fn a_missing_key_is_an_error_and_no_new_key_is_made() {
     // The journal itself still verifies: the key is needed to write, not to read.
     assert!(verify(&path).unwrap().breach.is_none());
 }
+
+#[test]
+fn a_quiet_journal_is_checkpointed_after_the_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let journal = Journal::open(
+        &path,
+        JournalOptions {
+            checkpoint_interval: std::time::Duration::from_millis(50),
+            ..JournalOptions::default()
+        },
+    )
+    .unwrap();
+    journal.append(&event()).wait().unwrap();
+    // No close: the writer must checkpoint on its own. Poll the head (bounded), no fixed sleep.
+    let mut covered = false;
+    for _ in 0..200 {
+        if verify(&path).unwrap().head_seq == Some(1) {
+            covered = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert!(covered, "record 1 was never covered by a checkpoint");
+    journal.close_blocking().unwrap();
+}
+
+#[test]
+fn deleting_the_checkpoints_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let journal = Journal::open(&path, JournalOptions::default()).unwrap();
+    for _ in 0..3 {
+        journal.append(&event()).wait().unwrap();
+    }
+    journal.close_blocking().unwrap();
+    drop(journal);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute("DELETE FROM checkpoints", []).unwrap();
+    drop(conn);
+    let breach = verify(&path).unwrap().breach.expect("a breach");
+    assert_eq!(breach.seq, 3);
+    assert_eq!(breach.kind.to_string(), "checkpoint missing");
+}

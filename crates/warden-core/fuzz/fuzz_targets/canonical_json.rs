@@ -21,14 +21,25 @@ fuzz_target!(|data: &[u8]| {
         Err(e) => panic!("canonical JSON {text:?} does not parse: {e}"),
     };
     assert_eq!(back, value, "canonical JSON does not round-trip: {text}");
-    assert_eq!(canonical_json(&back), text, "canonical JSON is not a fixed point");
+    assert_eq!(
+        canonical_json(&back),
+        text,
+        "canonical JSON is not a fixed point"
+    );
     keys_sorted(&back);
     // `back` holds its keys in canonical order (maps keep insertion order in Warden's build),
     // so compact serialization must give the canonical bytes exactly.
-    assert_eq!(serde_json::to_string(&back).ok().as_deref(), Some(text.as_str()));
+    assert_eq!(
+        serde_json::to_string(&back).ok().as_deref(),
+        Some(text.as_str())
+    );
 
     let reversed = reverse_keys(&value);
-    assert_eq!(canonical_json(&reversed), text, "key order leaked into canonical JSON");
+    assert_eq!(
+        canonical_json(&reversed),
+        text,
+        "key order leaked into canonical JSON"
+    );
 
     let d = digest(&value);
     let hex = d.strip_prefix("sha256:").unwrap_or_default();

@@ -33,7 +33,11 @@ fn tool_name(name: &str) {
             assert_eq!(id.split_once('/'), Some((server.as_str(), name)));
         }
         Err(e) => {
-            assert!(name.starts_with(&e.name), "{:?} is not a prefix of the name", e.name);
+            assert!(
+                name.starts_with(&e.name),
+                "{:?} is not a prefix of the name",
+                e.name
+            );
             assert!(e.name.len() <= 80);
             assert!(
                 name.is_empty()

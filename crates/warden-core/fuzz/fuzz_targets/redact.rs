@@ -3,12 +3,14 @@
 //! Asserts: redaction is idempotent; it keeps the shape (same keys in the same order, same
 //! array lengths, same kinds of values); the value of a sensitive key is replaced whole by
 //! `[REDACTED]` (unless null); a string is replaced exactly when `credential_kind` names a
-//! credential in it; and no string of the result still looks like a credential.
+//! credential in it; and no string of the result still looks like a credential. For each
+//! string, `redact_text` (free text such as error messages) gives it back unchanged or its
+//! marker, and is idempotent too.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};
-use warden_core::redact::{REDACTED, credential_kind, redact, redact_object};
+use warden_core::redact::{REDACTED, credential_kind, redact, redact_object, redact_text};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(value) = serde_json::from_slice::<Value>(data) else {
@@ -46,10 +48,20 @@ fn check(before: &Value, after: &Value) {
                 check(bv, av);
             }
         }
-        (Value::String(b), Value::String(a)) => match credential_kind(b) {
-            Some(kind) => assert_eq!(a, &format!("[REDACTED:{kind}]")),
-            None => assert_eq!(a, b, "a harmless string was changed"),
-        },
+        (Value::String(b), Value::String(a)) => {
+            let text = redact_text(b);
+            match credential_kind(b) {
+                Some(kind) => {
+                    assert_eq!(a, &format!("[REDACTED:{kind}]"));
+                    assert_eq!(text, format!("[REDACTED:{kind}: text withheld]"));
+                }
+                None => {
+                    assert_eq!(a, b, "a harmless string was changed");
+                    assert_eq!(&text, b, "harmless text was changed");
+                }
+            }
+            assert_eq!(redact_text(&text), text, "redact_text is not idempotent");
+        }
         (b, a) => assert_eq!(a, b, "a scalar was changed"),
     }
 }

@@ -35,13 +35,31 @@ fuzz_target!(|data: &[u8]| {
     let got = read_all(Chunked::new(stream, *seed), max);
     assert_eq!(got.len(), expected.len(), "frame count, bound {max}");
     for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
-        assert!(g == e, "frame {i} differs, bound {max}: got {}, expected {}", show(g), show(e));
+        assert!(
+            g == e,
+            "frame {i} differs, bound {max}: got {}, expected {}",
+            show(g),
+            show(e)
+        );
     }
 });
 
 /// Bounds around the edges that matter: tiny, near `KEEP`, near `2 * KEEP`.
 fn bound_from(b: u8) -> usize {
-    const EDGES: [usize; 12] = [0, 1, 2, 4095, 4096, 4097, 8191, 8192, 8193, 10_000, 20_000, 1 << 20];
+    const EDGES: [usize; 12] = [
+        0,
+        1,
+        2,
+        4095,
+        4096,
+        4097,
+        8191,
+        8192,
+        8193,
+        10_000,
+        20_000,
+        1 << 20,
+    ];
     match b {
         0..=127 => usize::from(b),
         _ => EDGES[usize::from(b) % EDGES.len()],
@@ -96,7 +114,11 @@ fn show(f: &Frame) -> String {
     match f {
         Frame::Line(l) => format!("Line({} bytes)", l.len()),
         Frame::Oversize { len, head, tail } => {
-            format!("Oversize {{ len: {len}, head: {} bytes, tail: {} bytes }}", head.len(), tail.len())
+            format!(
+                "Oversize {{ len: {len}, head: {} bytes, tail: {} bytes }}",
+                head.len(),
+                tail.len()
+            )
         }
         Frame::Eof => "Eof".to_owned(),
     }

@@ -12,9 +12,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Number, Value, json};
-use warden_gateway::mcp::jsonrpc::{
-    Message, RequestId, classify, code, error_line, result_line,
-};
+use warden_gateway::mcp::jsonrpc::{Message, RequestId, classify, code, error_line, result_line};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(value) = serde_json::from_slice::<Value>(data) else {
@@ -31,8 +29,16 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(field("method"), Some(&Value::String(method)));
             assert!(field("params").is_none_or(Value::is_object));
             distinct_kinds(&id, &key);
-            answered(Some(&id), Some(&key), error_line(Some(&id), code::INTERNAL_ERROR, "x", None));
-            answered(Some(&id), Some(&key), result_line(&id, json!({ "content": [] })));
+            answered(
+                Some(&id),
+                Some(&key),
+                error_line(Some(&id), code::INTERNAL_ERROR, "x", None),
+            );
+            answered(
+                Some(&id),
+                Some(&key),
+                result_line(&id, json!({ "content": [] })),
+            );
         }
         Ok(Message::Notification { method }) => {
             assert_eq!(field("jsonrpc"), Some(&json!("2.0")));
@@ -73,7 +79,10 @@ fn answered(id: Option<&Value>, key: Option<&RequestId>, line: Vec<u8>) {
         Err(e) => panic!("answer is not JSON: {e}"),
     };
     match classify(&parsed) {
-        Ok(Message::Response { id: got, key: got_key }) => {
+        Ok(Message::Response {
+            id: got,
+            key: got_key,
+        }) => {
             assert_eq!(&got, id.unwrap_or(&Value::Null));
             assert_eq!(got_key.as_ref(), key);
         }
@@ -89,6 +98,10 @@ fn distinct_kinds(id: &Value, key: &RequestId) {
         _ => None,
     };
     if let Some(twin) = twin {
-        assert_ne!(RequestId::from_value(&twin).as_ref(), Some(key), "{id} and {twin}");
+        assert_ne!(
+            RequestId::from_value(&twin).as_ref(),
+            Some(key),
+            "{id} and {twin}"
+        );
     }
 }

@@ -19,12 +19,18 @@ fuzz_target!(|data: &[u8]| {
     if let Some(id) = sniff_id(head, tail) {
         assert!(id.is_string() || id.is_number(), "sniffed {id}");
         let has_key = |b: &[u8]| b.windows(4).any(|w| w == b"\"id\"");
-        assert!(has_key(head) || has_key(tail), "an id without an \"id\" key");
+        assert!(
+            has_key(head) || has_key(tail),
+            "an id without an \"id\" key"
+        );
     }
 
     if let Ok(id @ (Value::String(_) | Value::Number(_))) = serde_json::from_slice::<Value>(bytes) {
         let line = format!("{{\"jsonrpc\":\"2.0\",\"id\": {id},\"params\":{{\"x\":\"");
         assert_eq!(sniff_id(line.as_bytes(), b"").as_ref(), Some(&id));
-        assert_eq!(sniff_id(b"no key here", line.as_bytes()).as_ref(), Some(&id));
+        assert_eq!(
+            sniff_id(b"no key here", line.as_bytes()).as_ref(),
+            Some(&id)
+        );
     }
 });

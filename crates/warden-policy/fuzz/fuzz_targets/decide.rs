@@ -69,7 +69,10 @@ permit(principal, action, resource) when { resource.name like "list_*" };
 "#;
 
 fn load(policy: &str, schema: Option<&str>) -> PolicySet {
-    let schemas: Vec<SourceFile> = schema.map(|s| SourceFile::new("args.cedarschema", s)).into_iter().collect();
+    let schemas: Vec<SourceFile> = schema
+        .map(|s| SourceFile::new("args.cedarschema", s))
+        .into_iter()
+        .collect();
     match PolicySet::from_sources(&[SourceFile::new("fuzz.cedar", policy)], &schemas) {
         Ok(set) => set,
         Err(e) => panic!("the fixed policy set does not load: {e}"),
@@ -114,10 +117,17 @@ fuzz_target!(|data: &[u8]| {
         Value::Number(n) => n.as_i64().is_some(),
         Value::Null | Value::String(_) => false,
     });
-    let action = Action::CallTool { tool: tool.clone(), arguments };
+    let action = Action::CallTool {
+        tool: tool.clone(),
+        arguments,
+    };
 
     let open = OPEN_SET.decide(&agent, &action);
-    assert_eq!(open.effect == Effect::Allow, !too_deep, "depth {depth}: {open:?}");
+    assert_eq!(
+        open.effect == Effect::Allow,
+        !too_deep,
+        "depth {depth}: {open:?}"
+    );
 
     let rich = &*RICH_SET;
     let decision = rich.decide(&agent, &action);
@@ -125,10 +135,17 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(decision.effect, Effect::Deny, "depth {depth}: {decision:?}");
     }
     if decision.effect != Effect::Deny {
-        assert!(rich.may_call(&agent, &tool), "{decision:?} but may_call is false");
+        assert!(
+            rich.may_call(&agent, &tool),
+            "{decision:?} but may_call is false"
+        );
         assert!(!decision.policies.is_empty());
     }
-    assert_eq!(decision, rich.decide_unsliced(&agent, &action), "slicing changed the decision");
+    assert_eq!(
+        decision,
+        rich.decide_unsliced(&agent, &action),
+        "slicing changed the decision"
+    );
 });
 
 /// How deep containers nest in `v`, counting `v` itself if it is one.
