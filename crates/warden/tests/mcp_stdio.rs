@@ -391,3 +391,20 @@ fn a_call_sent_without_an_id_is_never_forwarded_and_is_on_record() {
             .contains("notification")
     );
 }
+
+#[test]
+fn repeated_keys_are_refused_before_any_decision() {
+    let setup = Setup::new("", "");
+    let mut s = setup.start("alice", &[]);
+    s.initialize();
+    // serde_json would keep "team@example.com" (the last); a server keeping the first would
+    // send to the outsider. Neither happens.
+    s.send_raw(
+        br#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"send_message","arguments":{"to":"drop@exfil.example","to":"team@example.com","body":"x"}}}
+"#,
+    );
+    let r = s.response(&json!(5));
+    assert_eq!(r["error"]["code"], -32600, "{r}");
+    s.finish();
+    assert!(setup.outbox().is_empty());
+}

@@ -147,6 +147,69 @@ fn check_params(obj: &Map<String, Value>, id: Option<&Value>) -> Result<(), Inva
     }
 }
 
+/// Whether some JSON object in `bytes` (already known to be valid JSON) repeats a key.
+///
+/// serde_json keeps the last of repeated keys; another parser may keep the first. A message
+/// with repeated keys could then be decided on one set of arguments and run with another, so
+/// Warden refuses it instead of guessing.
+pub fn has_duplicate_keys(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<UniqueKeys>(bytes).is_err()
+}
+
+/// Deserializes any JSON, failing on a repeated object key.
+struct UniqueKeys;
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(UniqueKeysVisitor)
+    }
+}
+
+struct UniqueKeysVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeysVisitor {
+    type Value = UniqueKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<UniqueKeys, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if !seen.insert(key) {
+                return Err(serde::de::Error::custom("repeated object key"));
+            }
+            map.next_value::<UniqueKeys>()?;
+        }
+        Ok(UniqueKeys)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<UniqueKeys, A::Error> {
+        while seq.next_element::<UniqueKeys>()?.is_some() {}
+        Ok(UniqueKeys)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_unit<E>(self) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+}
+
 /// Serializes a JSON-RPC error response as one line (with its newline).
 pub fn error_line(id: Option<&Value>, code: i64, message: &str, data: Option<Value>) -> Vec<u8> {
     let mut error = json!({ "code": code, "message": message });
@@ -244,6 +307,18 @@ mod tests {
         }
         let err = c(r#"{"jsonrpc":"1.0","id":9,"method":"ping"}"#).unwrap_err();
         assert_eq!(err.id, Some(json!(9)));
+    }
+
+    #[test]
+    fn repeated_keys_are_found_at_any_depth() {
+        assert!(!has_duplicate_keys(br#"{"a":1,"b":{"a":2},"c":[{"a":3},{"a":4}]}"#));
+        assert!(has_duplicate_keys(br#"{"a":1,"a":2}"#));
+        assert!(has_duplicate_keys(
+            br#"{"params":{"arguments":{"to":"team","to":"evil"}}}"#
+        ));
+        assert!(has_duplicate_keys(br#"[1,{"x":{"y":1,"y":1}}]"#));
+        // Escapes that spell the same key are the same key.
+        assert!(has_duplicate_keys(br#"{"to":1,"to":2}"#));
     }
 
     #[test]

@@ -25,6 +25,10 @@ pub fn refusal_result(agent: &AgentId, verdict: &Verdict) -> Value {
     let next = match d.effect {
         Effect::Ask => "A human must approve this call; do not retry it unchanged.".to_owned(),
         _ if verdict.seq.is_none() => "Retry later; nothing was done.".to_owned(),
+        // A forbid (or a policy that failed to evaluate) decided: a new permit would not help.
+        _ if !d.policies.is_empty() => {
+            "Do not retry it: a policy forbids it for this agent.".to_owned()
+        }
         _ => format!(
             "Do not retry it. If the task needs it, ask the operator to grant agent \"{agent}\" \
              call_tool on \"{}\" in Warden's policy.",

@@ -337,6 +337,14 @@ impl Session {
             Ok(m) => m,
             Err(err) => return reply(err.id.as_ref(), code::INVALID_REQUEST, &err.why),
         };
+        if jsonrpc::has_duplicate_keys(&bytes) {
+            let id = value.get("id").filter(|id| RequestId::from_value(id).is_some());
+            return reply(
+                id,
+                code::INVALID_REQUEST,
+                "repeated object keys are refused: a server might read them differently",
+            );
+        }
         // Frames come without their newline; what is passed on is the line as sent.
         bytes.push(b'\n');
         match message {

@@ -76,12 +76,26 @@ fn run_verify(path: &std::path::Path) -> Result<ExitCode> {
     match &report.breach {
         None => {
             println!(
-                "journal {}: intact — {} records, chain verified to #{}, {} signed checkpoints valid",
+                "journal {}: intact — {} records, chain verified to #{}, {} signed {} valid",
                 path.display(),
                 report.records_checked,
                 report.last_seq,
                 report.checkpoints_checked,
+                if report.checkpoints_checked == 1 {
+                    "checkpoint"
+                } else {
+                    "checkpoints"
+                },
             );
+            let signed_to = report.head_seq.unwrap_or(0);
+            if report.last_seq > signed_to {
+                // Honest about the window: a cut after the newest signature leaves a valid
+                // chain. Warden signs within a second of writing, and at every clean exit.
+                println!(
+                    "note: records after #{signed_to} are not yet covered by a signed checkpoint \
+                     (Warden may still be running); a cut there would not be detected"
+                );
+            }
             if let Some(key) = &report.public_key {
                 // Compare with a copy kept off this host: a rewritten history needs a new key.
                 println!("checkpoint signing key (public): {key}");

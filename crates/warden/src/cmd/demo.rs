@@ -91,7 +91,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let report = verify(&journal).context("verifying the journal")?;
     match &report.breach {
         None => println!(
-            "Journal {}: intact, {} records, {} signed checkpoints verified.",
+            "Journal {}: intact, {} records, {} signed checkpoint(s) verified.",
             journal.display(),
             report.records_checked,
             report.checkpoints_checked
@@ -107,11 +107,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
     }
     println!(
-        "\nRead it:   warden audit log --journal {}",
+        "\nRead it:   {} audit log --journal {}",
+        warden.display(),
         journal.display()
     );
     println!(
-        "Verify it: warden audit verify --journal {}",
+        "Verify it: {} audit verify --journal {}",
+        warden.display(),
         journal.display()
     );
     Ok(ExitCode::SUCCESS)
