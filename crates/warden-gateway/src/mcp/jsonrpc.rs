@@ -311,7 +311,9 @@ mod tests {
 
     #[test]
     fn repeated_keys_are_found_at_any_depth() {
-        assert!(!has_duplicate_keys(br#"{"a":1,"b":{"a":2},"c":[{"a":3},{"a":4}]}"#));
+        assert!(!has_duplicate_keys(
+            br#"{"a":1,"b":{"a":2},"c":[{"a":3},{"a":4}]}"#
+        ));
         assert!(has_duplicate_keys(br#"{"a":1,"a":2}"#));
         assert!(has_duplicate_keys(
             br#"{"params":{"arguments":{"to":"team","to":"evil"}}}"#

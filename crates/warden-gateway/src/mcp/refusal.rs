@@ -27,7 +27,7 @@ pub fn refusal_result(agent: &AgentId, verdict: &Verdict) -> Value {
         _ if verdict.seq.is_none() => "Retry later; nothing was done.".to_owned(),
         // A forbid (or a policy that failed to evaluate) decided: a new permit would not help.
         _ if !d.policies.is_empty() => {
-            "Do not retry it: a policy forbids it for this agent.".to_owned()
+            format!("Do not retry it: a policy forbids it for agent \"{agent}\".")
         }
         _ => format!(
             "Do not retry it. If the task needs it, ask the operator to grant agent \"{agent}\" \

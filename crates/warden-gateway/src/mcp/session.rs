@@ -338,7 +338,9 @@ impl Session {
             Err(err) => return reply(err.id.as_ref(), code::INVALID_REQUEST, &err.why),
         };
         if jsonrpc::has_duplicate_keys(&bytes) {
-            let id = value.get("id").filter(|id| RequestId::from_value(id).is_some());
+            let id = value
+                .get("id")
+                .filter(|id| RequestId::from_value(id).is_some());
             return reply(
                 id,
                 code::INVALID_REQUEST,
