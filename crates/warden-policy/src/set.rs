@@ -375,10 +375,25 @@ fn validate(
         .flat_map(|f| f.policies.iter().map(move |(_, pos)| (f, *pos)))
         .collect();
     let result = Validator::new(schema.clone()).validate(full, ValidationMode::Strict);
-    let mut found: Vec<(usize, SourceDiagnostic)> = result
+    // Some of Cedar's warnings are errors for Warden: a policy that can never apply (a forbid
+    // with a misspelt scope protects nothing, silently) and bidirectional-control characters
+    // (text that reads differently than it evaluates).
+    let fatal_warnings = result.validation_warnings().filter(|w| {
+        matches!(
+            w,
+            cedar::ValidationWarning::ImpossiblePolicy(_)
+                | cedar::ValidationWarning::InvalidActionApplication(_)
+                | cedar::ValidationWarning::BidiCharsInString(_)
+                | cedar::ValidationWarning::BidiCharsInIdentifier(_)
+        )
+    });
+    let problems = result
         .validation_errors()
-        .map(|e| {
-            let id: &str = e.policy_id().as_ref();
+        .map(|e| (e.policy_id(), e as &dyn miette::Diagnostic))
+        .chain(fatal_warnings.map(|w| (w.policy_id(), w as &dyn miette::Diagnostic)));
+    let mut found: Vec<(usize, SourceDiagnostic)> = problems
+        .map(|(policy_id, e)| {
+            let id: &str = policy_id.as_ref();
             match position_of
                 .get(id)
                 .and_then(|&i| places.get(i).map(|p| (i, p)))

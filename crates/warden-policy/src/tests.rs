@@ -247,7 +247,6 @@ fn scopes_match_servers_and_types() {
         r#"
 @id("fs") permit(principal is Agent in Agent::"alice", action in [Action::"call_tool"], resource is Tool in Server::"fs");
 @id("one") permit(principal == Agent::"bob", action == Action::"call_tool", resource == Tool::"fs/read");
-@id("srv-eq") permit(principal, action, resource == Server::"fs");
 "#,
         None,
     );
@@ -778,5 +777,31 @@ proptest! {
                 prop_assert_eq!(sliced.effect, Effect::Deny);
             }
         }
+    }
+}
+
+#[test]
+fn policies_that_can_never_apply_are_refused() {
+    for (text, why) in [
+        (
+            r#"forbid(principal, action, resource) when { context.arguments has pth && context.arguments.pth like "*secrets*" };"#,
+            "misspelt, undeclared argument",
+        ),
+        (
+            r#"forbid(principal, action == Action::"call_tool", resource == Server::"files");"#,
+            "a server where a tool is expected",
+        ),
+    ] {
+        let err = PolicySet::from_sources(
+            &[SourceFile::new(
+                "p.cedar",
+                format!("permit(principal, action, resource);\n{text}\n"),
+            )],
+            &[SourceFile::new("a.cedarschema", ARGS)],
+        )
+        .err()
+        .unwrap_or_else(|| panic!("accepted a policy that can never apply: {why}"));
+        assert!(matches!(err, PolicyError::Validation(_)), "{why}: {err}");
+        assert!(err.to_string().contains("p.cedar:2"), "{why}: {err}");
     }
 }

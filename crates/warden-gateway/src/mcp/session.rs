@@ -91,7 +91,7 @@ pub enum SessionEnd {
 #[non_exhaustive]
 pub enum SessionError {
     /// The upstream server could not be started.
-    #[error("could not start the upstream server {program:?}: {source}")]
+    #[error("could not start the upstream server {program:?}")]
     Spawn {
         /// The program.
         program: OsString,
