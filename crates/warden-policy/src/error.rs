@@ -98,6 +98,18 @@ pub enum PolicyError {
         /// The folder.
         path: PathBuf,
     },
+    /// Something in the policy folder looks like policy but would not be loaded (a subfolder
+    /// with `.cedar` files, `x.Cedar`, `x.cedar.bak`). Refused, because a forbid that is
+    /// silently not loaded protects nothing.
+    #[error(
+        "{} looks like policy but would not be loaded (only *.cedar and *.cedarschema files \
+         directly in the folder are); move or rename it",
+        path.display()
+    )]
+    NotLoaded {
+        /// The file or folder.
+        path: PathBuf,
+    },
     /// A folder or file could not be read.
     #[error("cannot read {}: {source}", path.display())]
     Unreadable {

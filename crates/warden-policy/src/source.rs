@@ -53,6 +53,9 @@ pub(crate) fn read_dir(dir: &Path) -> Result<(Vec<SourceFile>, Vec<SourceFile>),
         let list = match path.extension().and_then(|e| e.to_str()) {
             Some("cedar") => &mut policies,
             Some("cedarschema") => &mut schemas,
+            _ if looks_like_policy(&path, &name) => {
+                return Err(PolicyError::NotLoaded { path });
+            }
             _ => continue,
         };
         if !path.is_file() {
@@ -65,6 +68,22 @@ pub(crate) fn read_dir(dir: &Path) -> Result<(Vec<SourceFile>, Vec<SourceFile>),
     policies.sort_by(|a, b| a.name.cmp(&b.name));
     schemas.sort_by(|a, b| a.name.cmp(&b.name));
     Ok((policies, schemas))
+}
+
+/// A name with `.cedar` in it, in any case, or a subfolder holding `*.cedar` files.
+fn looks_like_policy(path: &Path, name: &str) -> bool {
+    if path.is_dir() {
+        return std::fs::read_dir(path).is_ok_and(|mut entries| {
+            entries.any(|e| {
+                e.is_ok_and(|e| {
+                    e.file_name()
+                        .to_str()
+                        .is_some_and(|n| n.to_ascii_lowercase().contains(".cedar"))
+                })
+            })
+        });
+    }
+    name.to_ascii_lowercase().contains(".cedar")
 }
 
 /// `text` with every `//` comment replaced by spaces, byte for byte, so offsets still agree

@@ -805,3 +805,23 @@ fn policies_that_can_never_apply_are_refused() {
         assert!(err.to_string().contains("p.cedar:2"), "{why}: {err}");
     }
 }
+
+#[test]
+fn policy_files_that_would_not_be_loaded_are_refused() {
+    for stray in ["sub/c.cedar", "z.Cedar", "w.cedar.bak"] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.cedar"),
+            "permit(principal, action, resource);",
+        )
+        .unwrap();
+        let path = dir.path().join(stray);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, "forbid(principal, action, resource);").unwrap();
+        let err = PolicySet::load_dir(dir.path()).unwrap_err();
+        assert!(
+            matches!(err, PolicyError::NotLoaded { .. }),
+            "{stray}: {err}"
+        );
+    }
+}
