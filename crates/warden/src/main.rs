@@ -2,8 +2,27 @@
 //! operator runs. Errors are reported for humans here; the libraries return typed errors.
 #![forbid(unsafe_code)]
 
+/// `println!` for a command whose output may be piped into `head`: a closed stdout ends the
+/// command quietly instead of panicking.
+macro_rules! say {
+    () => {
+        $crate::say_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::say_line(format_args!($($arg)*))
+    };
+}
+
 mod cmd;
 mod config;
+
+fn say_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{args}").is_err() {
+        std::process::exit(0);
+    }
+}
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -75,7 +75,7 @@ fn run_verify(path: &std::path::Path) -> Result<ExitCode> {
     let report = verify(path).with_context(|| format!("verifying {}", path.display()))?;
     match &report.breach {
         None => {
-            println!(
+            say!(
                 "journal {}: intact — {} records, chain verified to #{}, {} signed {} valid",
                 path.display(),
                 report.records_checked,
@@ -91,19 +91,19 @@ fn run_verify(path: &std::path::Path) -> Result<ExitCode> {
             if report.last_seq > signed_to {
                 // Honest about the window: a cut after the newest signature leaves a valid
                 // chain. Warden signs within a second of writing, and at every clean exit.
-                println!(
+                say!(
                     "note: records after #{signed_to} are not yet covered by a signed checkpoint \
                      (Warden may still be running); a cut there would not be detected"
                 );
             }
             if let Some(key) = &report.public_key {
                 // Compare with a copy kept off this host: a rewritten history needs a new key.
-                println!("checkpoint signing key (public): {key}");
+                say!("checkpoint signing key (public): {key}");
             }
             Ok(ExitCode::SUCCESS)
         }
         Some(breach) => {
-            println!(
+            say!(
                 "journal {}: TAMPERED — record #{}: {} ({})",
                 path.display(),
                 breach.seq,

@@ -64,8 +64,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         None => std::env::temp_dir().join(format!("warden-demo-{}", std::process::id())),
     };
     let config = set_up(&dir, &server)?;
-    println!("Warden demo in {}", dir.display());
-    println!(
+    say!("Warden demo in {}", dir.display());
+    say!(
         "Policies: {}/policies/workspace.cedar (default deny)\n",
         dir.display()
     );
@@ -82,7 +82,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter_map(|m| m.get("to").and_then(Value::as_str).map(str::to_owned))
         .collect();
-    println!(
+    say!(
         "What reached the server: messages sent to {sent:?}; notes.txt still there: {}",
         dir.join("workspace/notes.txt").exists()
     );
@@ -90,14 +90,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let journal = dir.join("journal.db");
     let report = verify(&journal).context("verifying the journal")?;
     match &report.breach {
-        None => println!(
+        None => say!(
             "Journal {}: intact, {} records, {} signed checkpoint(s) verified.",
             journal.display(),
             report.records_checked,
             report.checkpoints_checked
         ),
         Some(b) => {
-            println!(
+            say!(
                 "Journal {}: TAMPERED at #{}: {}",
                 journal.display(),
                 b.seq,
@@ -106,12 +106,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     }
-    println!(
+    say!(
         "\nRead it:   {} audit log --journal {}",
         warden.display(),
         journal.display()
     );
-    println!(
+    say!(
         "Verify it: {} audit verify --journal {}",
         warden.display(),
         journal.display()
@@ -159,7 +159,7 @@ fn toml_string(s: &str) -> String {
 }
 
 fn run_agent(warden: &Path, config: &Path, script: &Script) -> Result<()> {
-    println!("── agent {}: {}", script.agent, script.role);
+    say!("── agent {}: {}", script.agent, script.role);
     let mut child = Command::new(warden)
         .args(["mcp", "--agent", &script.agent, "--config"])
         .arg(config)
@@ -184,20 +184,20 @@ fn run_agent(warden: &Path, config: &Path, script: &Script) -> Result<()> {
         .and_then(Value::as_array)
         .map(|t| t.iter().filter_map(|t| t.get("name")?.as_str()).collect())
         .unwrap_or_default();
-    println!("   tools Warden lets it see: {}", names.join(", "));
+    say!("   tools Warden lets it see: {}", names.join(", "));
     for step in &script.steps {
         let response = client.request(
             "tools/call",
             json!({ "name": step.tool, "arguments": step.arguments }),
         )?;
-        println!("   {}", describe(step, &response));
+        say!("   {}", describe(step, &response));
     }
     drop(client);
     let status = child.wait().context("waiting for warden mcp")?;
     if !status.success() {
         bail!("warden mcp for {} exited with {status}", script.agent);
     }
-    println!();
+    say!();
     Ok(())
 }
 

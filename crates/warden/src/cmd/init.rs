@@ -41,9 +41,9 @@ pub fn run(dir: &Path, force: bool) -> Result<ExitCode> {
     for (name, text) in FILES {
         let path = dir.join(name);
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-        println!("wrote {}", path.display());
+        say!("wrote {}", path.display());
     }
-    println!(
+    say!(
         "next: edit policies/starter.cedar, then `warden policy check` and \
          `warden policy test policies/tests.toml`"
     );

@@ -47,7 +47,7 @@ pub fn run(command: PolicyCommand) -> Result<ExitCode> {
     match command {
         PolicyCommand::Check(source) => {
             let (dir, set) = source.load()?;
-            println!(
+            say!(
                 "{}: {} policies, all valid against the schema",
                 dir.display(),
                 set.len()
@@ -61,10 +61,10 @@ pub fn run(command: PolicyCommand) -> Result<ExitCode> {
             let mut failed = 0;
             for r in &results {
                 if r.passed {
-                    println!("PASS  {}", r.name);
+                    say!("PASS  {}", r.name);
                 } else {
                     failed += 1;
-                    println!(
+                    say!(
                         "FAIL  {}: expected {}, got {} ({}; policies: {})",
                         r.name,
                         r.expected,
@@ -78,7 +78,7 @@ pub fn run(command: PolicyCommand) -> Result<ExitCode> {
                     );
                 }
             }
-            println!(
+            say!(
                 "{} cases: {} passed, {failed} failed",
                 results.len(),
                 results.len() - failed
