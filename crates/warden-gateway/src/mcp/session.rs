@@ -568,25 +568,17 @@ impl Session {
                 if let Some(key) = cancels {
                     self.note_cancelled(&key);
                 }
-                if self.upstream_gone.load(Ordering::SeqCst) {
-                    if let Some(key) = request {
-                        self.fail(
-                            &key,
-                            code::UPSTREAM_GONE,
-                            "the upstream server is not running",
-                            Outcome::UpstreamGone,
-                        )
-                        .await;
+                let sent = if self.upstream_gone.load(Ordering::SeqCst) {
+                    false
+                } else {
+                    if let Some(key) = &request {
+                        self.start_timer(key);
                     }
-                    return;
-                }
-                if let Some(key) = &request {
-                    self.start_timer(key);
-                }
-                let sender = self.to_upstream.lock().ok().and_then(|s| s.clone());
-                let sent = match sender {
-                    Some(tx) => tx.send(bytes).await.is_ok(),
-                    None => false,
+                    let sender = self.to_upstream.lock().ok().and_then(|s| s.clone());
+                    match sender {
+                        Some(tx) => tx.send(bytes).await.is_ok(),
+                        None => false,
+                    }
                 };
                 if !sent && let Some(key) = request {
                     self.fail(
