@@ -76,13 +76,7 @@ fn a_journal_that_cannot_be_opened_stops_warden_before_the_upstream_starts() {
 #[test]
 fn a_full_disk_refuses_calls_and_loses_no_record() {
     let setup = Setup::new("", "");
-    let small = setup.path("small");
-    std::fs::create_dir_all(&small).unwrap();
-    std::fs::write(
-        setup.config(),
-        format!("[journal]\npath = \"{}/journal.db\"\n", small.display()),
-    )
-    .unwrap();
+    let small = journal_in_own_folder(&setup, "small");
     let verify_out = setup.path("verify.txt");
     let script = r#"
         set -e
@@ -95,26 +89,8 @@ fn a_full_disk_refuses_calls_and_loses_no_record() {
         echo "verify exit $?" >> "$out"
         exit $status
     "#;
-    let mut cmd = Command::new("unshare");
-    cmd.args([
-        "--user",
-        "--map-root-user",
-        "--mount",
-        "sh",
-        "-c",
-        script,
-        "sh",
-    ])
-    .arg(&small)
-    .arg(&verify_out)
-    .arg(warden_bin())
-    .args(["mcp", "--agent", "alice", "--config"])
-    .arg(setup.config())
-    .args(["--server", "files", "--"])
-    .arg(example_server())
-    .arg("--root")
-    .arg(setup.path("workspace"))
-    .env("WARDEN", warden_bin());
+    let mut cmd = in_private_mounts(&setup, script, &[&small, &verify_out]);
+    cmd.env("WARDEN", warden_bin());
     let mut s = Session::spawn(cmd);
     s.initialize();
     let body = "y".repeat(16 * 1024);
@@ -158,13 +134,7 @@ fn a_full_disk_refuses_calls_and_loses_no_record() {
 #[test]
 fn a_read_only_journal_stops_warden_before_any_call() {
     let setup = Setup::new("", "");
-    let ro = setup.path("ro");
-    std::fs::create_dir_all(&ro).unwrap();
-    std::fs::write(
-        setup.config(),
-        format!("[journal]\npath = \"{}/journal.db\"\n", ro.display()),
-    )
-    .unwrap();
+    let ro = journal_in_own_folder(&setup, "ro");
     // First session writes the journal; then the mount turns read-only and a second session
     // is attempted. Its stderr and status are what the test reads.
     let script = r#"
@@ -175,26 +145,7 @@ fn a_read_only_journal_stops_warden_before_any_call() {
         mount -o remount,ro "$ro"
         printf '{"jsonrpc":"2.0","id":1,"method":"ping"}\n' | "$@"
     "#;
-    let out = Command::new("unshare")
-        .args([
-            "--user",
-            "--map-root-user",
-            "--mount",
-            "sh",
-            "-c",
-            script,
-            "sh",
-        ])
-        .arg(&ro)
-        .arg(warden_bin())
-        .args(["mcp", "--agent", "alice", "--config"])
-        .arg(setup.config())
-        .args(["--server", "files", "--"])
-        .arg(example_server())
-        .arg("--root")
-        .arg(setup.path("workspace"))
-        .output()
-        .unwrap();
+    let out = in_private_mounts(&setup, script, &[&ro]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("opening the journal"), "{stderr}");
@@ -203,4 +154,42 @@ fn a_read_only_journal_stops_warden_before_any_call() {
         "nothing may be answered: {}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+/// Points the setup's journal at `<dir>/journal.db` in a folder of its own, for a test to mount
+/// a file system on.
+fn journal_in_own_folder(setup: &Setup, dir: &str) -> std::path::PathBuf {
+    let folder = setup.path(dir);
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(
+        setup.config(),
+        format!("[journal]\npath = \"{}/journal.db\"\n", folder.display()),
+    )
+    .unwrap();
+    folder
+}
+
+/// `sh -c script sh ARGS… warden mcp …` in a private user and mount namespace, so the script
+/// can mount file systems without privileges. The `warden mcp` command line is "$@" once the
+/// script has shifted its own arguments away.
+fn in_private_mounts(setup: &Setup, script: &str, script_args: &[&std::path::Path]) -> Command {
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "--user",
+        "--map-root-user",
+        "--mount",
+        "sh",
+        "-c",
+        script,
+        "sh",
+    ])
+    .args(script_args)
+    .arg(warden_bin())
+    .args(["mcp", "--agent", "alice", "--config"])
+    .arg(setup.config())
+    .args(["--server", "files", "--"])
+    .arg(example_server())
+    .arg("--root")
+    .arg(setup.path("workspace"));
+    cmd
 }
