@@ -88,30 +88,69 @@ impl Guard {
         arguments: Map<String, Value>,
         refused: Option<&str>,
     ) -> Verdict {
-        let args_digest = digest_object(&arguments);
-        let args = redact_object(&arguments);
-        let (decision, target) = match ToolRef::new(self.server.clone(), name) {
+        match ToolRef::new(self.server.clone(), name) {
             Ok(tool) => {
-                let target = tool.id();
-                let decision = match refused {
-                    Some(why) => Decision::refuse(why),
-                    None => {
-                        let action = Action::CallTool { tool, arguments };
-                        self.policies.decide(&self.agent, &action)
+                let action = Action::CallTool { tool, arguments };
+                match refused {
+                    Some(why) => {
+                        let target = action.target();
+                        self.refuse(
+                            ActionKind::CallTool,
+                            target,
+                            &action_arguments(&action),
+                            why,
+                        )
+                        .await
                     }
-                };
-                (decision, target)
+                    None => self.check(&action).await,
+                }
             }
-            Err(err) => (
-                Decision::refuse(refused.map_or_else(|| err.to_string(), str::to_owned)),
-                format!("{}/{}", self.server, name.escape_debug()),
-            ),
-        };
+            Err(err) => {
+                let why = refused.map_or_else(|| err.to_string(), str::to_owned);
+                let target = format!("{}/{}", self.server, name.escape_debug());
+                self.refuse(ActionKind::CallTool, target, &arguments, &why)
+                    .await
+            }
+        }
+    }
+
+    /// Decides any action and records the decision durably before returning.
+    pub async fn check(&self, action: &Action) -> Verdict {
+        let decision = self.policies.decide(&self.agent, action);
+        self.record_decision(
+            action.kind(),
+            action.target(),
+            &action_arguments(action),
+            decision,
+        )
+        .await
+    }
+
+    /// Records the refusal of an action that no policy gets to see (malformed in a way that
+    /// cannot be decided), so the attempt is on record.
+    pub async fn refuse(
+        &self,
+        kind: ActionKind,
+        target: String,
+        arguments: &Map<String, Value>,
+        why: &str,
+    ) -> Verdict {
+        self.record_decision(kind, target, arguments, Decision::refuse(why))
+            .await
+    }
+
+    async fn record_decision(
+        &self,
+        action: ActionKind,
+        target: String,
+        arguments: &Map<String, Value>,
+        decision: Decision,
+    ) -> Verdict {
         let event = self.event(EventBody::Decision {
-            action: ActionKind::CallTool,
+            action,
             target: target.clone(),
-            args_digest,
-            args,
+            args_digest: digest_object(arguments),
+            args: redact_object(arguments),
             effect: decision.effect,
             policies: decision.policies.clone(),
             reason: decision.reason.clone(),
@@ -124,7 +163,7 @@ impl Guard {
             },
             Err(err) => Verdict {
                 decision: Decision::refuse(format!(
-                    "the journal could not record this call ({err}); \
+                    "the journal could not record this action ({err}); \
                      Warden refuses what it cannot record"
                 )),
                 seq: None,
@@ -166,6 +205,24 @@ impl Guard {
             session: self.session.clone(),
             body,
         }
+    }
+}
+
+/// The arguments an action carries, as journaled (redacted and digested there).
+fn action_arguments(action: &Action) -> std::borrow::Cow<'_, Map<String, Value>> {
+    use std::borrow::Cow;
+    match action {
+        Action::CallTool { arguments, .. } | Action::GetPrompt { arguments, .. } => {
+            Cow::Borrowed(arguments)
+        }
+        Action::Complete {
+            argument, value, ..
+        } => {
+            let mut map = Map::new();
+            map.insert(argument.clone(), Value::String(value.clone()));
+            Cow::Owned(map)
+        }
+        _ => Cow::Owned(Map::new()),
     }
 }
 

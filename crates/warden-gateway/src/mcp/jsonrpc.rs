@@ -9,6 +9,8 @@ pub mod code {
     pub const PARSE_ERROR: i64 = -32700;
     /// JSON, but not a JSON-RPC 2.0 message Warden accepts.
     pub const INVALID_REQUEST: i64 = -32600;
+    /// The method is not one this endpoint offers.
+    pub const METHOD_NOT_FOUND: i64 = -32601;
     /// The method's parameters are malformed.
     pub const INVALID_PARAMS: i64 = -32602;
     /// Warden failed internally.

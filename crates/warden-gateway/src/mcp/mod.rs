@@ -2,6 +2,9 @@
 //! See `session` for the path of a `tools/call`.
 
 pub mod framing;
+pub mod hub;
 pub mod jsonrpc;
+pub mod names;
 pub mod refusal;
 pub mod session;
+pub mod upstream;

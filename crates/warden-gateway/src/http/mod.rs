@@ -1,0 +1,556 @@
+//! MCP over Streamable HTTP: the endpoint agents reach Warden at in a long-running deployment.
+//!
+//! One path, `/mcp`. `POST` carries one JSON-RPC message; a request is answered with JSON, or
+//! with an SSE stream when it asked for progress and the client accepts streams. `GET` opens
+//! the stream of Warden's own notifications (list changes, resource updates). `DELETE` ends
+//! the session.
+//!
+//! Every request passes, in order: the Host/Origin check (DNS rebinding), the bearer token
+//! (which names the agent; an agent never names itself), the body bounds (size and time),
+//! and the session check: `Mcp-Session-Id` values are Warden's own random ids, bound to the
+//! agent that opened them, so another agent presenting one is refused exactly like a forged
+//! id. Refusals of the first and second kind, and cross-agent session use, are journaled.
+
+pub mod access;
+mod sessions;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, State};
+use axum::http::header::{ACCEPT, CONTENT_TYPE, WWW_AUTHENTICATE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use futures_util::stream::{self, Stream};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use warden_core::{AgentId, EventBody, SessionId};
+
+use crate::identity::{AuthError, Authenticator, UNAUTHENTICATED};
+use crate::mcp::hub::{Hub, HubSession};
+use crate::mcp::jsonrpc::{self, Message, code, has_duplicate_keys};
+use crate::mcp::session::KNOWN_PROTOCOL_VERSIONS;
+use access::{AllowedPeers, bearer};
+pub use sessions::SessionLimits;
+use sessions::{Lookup, SessionTable};
+
+/// The header carrying the session id.
+pub const SESSION_HEADER: &str = "mcp-session-id";
+/// The header carrying the negotiated protocol version.
+pub const VERSION_HEADER: &str = "mcp-protocol-version";
+
+/// Bounds of the HTTP endpoint.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// The largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// How long a client may take to send a request body.
+    pub body_timeout: Duration,
+    /// Sessions per agent and in all.
+    pub sessions: SessionLimits,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 4 * 1024 * 1024,
+            body_timeout: Duration::from_secs(10),
+            sessions: SessionLimits::default(),
+        }
+    }
+}
+
+/// The shared state of the endpoint.
+pub struct HttpGateway {
+    hub: Arc<Hub>,
+    auth: Authenticator,
+    peers: AllowedPeers,
+    sessions: SessionTable,
+    options: HttpOptions,
+}
+
+impl HttpGateway {
+    /// An endpoint serving `hub` to the agents `auth` knows.
+    pub fn new(
+        hub: Arc<Hub>,
+        auth: Authenticator,
+        peers: AllowedPeers,
+        options: HttpOptions,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            sessions: SessionTable::new(options.sessions.clone()),
+            hub,
+            auth,
+            peers,
+            options,
+        })
+    }
+
+    /// The router, to be served with `into_make_service_with_connect_info::<SocketAddr>()`.
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route(
+                "/mcp",
+                post(handle_post).get(handle_get).delete(handle_delete),
+            )
+            .with_state(self.clone())
+    }
+
+    /// Closes every session, journaling each end.
+    pub async fn close_all(&self, detail: &str) {
+        for session in self.sessions.drain() {
+            session.close(detail).await;
+        }
+    }
+
+    /// Closes sessions idle for longer than the configured limit.
+    pub async fn expire_idle(&self) {
+        for session in self.sessions.take_idle() {
+            session.close("the session was idle for too long").await;
+        }
+    }
+
+    /// The number of open sessions.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Journals a refused request and builds its response.
+    async fn refuse(
+        &self,
+        status: StatusCode,
+        agent: Option<&AgentId>,
+        remote: SocketAddr,
+        reason: String,
+    ) -> Response {
+        let agent = agent
+            .cloned()
+            .or_else(|| AgentId::new(UNAUTHENTICATED).ok());
+        if let Some(agent) = agent {
+            let event = warden_core::Event {
+                time_ms: crate::guard::now_ms(),
+                agent,
+                session: SessionId::from_raw("-"),
+                body: EventBody::AccessRefused {
+                    reason: reason.clone(),
+                    remote: remote.to_string(),
+                },
+            };
+            if let Err(err) = self.hub.journal().append(&event).await {
+                tracing::error!(%err, "could not journal a refused request");
+            }
+        }
+        let mut response = error_response(status, None, code::INVALID_REQUEST, &reason);
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"warden\""),
+            );
+        }
+        response
+    }
+
+    /// The Host/Origin check and the token: the agent, or the response refusing the request.
+    async fn admit(&self, headers: &HeaderMap, remote: SocketAddr) -> Result<AgentId, Response> {
+        if let Err(err) = self.peers.check(headers) {
+            return Err(self
+                .refuse(StatusCode::FORBIDDEN, None, remote, err.to_string())
+                .await);
+        }
+        let result = match bearer(headers) {
+            None => Err(AuthError::Missing),
+            Some(token) => self.auth.authenticate(token),
+        };
+        match result {
+            Ok(agent) => Ok(agent),
+            Err(err) => {
+                let agent = match &err {
+                    AuthError::Revoked(agent) => Some(agent.clone()),
+                    _ => None,
+                };
+                Err(self
+                    .refuse(
+                        StatusCode::UNAUTHORIZED,
+                        agent.as_ref(),
+                        remote,
+                        err.to_string(),
+                    )
+                    .await)
+            }
+        }
+    }
+
+    /// The session named by the request, if it belongs to `agent`.
+    async fn session_of(
+        &self,
+        agent: &AgentId,
+        headers: &HeaderMap,
+        remote: SocketAddr,
+    ) -> Result<Arc<HubSession>, Response> {
+        let Some(id) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
+            return Err(error_response(
+                StatusCode::BAD_REQUEST,
+                None,
+                code::INVALID_REQUEST,
+                "missing Mcp-Session-Id header: send initialize first",
+            ));
+        };
+        match self.sessions.lookup(id, agent) {
+            Lookup::Found(session) => Ok(session),
+            Lookup::Unknown => Err(error_response(
+                StatusCode::NOT_FOUND,
+                None,
+                code::INVALID_REQUEST,
+                "unknown or expired session: send initialize again",
+            )),
+            Lookup::OtherAgent => {
+                // Answered exactly like an unknown id, so a session's existence is not revealed.
+                let reason = "a session id of another agent was presented".to_owned();
+                let _ = self
+                    .refuse(StatusCode::NOT_FOUND, Some(agent), remote, reason)
+                    .await;
+                Err(error_response(
+                    StatusCode::NOT_FOUND,
+                    None,
+                    code::INVALID_REQUEST,
+                    "unknown or expired session: send initialize again",
+                ))
+            }
+        }
+    }
+
+    async fn read_body(&self, body: Body) -> Result<Bytes, Response> {
+        let max = self.options.max_body_bytes;
+        let limited = Limited::new(body, max);
+        match tokio::time::timeout(self.options.body_timeout, limited.collect()).await {
+            Err(_) => Err(error_response(
+                StatusCode::REQUEST_TIMEOUT,
+                None,
+                code::INVALID_REQUEST,
+                &format!(
+                    "the request body did not arrive within {:?}",
+                    self.options.body_timeout
+                ),
+            )),
+            Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => {
+                Err(error_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    None,
+                    code::TOO_LARGE,
+                    &format!("the request body exceeds Warden's limit of {max} bytes"),
+                ))
+            }
+            Ok(Err(err)) => Err(error_response(
+                StatusCode::BAD_REQUEST,
+                None,
+                code::INVALID_REQUEST,
+                &format!("the request body could not be read: {err}"),
+            )),
+            Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        }
+    }
+}
+
+async fn handle_post(
+    State(gw): State<Arc<HttpGateway>>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let agent = match gw.admit(&headers, remote).await {
+        Ok(agent) => agent,
+        Err(response) => return response,
+    };
+    let json_body = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+        });
+    if !json_body {
+        return error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            None,
+            code::INVALID_REQUEST,
+            "the request body must be application/json",
+        );
+    }
+    let bytes = match gw.read_body(body).await {
+        Ok(bytes) => bytes,
+        Err(response) => return response,
+    };
+    let value: Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(err) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                None,
+                code::PARSE_ERROR,
+                &format!("the body is not valid JSON: {err}"),
+            );
+        }
+    };
+    if has_duplicate_keys(&bytes) {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            value.get("id"),
+            code::INVALID_REQUEST,
+            "a JSON object in the message repeats a key; Warden refuses ambiguous messages",
+        );
+    }
+    let message = match jsonrpc::classify(&value) {
+        Ok(m) => m,
+        Err(err) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                err.id.as_ref(),
+                code::INVALID_REQUEST,
+                &err.why,
+            );
+        }
+    };
+    let params = value.get("params").cloned().unwrap_or(Value::Null);
+    match message {
+        Message::Request { id, method, .. } if method == "initialize" => {
+            if headers.contains_key(SESSION_HEADER) {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    Some(&id),
+                    code::INVALID_REQUEST,
+                    "initialize opens a new session: send it without Mcp-Session-Id",
+                );
+            }
+            initialize(&gw, agent, id, params).await
+        }
+        Message::Request { id, method, .. } => {
+            let session = match gw.session_of(&agent, &headers, remote).await {
+                Ok(s) => s,
+                Err(response) => return response,
+            };
+            if let Err(response) = check_version(&headers, &session) {
+                return response;
+            }
+            let wants_progress = params.pointer("/_meta/progressToken").is_some();
+            if wants_progress && accepts(&headers, "text/event-stream") {
+                return stream_request(session, id, method, params);
+            }
+            let response = session.request(&id, &method, params, None).await;
+            json_response(StatusCode::OK, &response)
+        }
+        Message::Notification { method } => {
+            let session = match gw.session_of(&agent, &headers, remote).await {
+                Ok(s) => s,
+                Err(response) => return response,
+            };
+            session.notification(&method, &params);
+            StatusCode::ACCEPTED.into_response()
+        }
+        Message::Response { .. } => {
+            // Warden sends agents no requests yet, so there is nothing to match an answer to.
+            match gw.session_of(&agent, &headers, remote).await {
+                Ok(_) => StatusCode::ACCEPTED.into_response(),
+                Err(response) => response,
+            }
+        }
+    }
+}
+
+async fn initialize(gw: &Arc<HttpGateway>, agent: AgentId, id: Value, params: Value) -> Response {
+    if let Err(why) = gw.sessions.may_open(&agent) {
+        return error_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(&id),
+            code::OVERLOADED,
+            &why,
+        );
+    }
+    let mut raw = [0u8; 16];
+    if getrandom::fill(&mut raw).is_err() {
+        return error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Some(&id),
+            code::INTERNAL_ERROR,
+            "no randomness for a session id",
+        );
+    }
+    let session_id = SessionId::from_random(raw);
+    let session = match gw.hub.open_session(agent, session_id.clone()).await {
+        Ok(s) => s,
+        Err(err) => {
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some(&id),
+                code::INTERNAL_ERROR,
+                &format!(
+                    "the journal could not record the session ({err}); Warden refuses what it cannot record"
+                ),
+            );
+        }
+    };
+    let response = session.request(&id, "initialize", params, None).await;
+    gw.sessions.insert(session);
+    let mut http = json_response(StatusCode::OK, &response);
+    if let Ok(value) = HeaderValue::from_str(session_id.as_str()) {
+        http.headers_mut().insert(SESSION_HEADER, value);
+    }
+    http
+}
+
+fn check_version(headers: &HeaderMap, session: &HubSession) -> Result<(), Response> {
+    let Some(asked) = headers.get(VERSION_HEADER) else {
+        return Ok(());
+    };
+    let asked = asked.to_str().unwrap_or("");
+    let negotiated = session.protocol_version();
+    if KNOWN_PROTOCOL_VERSIONS.contains(&asked) && negotiated.as_deref() == Some(asked) {
+        return Ok(());
+    }
+    Err(error_response(
+        StatusCode::BAD_REQUEST,
+        None,
+        code::INVALID_REQUEST,
+        &format!(
+            "MCP-Protocol-Version {asked:?} does not match the version negotiated for this session ({})",
+            negotiated.as_deref().unwrap_or("none")
+        ),
+    ))
+}
+
+/// Answers a request as an SSE stream: its progress notifications, then its response.
+fn stream_request(session: Arc<HubSession>, id: Value, method: String, params: Value) -> Response {
+    let (tx, rx) = mpsc::unbounded_channel::<Value>();
+    let progress = tx.clone();
+    tokio::spawn(async move {
+        let response = session.request(&id, &method, params, Some(progress)).await;
+        let _ = tx.send(response);
+    });
+    // The stream ends after the response (the one message with an id).
+    let events = stream::unfold(Some(rx), |rx| async move {
+        let mut rx = rx?;
+        let message = rx.recv().await?;
+        let done = message.get("id").is_some();
+        let event = SseEvent::default().data(message.to_string());
+        Some((Ok::<_, Infallible>(event), (!done).then_some(rx)))
+    });
+    Sse::new(events).into_response()
+}
+
+async fn handle_get(
+    State(gw): State<Arc<HttpGateway>>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let agent = match gw.admit(&headers, remote).await {
+        Ok(agent) => agent,
+        Err(response) => return response,
+    };
+    let session = match gw.session_of(&agent, &headers, remote).await {
+        Ok(s) => s,
+        Err(response) => return response,
+    };
+    if !accepts(&headers, "text/event-stream") {
+        return error_response(
+            StatusCode::NOT_ACCEPTABLE,
+            None,
+            code::INVALID_REQUEST,
+            "GET /mcp opens an event stream: send Accept: text/event-stream",
+        );
+    }
+    Sse::new(notices(gw.hub.clone(), session))
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+/// What the session's agent should hear of its upstreams' notifications.
+fn notices(
+    hub: Arc<Hub>,
+    session: Arc<HubSession>,
+) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    let (tx, rx) = mpsc::channel::<Value>(64);
+    for upstream in hub.upstreams() {
+        let mut notices = upstream.notices();
+        let server = upstream.name().clone();
+        let session = session.clone();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tx.closed() => return,
+                    notice = notices.recv() => match notice {
+                        Ok(notice) => {
+                            if let Some(message) = session.translate_notice(&server, &notice)
+                                && tx.send(message).await.is_err()
+                            {
+                                return;
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(_) => return,
+                    }
+                }
+            }
+        });
+    }
+    stream::unfold(rx, |mut rx| async move {
+        let message = rx.recv().await?;
+        Some((Ok(SseEvent::default().data(message.to_string())), rx))
+    })
+}
+
+async fn handle_delete(
+    State(gw): State<Arc<HttpGateway>>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let agent = match gw.admit(&headers, remote).await {
+        Ok(agent) => agent,
+        Err(response) => return response,
+    };
+    let session = match gw.session_of(&agent, &headers, remote).await {
+        Ok(s) => s,
+        Err(response) => return response,
+    };
+    if let Some(session) = gw.sessions.remove(session.id().as_str()) {
+        session.close("the agent ended the session").await;
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+fn accepts(headers: &HeaderMap, media: &str) -> bool {
+    headers
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            let t = t.split(';').next().unwrap_or("").trim();
+            t.eq_ignore_ascii_case(media) || t == "*/*"
+        })
+}
+
+fn json_response(status: StatusCode, value: &Value) -> Response {
+    (
+        status,
+        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        value.to_string(),
+    )
+        .into_response()
+}
+
+fn error_response(status: StatusCode, id: Option<&Value>, code: i64, message: &str) -> Response {
+    let body = json!({
+        "jsonrpc": "2.0",
+        "id": id.cloned().unwrap_or(Value::Null),
+        "error": { "code": code, "message": message },
+    });
+    json_response(status, &body)
+}

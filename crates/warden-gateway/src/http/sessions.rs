@@ -1,0 +1,152 @@
+//! The open HTTP sessions, each bound to the agent that opened it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use warden_core::AgentId;
+
+use crate::mcp::hub::HubSession;
+
+/// How many sessions may be open, and for how long idle.
+#[derive(Debug, Clone)]
+pub struct SessionLimits {
+    /// Sessions one agent may hold open at once.
+    pub per_agent: usize,
+    /// Sessions open in all.
+    pub total: usize,
+    /// A session unused for this long is closed.
+    pub idle: Duration,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        Self {
+            per_agent: 1_000,
+            total: 20_000,
+            idle: Duration::from_secs(3600),
+        }
+    }
+}
+
+pub(super) struct SessionTable {
+    limits: SessionLimits,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    by_id: HashMap<String, Entry>,
+    per_agent: HashMap<AgentId, usize>,
+}
+
+struct Entry {
+    session: Arc<HubSession>,
+    last_used: Instant,
+}
+
+/// What a presented session id turned out to be.
+pub(super) enum Lookup {
+    Found(Arc<HubSession>),
+    Unknown,
+    OtherAgent,
+}
+
+impl SessionTable {
+    pub(super) fn new(limits: SessionLimits) -> Self {
+        Self {
+            limits,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn may_open(&self, agent: &AgentId) -> Result<(), String> {
+        let inner = self.lock();
+        if inner.by_id.len() >= self.limits.total {
+            return Err(format!(
+                "Warden already serves {} sessions, its limit; try again later",
+                self.limits.total
+            ));
+        }
+        if inner.per_agent.get(agent).copied().unwrap_or(0) >= self.limits.per_agent {
+            return Err(format!(
+                "agent \"{agent}\" already holds {} sessions, its limit; end one (HTTP DELETE) first",
+                self.limits.per_agent
+            ));
+        }
+        Ok(())
+    }
+
+    pub(super) fn insert(&self, session: Arc<HubSession>) {
+        let mut inner = self.lock();
+        *inner.per_agent.entry(session.agent().clone()).or_default() += 1;
+        inner.by_id.insert(
+            session.id().as_str().to_owned(),
+            Entry {
+                session,
+                last_used: Instant::now(),
+            },
+        );
+    }
+
+    pub(super) fn lookup(&self, id: &str, agent: &AgentId) -> Lookup {
+        let mut inner = self.lock();
+        match inner.by_id.get_mut(id) {
+            None => Lookup::Unknown,
+            Some(entry) if entry.session.agent() != agent => Lookup::OtherAgent,
+            Some(entry) => {
+                entry.last_used = Instant::now();
+                Lookup::Found(entry.session.clone())
+            }
+        }
+    }
+
+    pub(super) fn remove(&self, id: &str) -> Option<Arc<HubSession>> {
+        let mut inner = self.lock();
+        let entry = inner.by_id.remove(id)?;
+        release(&mut inner, entry.session.agent());
+        Some(entry.session)
+    }
+
+    pub(super) fn take_idle(&self) -> Vec<Arc<HubSession>> {
+        let mut inner = self.lock();
+        let now = Instant::now();
+        let idle: Vec<String> = inner
+            .by_id
+            .iter()
+            .filter(|(_, e)| now.duration_since(e.last_used) >= self.limits.idle)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut out = Vec::with_capacity(idle.len());
+        for id in idle {
+            if let Some(entry) = inner.by_id.remove(&id) {
+                release(&mut inner, entry.session.agent());
+                out.push(entry.session);
+            }
+        }
+        out
+    }
+
+    pub(super) fn drain(&self) -> Vec<Arc<HubSession>> {
+        let mut inner = self.lock();
+        inner.per_agent.clear();
+        inner.by_id.drain().map(|(_, e)| e.session).collect()
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.lock().by_id.len()
+    }
+}
+
+fn release(inner: &mut Inner, agent: &AgentId) {
+    if let Some(n) = inner.per_agent.get_mut(agent) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            inner.per_agent.remove(agent);
+        }
+    }
+}

@@ -1,0 +1,1006 @@
+//! One MCP endpoint in front of many upstream servers, governing every action.
+//!
+//! A [`Hub`] owns the upstreams and the per-agent limits; a [`HubSession`] is one agent's MCP
+//! session (opened by `initialize` on any transport). The session answers `initialize` and
+//! `ping` itself, merges the lists of every upstream (filtered to what the agent may use and
+//! renamed, see `names`), and routes each action to its upstream after the guard has decided
+//! it and the journal holds the decision.
+//!
+//! INVARIANT: a `tools/call`, `resources/read`, `resources/subscribe`, `prompts/get` or
+//! `completion/complete` is sent upstream only after `forwards(&verdict)`, i.e. after its
+//! decision is durable. Methods Warden does not know are refused, not passed through: with
+//! several upstreams there is no single place they could go.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use warden_core::{
+    Action, ActionKind, AgentId, CompletionRef, EventBody, Outcome, PromptRef, ResourceRef,
+    ServerName, SessionId, ToolRef,
+};
+use warden_journal::{Journal, JournalError};
+use warden_policy::PolicySet;
+
+use super::jsonrpc::{RequestId, code};
+use super::names::{qualify, qualify_uri, split, split_uri};
+use super::refusal::{META_KEY, refusal_result};
+use super::session::KNOWN_PROTOCOL_VERSIONS;
+use super::upstream::{Notice, Upstream, UpstreamStatus};
+use crate::guard::{Guard, Verdict, forwards};
+
+/// Bounds that apply to every agent session.
+#[derive(Debug, Clone)]
+pub struct HubOptions {
+    /// How long an upstream may take to answer a request.
+    pub call_timeout: Duration,
+    /// The most requests of one agent in flight at once, across all its sessions.
+    pub max_in_flight_per_agent: usize,
+    /// Requests per second one agent may send, sustained.
+    pub rate_per_agent: f64,
+    /// Requests one agent may send in a burst above the sustained rate.
+    pub burst_per_agent: f64,
+}
+
+impl Default for HubOptions {
+    fn default() -> Self {
+        Self {
+            call_timeout: Duration::from_secs(120),
+            max_in_flight_per_agent: 64,
+            rate_per_agent: 500.0,
+            burst_per_agent: 1000.0,
+        }
+    }
+}
+
+/// The upstreams, the policy and the journal that every session shares.
+pub struct Hub {
+    upstreams: BTreeMap<ServerName, Arc<Upstream>>,
+    policies: Arc<PolicySet>,
+    journal: Journal,
+    options: HubOptions,
+    agents: Mutex<HashMap<AgentId, Arc<AgentLimits>>>,
+}
+
+/// What one agent is allowed to load Warden with.
+struct AgentLimits {
+    in_flight: Arc<Semaphore>,
+    bucket: Mutex<Bucket>,
+}
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Hub {
+    /// A hub over `upstreams`.
+    pub fn new(
+        upstreams: Vec<Arc<Upstream>>,
+        policies: Arc<PolicySet>,
+        journal: Journal,
+        options: HubOptions,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            upstreams: upstreams
+                .into_iter()
+                .map(|u| (u.name().clone(), u))
+                .collect(),
+            policies,
+            journal,
+            options,
+            agents: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The upstreams, by name.
+    pub fn upstreams(&self) -> impl Iterator<Item = &Arc<Upstream>> {
+        self.upstreams.values()
+    }
+
+    /// The journal every session writes to.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// Opens a session for `agent` and journals its start.
+    pub async fn open_session(
+        self: &Arc<Self>,
+        agent: AgentId,
+        session: SessionId,
+    ) -> Result<Arc<HubSession>, JournalError> {
+        let guards: BTreeMap<ServerName, Guard> = self
+            .upstreams
+            .keys()
+            .map(|server| {
+                let guard = Guard::new(
+                    agent.clone(),
+                    session.clone(),
+                    server.clone(),
+                    self.policies.clone(),
+                    self.journal.clone(),
+                );
+                (server.clone(), guard)
+            })
+            .collect();
+        let session = Arc::new(HubSession {
+            hub: self.clone(),
+            limits: self.limits(&agent),
+            agent,
+            session,
+            guards,
+            in_flight: Mutex::new(HashMap::new()),
+            protocol_version: Mutex::new(None),
+            subscriptions: Mutex::new(HashSet::new()),
+        });
+        session
+            .record(EventBody::SessionStarted {
+                server: self
+                    .upstreams
+                    .keys()
+                    .map(ServerName::as_str)
+                    .collect::<Vec<_>>()
+                    .join(","),
+                warden_version: env!("CARGO_PKG_VERSION").to_owned(),
+            })
+            .await?;
+        Ok(session)
+    }
+
+    fn limits(&self, agent: &AgentId) -> Arc<AgentLimits> {
+        let mut agents = self.agents.lock().unwrap_or_else(|p| p.into_inner());
+        agents
+            .entry(agent.clone())
+            .or_insert_with(|| {
+                Arc::new(AgentLimits {
+                    in_flight: Arc::new(Semaphore::new(self.options.max_in_flight_per_agent)),
+                    bucket: Mutex::new(Bucket {
+                        tokens: self.options.burst_per_agent,
+                        at: Instant::now(),
+                    }),
+                })
+            })
+            .clone()
+    }
+}
+
+/// One agent's MCP session.
+pub struct HubSession {
+    hub: Arc<Hub>,
+    limits: Arc<AgentLimits>,
+    agent: AgentId,
+    session: SessionId,
+    guards: BTreeMap<ServerName, Guard>,
+    in_flight: Mutex<HashMap<RequestId, oneshot::Sender<String>>>,
+    protocol_version: Mutex<Option<String>>,
+    subscriptions: Mutex<HashSet<String>>,
+}
+
+/// A JSON-RPC error an agent receives.
+#[derive(Debug)]
+struct Failure {
+    code: i64,
+    message: String,
+    data: Option<Value>,
+}
+
+impl Failure {
+    fn new(code: i64, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            data: None,
+        }
+    }
+}
+
+type Reply = Result<Value, Failure>;
+
+/// The lists an aggregated endpoint merges.
+#[derive(Clone, Copy)]
+enum ListKind {
+    Tools,
+    Prompts,
+    Resources,
+    Templates,
+}
+
+impl ListKind {
+    fn method(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools/list",
+            ListKind::Prompts => "prompts/list",
+            ListKind::Resources => "resources/list",
+            ListKind::Templates => "resources/templates/list",
+        }
+    }
+    fn key(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools",
+            ListKind::Prompts => "prompts",
+            ListKind::Resources => "resources",
+            ListKind::Templates => "resourceTemplates",
+        }
+    }
+    fn capability(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools",
+            ListKind::Prompts => "prompts",
+            ListKind::Resources | ListKind::Templates => "resources",
+        }
+    }
+    fn field(self) -> &'static str {
+        match self {
+            ListKind::Tools | ListKind::Prompts => "name",
+            ListKind::Resources => "uri",
+            ListKind::Templates => "uriTemplate",
+        }
+    }
+}
+
+impl HubSession {
+    /// The agent.
+    pub fn agent(&self) -> &AgentId {
+        &self.agent
+    }
+
+    /// The session id.
+    pub fn id(&self) -> &SessionId {
+        &self.session
+    }
+
+    /// The protocol version negotiated by `initialize`, once it has been.
+    pub fn protocol_version(&self) -> Option<String> {
+        lock(&self.protocol_version).clone()
+    }
+
+    /// Appends a record about this session and waits until it is durable.
+    pub async fn record(&self, body: EventBody) -> Result<u64, JournalError> {
+        match self.guards.values().next() {
+            Some(guard) => guard.record(body).await,
+            None => {
+                let event = warden_core::Event {
+                    time_ms: crate::guard::now_ms(),
+                    agent: self.agent.clone(),
+                    session: self.session.clone(),
+                    body,
+                };
+                self.hub.journal.append(&event).await
+            }
+        }
+    }
+
+    /// Journals the end of the session.
+    pub async fn close(&self, detail: &str) {
+        let subscriptions: Vec<String> = lock(&self.subscriptions).drain().collect();
+        for uri in subscriptions {
+            if let Some((server, inner)) = split_uri(&uri)
+                && let Some(upstream) = self.upstream(server)
+            {
+                // The answer is not awaited: dropping the request forgets it.
+                drop(upstream.request("resources/unsubscribe", json!({ "uri": inner }), None));
+            }
+        }
+        if let Err(err) = self
+            .record(EventBody::SessionEnded {
+                detail: detail.to_owned(),
+            })
+            .await
+        {
+            tracing::error!(%err, "could not journal the end of a session");
+        }
+    }
+
+    /// Answers one request of the agent. `related` receives the notifications that belong to
+    /// it (progress), when the transport can deliver them.
+    pub async fn request(
+        &self,
+        id: &Value,
+        method: &str,
+        params: Value,
+        related: Option<mpsc::UnboundedSender<Value>>,
+    ) -> Value {
+        let reply = match self.admit() {
+            Err(failure) => Err(failure),
+            Ok(_permit) => {
+                let key = RequestId::from_value(id);
+                let (cancel_tx, cancel_rx) = oneshot::channel();
+                if let Some(key) = &key {
+                    lock(&self.in_flight).insert(key.clone(), cancel_tx);
+                }
+                let reply = self.dispatch(method, params, related, cancel_rx).await;
+                if let Some(key) = &key {
+                    lock(&self.in_flight).remove(key);
+                }
+                reply
+            }
+        };
+        match reply {
+            Ok(result) => json!({ "jsonrpc": "2.0", "id": id, "result": result }),
+            Err(f) => {
+                let mut error = json!({ "code": f.code, "message": f.message });
+                if let Some(data) = f.data {
+                    error["data"] = data;
+                }
+                json!({ "jsonrpc": "2.0", "id": id, "error": error })
+            }
+        }
+    }
+
+    /// Handles one notification of the agent.
+    pub fn notification(&self, method: &str, params: &Value) {
+        if method == "notifications/cancelled" {
+            let reason = params
+                .get("reason")
+                .and_then(Value::as_str)
+                .unwrap_or("cancelled by the agent")
+                .to_owned();
+            let key = params.get("requestId").and_then(RequestId::from_value);
+            if let Some(tx) = key.and_then(|k| lock(&self.in_flight).remove(&k)) {
+                let _ = tx.send(reason);
+            }
+        }
+        // `notifications/initialized`, `roots/list_changed` and the rest concern the session
+        // between the agent and Warden; upstreams are shared and hear none of them.
+    }
+
+    /// Turns a notice of an upstream into what this agent should hear, if anything.
+    pub fn translate_notice(&self, server: &ServerName, notice: &Notice) -> Option<Value> {
+        let method = notice.method.as_str();
+        match method {
+            "notifications/tools/list_changed"
+            | "notifications/prompts/list_changed"
+            | "notifications/resources/list_changed" => {
+                Some(json!({ "jsonrpc": "2.0", "method": method }))
+            }
+            "warden/upstream_ready" => Some(json!({
+                "jsonrpc": "2.0",
+                "method": "notifications/tools/list_changed",
+            })),
+            "notifications/resources/updated" => {
+                let uri = notice.params.get("uri")?.as_str()?;
+                let presented = qualify_uri(server, uri);
+                if !lock(&self.subscriptions).contains(&presented) {
+                    return None;
+                }
+                Some(json!({
+                    "jsonrpc": "2.0",
+                    "method": method,
+                    "params": { "uri": presented },
+                }))
+            }
+            // Log messages of a shared upstream may concern any agent: not forwarded.
+            _ => None,
+        }
+    }
+
+    fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Failure> {
+        {
+            let mut bucket = lock(&self.limits.bucket);
+            let now = Instant::now();
+            let refill =
+                now.duration_since(bucket.at).as_secs_f64() * self.hub.options.rate_per_agent;
+            bucket.tokens = (bucket.tokens + refill).min(self.hub.options.burst_per_agent);
+            bucket.at = now;
+            if bucket.tokens < 1.0 {
+                return Err(Failure::new(
+                    code::OVERLOADED,
+                    format!(
+                        "agent \"{}\" is sending more than {} requests per second; slow down",
+                        self.agent, self.hub.options.rate_per_agent
+                    ),
+                ));
+            }
+            bucket.tokens -= 1.0;
+        }
+        self.limits
+            .in_flight
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| {
+                Failure::new(
+                    code::OVERLOADED,
+                    format!(
+                        "agent \"{}\" already has {} requests in flight; wait for one to finish",
+                        self.agent, self.hub.options.max_in_flight_per_agent
+                    ),
+                )
+            })
+    }
+
+    async fn dispatch(
+        &self,
+        method: &str,
+        params: Value,
+        related: Option<mpsc::UnboundedSender<Value>>,
+        cancel: oneshot::Receiver<String>,
+    ) -> Reply {
+        match method {
+            "initialize" => Ok(self.initialize(&params)),
+            "ping" | "logging/setLevel" => Ok(json!({})),
+            "tools/list" => self.list(ListKind::Tools, &params).await,
+            "prompts/list" => self.list(ListKind::Prompts, &params).await,
+            "resources/list" => self.list(ListKind::Resources, &params).await,
+            "resources/templates/list" => self.list(ListKind::Templates, &params).await,
+            "tools/call" => self.call_tool(params, related, cancel).await,
+            "prompts/get" => self.get_prompt(params, related, cancel).await,
+            "resources/read" | "resources/subscribe" => {
+                self.read_resource(method, params, related, cancel).await
+            }
+            "resources/unsubscribe" => self.unsubscribe(params, cancel).await,
+            "completion/complete" => self.complete(params, cancel).await,
+            _ => Err(Failure::new(
+                code::METHOD_NOT_FOUND,
+                format!("Warden does not offer the method {method:?}"),
+            )),
+        }
+    }
+
+    fn initialize(&self, params: &Value) -> Value {
+        let asked = params.get("protocolVersion").and_then(Value::as_str);
+        let latest = KNOWN_PROTOCOL_VERSIONS[KNOWN_PROTOCOL_VERSIONS.len() - 1];
+        let version = asked
+            .filter(|v| KNOWN_PROTOCOL_VERSIONS.contains(v))
+            .unwrap_or(latest);
+        *lock(&self.protocol_version) = Some(version.to_owned());
+        let instructions: Vec<String> = self
+            .hub
+            .upstreams()
+            .filter_map(|u| {
+                let d = u.description()?;
+                let text = d.instructions.as_ref()?;
+                Some(format!(
+                    "Server \"{}\" (its tools and prompts are prefixed \"{}__\"): {text}",
+                    u.name(),
+                    u.name()
+                ))
+            })
+            .collect();
+        let mut result = json!({
+            "protocolVersion": version,
+            "capabilities": {
+                "tools": { "listChanged": true },
+                "prompts": { "listChanged": true },
+                "resources": { "subscribe": true, "listChanged": true },
+                "completions": {},
+                "logging": {},
+            },
+            "serverInfo": { "name": "warden", "version": env!("CARGO_PKG_VERSION") },
+        });
+        if !instructions.is_empty() {
+            result["instructions"] = Value::String(instructions.join("\n\n"));
+        }
+        result
+    }
+
+    fn upstream(&self, server: &str) -> Option<&Arc<Upstream>> {
+        let name = ServerName::new(server).ok()?;
+        self.hub.upstreams.get(&name)
+    }
+
+    fn guard(&self, server: &ServerName) -> &Guard {
+        // Every upstream has a guard: both maps are built from the same keys.
+        &self.guards[server]
+    }
+
+    /// One page of a merged list. The cursor Warden hands out names the upstream to continue
+    /// with and that upstream's own cursor: `<server>:<cursor>`.
+    async fn list(&self, kind: ListKind, params: &Value) -> Reply {
+        let names: Vec<&ServerName> = self.hub.upstreams.keys().collect();
+        let (mut index, mut cursor) = match params.get("cursor") {
+            None | Some(Value::Null) => (0, None),
+            Some(Value::String(c)) => {
+                let (server, inner) = c
+                    .split_once(':')
+                    .ok_or_else(|| Failure::new(code::INVALID_PARAMS, "invalid cursor"))?;
+                let index = names
+                    .iter()
+                    .position(|n| n.as_str() == server)
+                    .ok_or_else(|| Failure::new(code::INVALID_PARAMS, "invalid cursor"))?;
+                (index, (!inner.is_empty()).then(|| inner.to_owned()))
+            }
+            Some(_) => {
+                return Err(Failure::new(
+                    code::INVALID_PARAMS,
+                    "cursor must be a string",
+                ));
+            }
+        };
+        let mut items = Vec::new();
+        // Pages of upstreams that are down or lack the capability are skipped, so one page
+        // always comes from one upstream that answered (or is the end of the list).
+        while index < names.len() {
+            let upstream = &self.hub.upstreams[names[index]];
+            let offers = upstream
+                .description()
+                .is_some_and(|d| d.capabilities.get(kind.capability()).is_some());
+            if upstream.status() != UpstreamStatus::Ready || !offers {
+                index += 1;
+                cursor = None;
+                continue;
+            }
+            let params = match &cursor {
+                Some(c) => json!({ "cursor": c }),
+                None => json!({}),
+            };
+            let answer = self.ask(upstream, kind.method(), params, None, None).await;
+            let result = match answer {
+                Ok(result) => result,
+                Err(failure) => {
+                    tracing::warn!(server = %upstream.name(), message = %failure.message, "listing failed; skipped");
+                    index += 1;
+                    cursor = None;
+                    continue;
+                }
+            };
+            for mut item in result
+                .get(kind.key())
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+            {
+                if self.may_see(kind, upstream.name(), &item) {
+                    rename(kind, upstream.name(), &mut item);
+                    items.push(item);
+                }
+            }
+            let next = match result.get("nextCursor").and_then(Value::as_str) {
+                Some(c) => Some(format!("{}:{c}", names[index])),
+                None => names.get(index + 1).map(|n| format!("{n}:")),
+            };
+            let mut page = json!({ kind.key(): items });
+            if let Some(next) = next {
+                page["nextCursor"] = Value::String(next);
+            }
+            return Ok(page);
+        }
+        Ok(json!({ kind.key(): items }))
+    }
+
+    fn may_see(&self, kind: ListKind, server: &ServerName, item: &Value) -> bool {
+        let Some(name) = item.get(kind.field()).and_then(Value::as_str) else {
+            return false;
+        };
+        let policies = &self.hub.policies;
+        match kind {
+            ListKind::Tools => {
+                ToolRef::new(server.clone(), name).is_ok_and(|t| policies.may_call(&self.agent, &t))
+            }
+            ListKind::Prompts => PromptRef::new(server.clone(), name)
+                .is_ok_and(|p| policies.may_get_prompt(&self.agent, &p)),
+            ListKind::Resources | ListKind::Templates => ResourceRef::new(server.clone(), name)
+                .is_ok_and(|r| policies.may_read(&self.agent, &r)),
+        }
+    }
+
+    async fn call_tool(
+        &self,
+        params: Value,
+        related: Option<mpsc::UnboundedSender<Value>>,
+        cancel: oneshot::Receiver<String>,
+    ) -> Reply {
+        let (presented, arguments) = named_params(&params, "name")?;
+        let (server, name) = self.resolve_name(&presented)?;
+        let guard = self.guard(&server);
+        let verdict = match ToolRef::new(server.clone(), name) {
+            Ok(tool) => guard.check(&Action::CallTool { tool, arguments }).await,
+            Err(err) => {
+                let target = format!("{server}/{}", name.escape_debug());
+                guard
+                    .refuse(ActionKind::CallTool, target, &arguments, &err.to_string())
+                    .await
+            }
+        };
+        if !forwards(&verdict) {
+            return Ok(refusal_result(&self.agent, &verdict));
+        }
+        let upstream_params = with_name(params, "name", name);
+        self.forward(
+            &server,
+            "tools/call",
+            upstream_params,
+            verdict,
+            related,
+            cancel,
+        )
+        .await
+    }
+
+    async fn get_prompt(
+        &self,
+        params: Value,
+        related: Option<mpsc::UnboundedSender<Value>>,
+        cancel: oneshot::Receiver<String>,
+    ) -> Reply {
+        let (presented, arguments) = named_params(&params, "name")?;
+        let (server, name) = self.resolve_name(&presented)?;
+        let guard = self.guard(&server);
+        let verdict = match PromptRef::new(server.clone(), name) {
+            Ok(prompt) => guard.check(&Action::GetPrompt { prompt, arguments }).await,
+            Err(err) => {
+                let target = format!("{server}/{}", name.escape_debug());
+                guard
+                    .refuse(ActionKind::GetPrompt, target, &arguments, &err.to_string())
+                    .await
+            }
+        };
+        if !forwards(&verdict) {
+            return Err(refusal_error(&self.agent, &verdict));
+        }
+        let upstream_params = with_name(params, "name", name);
+        self.forward(
+            &server,
+            "prompts/get",
+            upstream_params,
+            verdict,
+            related,
+            cancel,
+        )
+        .await
+    }
+
+    async fn read_resource(
+        &self,
+        method: &str,
+        params: Value,
+        related: Option<mpsc::UnboundedSender<Value>>,
+        cancel: oneshot::Receiver<String>,
+    ) -> Reply {
+        let presented = params
+            .get("uri")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Failure::new(code::INVALID_PARAMS, "\"uri\" must be a string"))?
+            .to_owned();
+        let (server, uri) = self.resolve_uri(&presented)?;
+        let guard = self.guard(&server);
+        let verdict = match ResourceRef::new(server.clone(), uri) {
+            Ok(resource) => guard.check(&Action::ReadResource { resource }).await,
+            Err(err) => {
+                let target = format!("{server}/{}", uri.escape_debug());
+                guard
+                    .refuse(
+                        ActionKind::ReadResource,
+                        target,
+                        &Map::new(),
+                        &err.to_string(),
+                    )
+                    .await
+            }
+        };
+        if !forwards(&verdict) {
+            return Err(refusal_error(&self.agent, &verdict));
+        }
+        let upstream_params = with_name(params, "uri", uri);
+        let result = self
+            .forward(&server, method, upstream_params, verdict, related, cancel)
+            .await?;
+        if method == "resources/subscribe" {
+            lock(&self.subscriptions).insert(presented);
+        }
+        Ok(result)
+    }
+
+    async fn unsubscribe(&self, params: Value, cancel: oneshot::Receiver<String>) -> Reply {
+        let presented = params
+            .get("uri")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Failure::new(code::INVALID_PARAMS, "\"uri\" must be a string"))?
+            .to_owned();
+        let (server, uri) = self.resolve_uri(&presented)?;
+        lock(&self.subscriptions).remove(&presented);
+        let upstream = &self.hub.upstreams[&server];
+        let upstream_params = with_name(params, "uri", uri);
+        self.ask(
+            upstream,
+            "resources/unsubscribe",
+            upstream_params,
+            None,
+            Some(cancel),
+        )
+        .await
+    }
+
+    async fn complete(&self, params: Value, cancel: oneshot::Receiver<String>) -> Reply {
+        let reference = params
+            .get("ref")
+            .and_then(Value::as_object)
+            .ok_or_else(|| Failure::new(code::INVALID_PARAMS, "\"ref\" must be an object"))?;
+        let argument = params.pointer("/argument/name").and_then(Value::as_str);
+        let value = params.pointer("/argument/value").and_then(Value::as_str);
+        let (Some(argument), Some(value)) = (argument, value) else {
+            return Err(Failure::new(
+                code::INVALID_PARAMS,
+                "\"argument\" must have a string \"name\" and \"value\"",
+            ));
+        };
+        let (server, target, field, inner) = match reference.get("type").and_then(Value::as_str) {
+            Some("ref/prompt") => {
+                let presented = reference.get("name").and_then(Value::as_str).unwrap_or("");
+                let (server, name) = self.resolve_name(presented)?;
+                let target = PromptRef::new(server.clone(), name).map(CompletionRef::Prompt);
+                (
+                    server,
+                    target.map_err(|e| e.to_string()),
+                    "name",
+                    name.to_owned(),
+                )
+            }
+            Some("ref/resource") => {
+                let presented = reference.get("uri").and_then(Value::as_str).unwrap_or("");
+                let (server, uri) = self.resolve_uri(presented)?;
+                let target = ResourceRef::new(server.clone(), uri).map(CompletionRef::Resource);
+                (
+                    server,
+                    target.map_err(|e| e.to_string()),
+                    "uri",
+                    uri.to_owned(),
+                )
+            }
+            _ => {
+                return Err(Failure::new(
+                    code::INVALID_PARAMS,
+                    "\"ref.type\" must be \"ref/prompt\" or \"ref/resource\"",
+                ));
+            }
+        };
+        let guard = self.guard(&server);
+        let verdict = match target {
+            Ok(target) => {
+                guard
+                    .check(&Action::Complete {
+                        target,
+                        argument: argument.to_owned(),
+                        value: value.to_owned(),
+                    })
+                    .await
+            }
+            Err(why) => {
+                let target = format!("{server}/{}", inner.escape_debug());
+                guard
+                    .refuse(ActionKind::Complete, target, &Map::new(), &why)
+                    .await
+            }
+        };
+        if !forwards(&verdict) {
+            return Err(refusal_error(&self.agent, &verdict));
+        }
+        let mut upstream_params = params;
+        upstream_params["ref"][field] = Value::String(inner);
+        self.forward(
+            &server,
+            "completion/complete",
+            upstream_params,
+            verdict,
+            None,
+            cancel,
+        )
+        .await
+    }
+
+    fn resolve_name<'a>(&self, presented: &'a str) -> Result<(ServerName, &'a str), Failure> {
+        let unknown = || {
+            Failure::new(
+                code::INVALID_PARAMS,
+                format!(
+                    "unknown name {:?}: names are \"<server>__<name>\" as listed by Warden",
+                    warden_core::escape_for_display(presented)
+                ),
+            )
+        };
+        let (server, name) = split(presented).ok_or_else(unknown)?;
+        let upstream = self.upstream(server).ok_or_else(unknown)?;
+        Ok((upstream.name().clone(), name))
+    }
+
+    fn resolve_uri<'a>(&self, presented: &'a str) -> Result<(ServerName, &'a str), Failure> {
+        let unknown = || {
+            Failure::new(
+                code::INVALID_PARAMS,
+                format!(
+                    "unknown resource {:?}: resource URIs are \"<server>+<uri>\" as listed by Warden",
+                    warden_core::escape_for_display(presented)
+                ),
+            )
+        };
+        let (server, uri) = split_uri(presented).ok_or_else(unknown)?;
+        let upstream = self.upstream(server).ok_or_else(unknown)?;
+        Ok((upstream.name().clone(), uri))
+    }
+
+    /// Sends an allowed action upstream, journals its outcome, and presents the result in
+    /// Warden's namespace.
+    async fn forward(
+        &self,
+        server: &ServerName,
+        method: &str,
+        params: Value,
+        verdict: Verdict,
+        related: Option<mpsc::UnboundedSender<Value>>,
+        cancel: oneshot::Receiver<String>,
+    ) -> Reply {
+        let guard = self.guard(server);
+        let seq = verdict.seq.unwrap_or_default();
+        let upstream = &self.hub.upstreams[server];
+        let reply = self
+            .ask(upstream, method, params, related, Some(cancel))
+            .await;
+        let (outcome, detail) = match &reply {
+            Ok(result) if result.get("isError") == Some(&Value::Bool(true)) => {
+                let text = result
+                    .pointer("/content/0/text")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                (Outcome::ToolError, excerpt(text))
+            }
+            Ok(_) => (Outcome::Ok, String::new()),
+            Err(f) if f.code == code::UPSTREAM_TIMEOUT => (Outcome::Timeout, excerpt(&f.message)),
+            Err(f) if f.code == code::UPSTREAM_GONE => (Outcome::UpstreamGone, excerpt(&f.message)),
+            Err(f) if f.code == REQUEST_CANCELLED => (Outcome::Cancelled, excerpt(&f.message)),
+            Err(f) => (Outcome::RpcError, excerpt(&f.message)),
+        };
+        guard.record_outcome(seq, outcome, detail);
+        let mut result = reply?;
+        present_uris(server, &mut result);
+        Ok(result)
+    }
+
+    /// Sends a request to an upstream and waits for its answer, a timeout or a cancellation.
+    async fn ask(
+        &self,
+        upstream: &Upstream,
+        method: &str,
+        params: Value,
+        related: Option<mpsc::UnboundedSender<Value>>,
+        cancel: Option<oneshot::Receiver<String>>,
+    ) -> Reply {
+        let mut flight = upstream
+            .request(method, params, related)
+            .map_err(|e| Failure::new(e.code(), e.to_string()))?;
+        let timeout = self.hub.options.call_timeout;
+        let cancelled = async {
+            match cancel {
+                Some(rx) => rx.await.ok(),
+                None => std::future::pending().await,
+            }
+        };
+        let answer = tokio::select! {
+            answer = flight.answer() => answer,
+            () = tokio::time::sleep(timeout) => {
+                flight.cancel("Warden's time limit for the request expired");
+                return Err(Failure::new(
+                    code::UPSTREAM_TIMEOUT,
+                    format!(
+                        "upstream server \"{}\" did not answer {method} within {timeout:?}",
+                        upstream.name()
+                    ),
+                ));
+            }
+            Some(reason) = cancelled => {
+                flight.cancel(&reason);
+                return Err(Failure::new(REQUEST_CANCELLED, format!("cancelled: {reason}")));
+            }
+        };
+        let answer = answer.map_err(|e| Failure::new(e.code(), e.to_string()))?;
+        if let Some(error) = answer.get("error") {
+            return Err(Failure {
+                code: error
+                    .get("code")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(code::INTERNAL_ERROR),
+                message: error
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("the upstream failed without a message")
+                    .to_owned(),
+                data: error.get("data").cloned(),
+            });
+        }
+        Ok(answer.get("result").cloned().unwrap_or_else(|| json!({})))
+    }
+}
+
+/// The code of the error answering a request the agent cancelled.
+const REQUEST_CANCELLED: i64 = -32800;
+
+/// The code of the error refusing a resource read, prompt or completion.
+pub const REFUSED: i64 = -32010;
+
+fn refusal_error(agent: &AgentId, verdict: &Verdict) -> Failure {
+    let result = refusal_result(agent, verdict);
+    let message = result
+        .pointer("/content/0/text")
+        .and_then(Value::as_str)
+        .unwrap_or("Warden refused this request")
+        .to_owned();
+    let meta = result.pointer(&format!("/_meta/{}", META_KEY.replace('/', "~1")));
+    Failure {
+        code: REFUSED,
+        message,
+        data: meta.map(|m| json!({ META_KEY: m })),
+    }
+}
+
+/// `params[field]` as a string, and `params.arguments` as an object (absent = empty).
+fn named_params(params: &Value, field: &str) -> Result<(String, Map<String, Value>), Failure> {
+    let name = params.get(field).and_then(Value::as_str).ok_or_else(|| {
+        Failure::new(
+            code::INVALID_PARAMS,
+            format!("\"{field}\" must be a string"),
+        )
+    })?;
+    let arguments = match params.get("arguments") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(map)) => map.clone(),
+        Some(_) => {
+            return Err(Failure::new(
+                code::INVALID_PARAMS,
+                "\"arguments\" must be an object",
+            ));
+        }
+    };
+    Ok((name.to_owned(), arguments))
+}
+
+fn with_name(mut params: Value, field: &str, value: &str) -> Value {
+    params[field] = Value::String(value.to_owned());
+    params
+}
+
+/// Renames a listed item into Warden's namespace.
+fn rename(kind: ListKind, server: &ServerName, item: &mut Value) {
+    let field = kind.field();
+    let Some(name) = item.get(field).and_then(Value::as_str) else {
+        return;
+    };
+    let presented = match kind {
+        ListKind::Tools | ListKind::Prompts => qualify(server, name),
+        ListKind::Resources | ListKind::Templates => qualify_uri(server, name),
+    };
+    item[field] = Value::String(presented);
+}
+
+/// Rewrites the resource URIs inside a result (resource links, embedded resources, read
+/// contents) so that the agent can read them back through Warden.
+fn present_uris(server: &ServerName, result: &mut Value) {
+    let fix = |v: &mut Value| {
+        if let Some(Value::String(uri)) = v.get_mut("uri") {
+            *uri = qualify_uri(server, uri);
+        }
+    };
+    for key in ["content", "contents"] {
+        if let Some(items) = result.get_mut(key).and_then(Value::as_array_mut) {
+            for item in items {
+                fix(item);
+                if let Some(resource) = item.get_mut("resource") {
+                    fix(resource);
+                }
+            }
+        }
+    }
+    if let Some(messages) = result.get_mut("messages").and_then(Value::as_array_mut) {
+        for message in messages {
+            if let Some(content) = message.get_mut("content") {
+                fix(content);
+                if let Some(resource) = content.get_mut("resource") {
+                    fix(resource);
+                }
+            }
+        }
+    }
+}
+
+/// A short, redacted excerpt of free text from an upstream, for the journal.
+fn excerpt(s: &str) -> String {
+    let mut s = warden_core::redact::redact_text(s);
+    if s.len() > 200 {
+        s.truncate(s.floor_char_boundary(200));
+        s.push('…');
+    }
+    s
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,626 @@
+//! One upstream MCP server that Warden spawns, initializes and keeps running, shared by every
+//! agent session that uses it.
+//!
+//! Warden is the upstream's only client: it performs `initialize` itself, then multiplexes the
+//! requests of many agent sessions over the one connection. Request ids and progress tokens
+//! are Warden's own on this connection (the agents' ids could collide); answers are routed back
+//! by those ids. A supervisor restarts the server with exponential backoff when it exits, and
+//! its status says why it is down and when it will be tried again.
+//!
+//! INVARIANT: every request started here completes exactly once: with the upstream's answer,
+//! or with an `UpstreamError` (gone, timed out, too large) — never silently dropped.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use warden_core::ServerName;
+
+use super::framing::{Frame, FrameReader};
+use super::jsonrpc::{self, Message, code, sniff_id};
+use super::session::{KNOWN_PROTOCOL_VERSIONS, UpstreamCommand};
+use crate::guard::now_ms;
+
+/// The protocol version Warden asks its upstreams for.
+pub const UPSTREAM_PROTOCOL_VERSION: &str = "2025-11-25";
+
+/// How an upstream is run and bounded.
+#[derive(Debug, Clone)]
+pub struct UpstreamOptions {
+    /// The largest message accepted from the upstream, in bytes.
+    pub max_message_bytes: usize,
+    /// How long the upstream may take to answer `initialize`.
+    pub initialize_timeout: Duration,
+    /// The first restart delay; it doubles after each failure.
+    pub restart_min: Duration,
+    /// The longest restart delay.
+    pub restart_max: Duration,
+    /// After running this long, a server that exits is restarted after `restart_min` again.
+    pub healthy_after: Duration,
+}
+
+impl Default for UpstreamOptions {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 4 * 1024 * 1024,
+            initialize_timeout: Duration::from_secs(30),
+            restart_min: Duration::from_millis(200),
+            restart_max: Duration::from_secs(30),
+            healthy_after: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Whether an upstream can take requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamStatus {
+    /// Being started or initialized.
+    Starting,
+    /// Initialized and answering.
+    Ready,
+    /// Not running.
+    Down {
+        /// Why, for an operator.
+        reason: String,
+        /// When it went down (ms since the epoch).
+        since_ms: i64,
+        /// When it will be started again (ms since the epoch).
+        retry_at_ms: i64,
+    },
+}
+
+/// Why a request to an upstream got no answer from it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    /// The server is not running.
+    #[error("upstream server \"{server}\" is down: {reason}")]
+    Down {
+        /// The server.
+        server: ServerName,
+        /// Why.
+        reason: String,
+    },
+    /// The server exited before answering.
+    #[error("upstream server \"{0}\" exited before answering")]
+    Gone(ServerName),
+    /// The server's answer exceeded the size bound.
+    #[error("upstream server \"{server}\" answered with {len} bytes, over the limit of {max}")]
+    TooLarge {
+        /// The server.
+        server: ServerName,
+        /// The answer's size.
+        len: usize,
+        /// The bound.
+        max: usize,
+    },
+}
+
+impl UpstreamError {
+    /// The JSON-RPC error code an agent receives for this error.
+    pub fn code(&self) -> i64 {
+        match self {
+            UpstreamError::Down { .. } | UpstreamError::Gone(_) => code::UPSTREAM_GONE,
+            UpstreamError::TooLarge { .. } => code::TOO_LARGE,
+        }
+    }
+}
+
+/// The upstream's answer: the whole JSON-RPC response, with `result` or `error`.
+pub type Answer = Result<Value, UpstreamError>;
+
+/// A message the upstream sent on its own (a notification), shared by every subscriber.
+#[derive(Debug, Clone)]
+pub struct Notice {
+    /// The method, e.g. `notifications/tools/list_changed`.
+    pub method: String,
+    /// Its params (`Value::Null` when absent).
+    pub params: Value,
+}
+
+/// What the upstream said in answer to `initialize`.
+#[derive(Debug, Clone, Default)]
+pub struct ServerDescription {
+    /// `capabilities`.
+    pub capabilities: Value,
+    /// `serverInfo`.
+    pub server_info: Value,
+    /// `instructions`, if any.
+    pub instructions: Option<String>,
+    /// The negotiated protocol version.
+    pub protocol_version: String,
+}
+
+/// A supervised upstream server.
+pub struct Upstream {
+    name: ServerName,
+    state: Mutex<State>,
+    notices: broadcast::Sender<Notice>,
+    ready: tokio::sync::watch::Sender<bool>,
+}
+
+struct State {
+    status: UpstreamStatus,
+    link: Option<Arc<Link>>,
+    description: Option<Arc<ServerDescription>>,
+}
+
+/// One running process of the server: its input queue and the requests awaiting answers.
+struct Link {
+    server: ServerName,
+    to_server: mpsc::Sender<Vec<u8>>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Answer>>>,
+    progress: Mutex<HashMap<String, Progress>>,
+    next_id: AtomicU64,
+}
+
+/// Where progress notifications for one request go, and the token the agent chose.
+struct Progress {
+    agent_token: Value,
+    to: mpsc::UnboundedSender<Value>,
+}
+
+/// A request sent to the upstream, awaiting its answer. Dropping it forgets the request.
+pub struct InFlight {
+    link: Arc<Link>,
+    id: u64,
+    token: Option<String>,
+    answer: oneshot::Receiver<Answer>,
+}
+
+impl InFlight {
+    /// The upstream's answer.
+    pub async fn answer(&mut self) -> Answer {
+        match (&mut self.answer).await {
+            Ok(answer) => answer,
+            Err(_) => Err(UpstreamError::Gone(self.link.server.clone())),
+        }
+    }
+
+    /// Tells the upstream the request is cancelled (`notifications/cancelled`).
+    pub fn cancel(&self, reason: &str) {
+        let note = json!({
+            "jsonrpc": "2.0",
+            "method": "notifications/cancelled",
+            "params": { "requestId": self.id, "reason": reason },
+        });
+        let _ = self.link.to_server.try_send(jsonrpc::line(&note));
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.link.lock_pending().remove(&self.id);
+        if let Some(token) = &self.token {
+            self.link.lock_progress().remove(token);
+        }
+    }
+}
+
+impl Link {
+    fn lock_pending(&self) -> MutexGuard<'_, HashMap<u64, oneshot::Sender<Answer>>> {
+        // Single inserts and removes: the map stays consistent even after a panic elsewhere.
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_progress(&self) -> MutexGuard<'_, HashMap<String, Progress>> {
+        self.progress.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn fail_all(&self, err: &UpstreamError) {
+        let pending: Vec<_> = self.lock_pending().drain().collect();
+        for (_, tx) in pending {
+            let _ = tx.send(Err(err.clone()));
+        }
+        self.lock_progress().clear();
+    }
+}
+
+impl Upstream {
+    /// Starts supervising `command` as the server `name`.
+    pub fn start(
+        name: ServerName,
+        command: UpstreamCommand,
+        options: UpstreamOptions,
+    ) -> Arc<Self> {
+        let (notices, _) = broadcast::channel(256);
+        let (ready, _) = tokio::sync::watch::channel(false);
+        let upstream = Arc::new(Self {
+            name,
+            state: Mutex::new(State {
+                status: UpstreamStatus::Starting,
+                link: None,
+                description: None,
+            }),
+            notices,
+            ready,
+        });
+        tokio::spawn(supervise(upstream.clone(), command, options));
+        upstream
+    }
+
+    /// The server's operator-chosen name.
+    pub fn name(&self) -> &ServerName {
+        &self.name
+    }
+
+    /// Its current status.
+    pub fn status(&self) -> UpstreamStatus {
+        self.lock().status.clone()
+    }
+
+    /// What it said in answer to `initialize`, once it has.
+    pub fn description(&self) -> Option<Arc<ServerDescription>> {
+        self.lock().description.clone()
+    }
+
+    /// Notifications the server sends from now on.
+    pub fn notices(&self) -> broadcast::Receiver<Notice> {
+        self.notices.subscribe()
+    }
+
+    /// Changes of readiness: `true` while the server is ready.
+    pub fn status_changes(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.ready.subscribe()
+    }
+
+    /// Waits until the server is ready, at most `timeout`. Returns whether it is.
+    pub async fn wait_ready(&self, timeout: Duration) -> bool {
+        let mut rx = self.ready.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|ready| *ready))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Sends a request. If `params._meta.progressToken` is present it is replaced by one of
+    /// Warden's, and the server's progress notifications for it (whole messages) are sent to
+    /// `progress` with the agent's token restored.
+    pub fn request(
+        &self,
+        method: &str,
+        mut params: Value,
+        progress: Option<mpsc::UnboundedSender<Value>>,
+    ) -> Result<InFlight, UpstreamError> {
+        let link = self.link()?;
+        let id = link.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut token = None;
+        if let Some(meta) = params.get_mut("_meta").and_then(Value::as_object_mut)
+            && let Some(agent_token) = meta.remove("progressToken")
+        {
+            if let Some(to) = progress {
+                let ours = format!("warden-{id}");
+                meta.insert("progressToken".into(), Value::String(ours.clone()));
+                link.lock_progress()
+                    .insert(ours.clone(), Progress { agent_token, to });
+                token = Some(ours);
+            }
+        }
+        let (tx, rx) = oneshot::channel();
+        link.lock_pending().insert(id, tx);
+        let mut message = Map::new();
+        message.insert("jsonrpc".into(), "2.0".into());
+        message.insert("id".into(), id.into());
+        message.insert("method".into(), method.into());
+        if !params.is_null() {
+            message.insert("params".into(), params);
+        }
+        let flight = InFlight {
+            link: link.clone(),
+            id,
+            token,
+            answer: rx,
+        };
+        if link
+            .to_server
+            .try_send(jsonrpc::line(&Value::Object(message)))
+            .is_err()
+        {
+            // The queue is full or closed: answer now rather than leave the caller waiting.
+            if let Some(tx) = link.lock_pending().remove(&id) {
+                let _ = tx.send(Err(UpstreamError::Gone(self.name.clone())));
+            }
+        }
+        Ok(flight)
+    }
+
+    /// Sends a notification.
+    pub fn notify(&self, method: &str, params: Value) -> Result<(), UpstreamError> {
+        let link = self.link()?;
+        let note = json!({ "jsonrpc": "2.0", "method": method, "params": params });
+        let _ = link.to_server.try_send(jsonrpc::line(&note));
+        Ok(())
+    }
+
+    fn link(&self) -> Result<Arc<Link>, UpstreamError> {
+        let state = self.lock();
+        match (&state.status, &state.link) {
+            (UpstreamStatus::Ready, Some(link)) => Ok(link.clone()),
+            (UpstreamStatus::Down { reason, .. }, _) => Err(UpstreamError::Down {
+                server: self.name.clone(),
+                reason: reason.clone(),
+            }),
+            _ => Err(UpstreamError::Down {
+                server: self.name.clone(),
+                reason: "it is starting".into(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_down(&self, reason: String, retry_in: Duration) {
+        let now = now_ms();
+        let retry = i64::try_from(retry_in.as_millis()).unwrap_or(i64::MAX);
+        tracing::warn!(server = %self.name, %reason, retry_in_ms = retry, "upstream server down");
+        let mut state = self.lock();
+        state.status = UpstreamStatus::Down {
+            reason,
+            since_ms: now,
+            retry_at_ms: now.saturating_add(retry),
+        };
+        state.link = None;
+        drop(state);
+        self.ready.send_replace(false);
+    }
+}
+
+/// Runs the server, restarting it with backoff, for as long as anyone holds the `Upstream`.
+async fn supervise(upstream: Arc<Upstream>, command: UpstreamCommand, options: UpstreamOptions) {
+    let weak = Arc::downgrade(&upstream);
+    drop(upstream);
+    let mut delay = options.restart_min;
+    loop {
+        let Some(upstream) = weak.upgrade() else {
+            return;
+        };
+        upstream.lock().status = UpstreamStatus::Starting;
+        let started = Instant::now();
+        let reason = run_once(&upstream, &command, &options).await;
+        if started.elapsed() >= options.healthy_after {
+            delay = options.restart_min;
+        }
+        upstream.set_down(reason, delay);
+        drop(upstream);
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(options.restart_max);
+    }
+}
+
+/// Runs one process of the server until it exits; returns why it stopped.
+async fn run_once(
+    upstream: &Arc<Upstream>,
+    command: &UpstreamCommand,
+    options: &UpstreamOptions,
+) -> String {
+    let mut cmd = Command::new(&command.program);
+    cmd.args(&command.args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(cwd) = &command.cwd {
+        cmd.current_dir(cwd);
+    }
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(err) => {
+            return format!(
+                "could not start {}: {err}",
+                command.program.to_string_lossy()
+            );
+        }
+    };
+    let (Some(stdin), Some(stdout), Some(stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        return "the server's pipes were not created".into();
+    };
+    let server = upstream.name.clone();
+    tokio::spawn(log_stderr(server.clone(), stderr));
+
+    let (to_server, rx) = mpsc::channel(4096);
+    let link = Arc::new(Link {
+        server: server.clone(),
+        to_server,
+        pending: Mutex::new(HashMap::new()),
+        progress: Mutex::new(HashMap::new()),
+        next_id: AtomicU64::new(1),
+    });
+    let writer = tokio::spawn(super::session::write_loop(stdin, rx));
+    let reader = tokio::spawn(read_loop(
+        upstream.clone(),
+        link.clone(),
+        stdout,
+        options.max_message_bytes,
+    ));
+
+    let reason = match initialize(upstream, &link, options.initialize_timeout).await {
+        Ok(description) => {
+            tracing::info!(server = %server, version = %description.protocol_version, "upstream server ready");
+            {
+                let mut state = upstream.lock();
+                state.description = Some(Arc::new(description));
+                state.link = Some(link.clone());
+                state.status = UpstreamStatus::Ready;
+            }
+            upstream.ready.send_replace(true);
+            let _ = upstream.notices.send(Notice {
+                method: "warden/upstream_ready".into(),
+                params: Value::Null,
+            });
+            wait_exit(&mut child).await
+        }
+        Err(why) => why,
+    };
+    reader.abort();
+    writer.abort();
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    link.fail_all(&UpstreamError::Gone(server));
+    reason
+}
+
+async fn wait_exit(child: &mut Child) -> String {
+    match child.wait().await {
+        Ok(status) => format!("the server exited: {status}"),
+        Err(err) => format!("waiting for the server failed: {err}"),
+    }
+}
+
+async fn initialize(
+    upstream: &Upstream,
+    link: &Arc<Link>,
+    timeout: Duration,
+) -> Result<ServerDescription, String> {
+    let (tx, rx) = oneshot::channel();
+    link.lock_pending().insert(0, tx);
+    let request = json!({
+        "jsonrpc": "2.0",
+        "id": 0,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": UPSTREAM_PROTOCOL_VERSION,
+            "capabilities": {},
+            "clientInfo": { "name": "warden", "version": env!("CARGO_PKG_VERSION") },
+        },
+    });
+    if link.to_server.send(jsonrpc::line(&request)).await.is_err() {
+        return Err("the server closed its input".into());
+    }
+    let answer = match tokio::time::timeout(timeout, rx).await {
+        Err(_) => {
+            return Err(format!(
+                "the server did not answer initialize within {timeout:?}"
+            ));
+        }
+        Ok(Err(_)) => return Err("the server exited during initialize".into()),
+        Ok(Ok(Err(err))) => return Err(err.to_string()),
+        Ok(Ok(Ok(answer))) => answer,
+    };
+    if let Some(error) = answer.get("error") {
+        return Err(format!("the server refused initialize: {error}"));
+    }
+    let result = answer.get("result").cloned().unwrap_or(Value::Null);
+    let version = result
+        .get("protocolVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    if !KNOWN_PROTOCOL_VERSIONS.contains(&version.as_str()) {
+        return Err(format!(
+            "the server negotiated MCP protocol version {version:?}, which this Warden cannot govern"
+        ));
+    }
+    let _ = link
+        .to_server
+        .send(jsonrpc::line(
+            &json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }),
+        ))
+        .await;
+    tracing::debug!(server = %upstream.name, "initialized");
+    Ok(ServerDescription {
+        capabilities: result
+            .get("capabilities")
+            .cloned()
+            .unwrap_or_else(|| json!({})),
+        server_info: result.get("serverInfo").cloned().unwrap_or(Value::Null),
+        instructions: result
+            .get("instructions")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        protocol_version: version,
+    })
+}
+
+async fn read_loop(
+    upstream: Arc<Upstream>,
+    link: Arc<Link>,
+    stdout: tokio::process::ChildStdout,
+    max: usize,
+) {
+    let mut reader = FrameReader::new(BufReader::new(stdout), max);
+    loop {
+        match reader.next().await {
+            Ok(Frame::Eof) | Err(_) => break,
+            Ok(Frame::Oversize { len, head, tail }) => {
+                let id = sniff_id(&head, &tail).and_then(|v| v.as_u64());
+                tracing::warn!(server = %link.server, len, max, "discarded an oversize message from the upstream");
+                if let Some(tx) = id.and_then(|id| link.lock_pending().remove(&id)) {
+                    let _ = tx.send(Err(UpstreamError::TooLarge {
+                        server: link.server.clone(),
+                        len,
+                        max,
+                    }));
+                }
+            }
+            Ok(Frame::Line(bytes)) => route(&upstream, &link, &bytes),
+        }
+    }
+    link.fail_all(&UpstreamError::Gone(link.server.clone()));
+}
+
+/// Routes one message of the upstream: answers to their waiters, progress to its request,
+/// other notifications to subscribers, and its own requests refused (Warden offers the
+/// upstream no client capabilities yet).
+fn route(upstream: &Upstream, link: &Link, bytes: &[u8]) {
+    let Ok(value) = serde_json::from_slice::<Value>(bytes) else {
+        tracing::warn!(server = %link.server, "the upstream sent a line that is not JSON; dropped");
+        return;
+    };
+    match jsonrpc::classify(&value) {
+        Ok(Message::Response { .. }) => {
+            let Some(id) = value.get("id").and_then(Value::as_u64) else {
+                tracing::warn!(server = %link.server, "the upstream answered an id Warden never sent; dropped");
+                return;
+            };
+            if let Some(tx) = link.lock_pending().remove(&id) {
+                let _ = tx.send(Ok(value));
+            }
+        }
+        Ok(Message::Notification { method, .. }) => {
+            let params = value.get("params").cloned().unwrap_or(Value::Null);
+            if method == "notifications/progress" {
+                let token = params.get("progressToken").and_then(Value::as_str);
+                let progress = link.lock_progress();
+                if let Some(p) = token.and_then(|t| progress.get(t)) {
+                    let mut params = params.clone();
+                    params["progressToken"] = p.agent_token.clone();
+                    let _ = p.to.send(json!({
+                        "jsonrpc": "2.0",
+                        "method": "notifications/progress",
+                        "params": params,
+                    }));
+                }
+                return;
+            }
+            let _ = upstream.notices.send(Notice { method, params });
+        }
+        Ok(Message::Request { method, .. }) => {
+            let id = value.get("id").cloned();
+            let reply = jsonrpc::error_line(
+                id.as_ref(),
+                code::METHOD_NOT_FOUND,
+                &format!("Warden does not offer {method} to upstream servers"),
+                None,
+            );
+            let _ = link.to_server.try_send(reply);
+        }
+        Err(err) => {
+            tracing::warn!(server = %link.server, %err, "invalid JSON-RPC from the upstream; dropped")
+        }
+    }
+}
+
+async fn log_stderr(server: ServerName, stderr: tokio::process::ChildStderr) {
+    let mut lines = BufReader::new(stderr).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        tracing::info!(server = %server, "{}", warden_core::escape_for_display(&line));
+    }
+}

@@ -1,0 +1,172 @@
+//! `warden up`: the long-running gateway. Serves MCP over Streamable HTTP to authenticated
+//! agents, in front of every configured upstream server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use warden_gateway::http::access::AllowedPeers;
+use warden_gateway::http::{HttpGateway, HttpOptions, SessionLimits};
+use warden_gateway::identity::Authenticator;
+use warden_gateway::mcp::hub::{Hub, HubOptions};
+use warden_gateway::mcp::names::check_server_name;
+use warden_gateway::mcp::upstream::{Upstream, UpstreamOptions, UpstreamStatus};
+use warden_journal::Journal;
+use warden_policy::PolicySet;
+
+use crate::config::Config;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The configuration file (default: ./warden.toml if present).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Listen here instead of [http] listen (port 0 picks a free port; the address is printed).
+    #[arg(long)]
+    listen: Option<String>,
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let config = Config::load(args.config.as_deref())?;
+    if config.servers.is_empty() {
+        bail!("no upstream servers: configure at least one [servers.NAME] in warden.toml");
+    }
+    for name in config.servers.keys() {
+        check_server_name(name)?;
+    }
+    let policy_dir = config.policy_dir();
+    let policies = PolicySet::load_dir(&policy_dir)
+        .with_context(|| format!("loading policies from {}", policy_dir.display()))?;
+    let agents_path = config.agents_file();
+    let auth = Authenticator::load(&agents_path)
+        .with_context(|| format!("reading the agents file {}", agents_path.display()))?;
+    if auth.agent_count() == 0 {
+        eprintln!(
+            "warden: no agents yet; every request will be refused until you add one: \
+             warden agent add NAME"
+        );
+    }
+    let journal_path = config.journal_path();
+    let journal = Journal::open(&journal_path, config.journal_options())
+        .with_context(|| format!("opening the journal {}", journal_path.display()))?;
+    let listen = args.listen.unwrap_or_else(|| config.http.listen.clone());
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let result = runtime.block_on(serve(config, listen, policies, auth, journal));
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    result
+}
+
+async fn serve(
+    config: Config,
+    listen: String,
+    policies: PolicySet,
+    auth: Authenticator,
+    journal: Journal,
+) -> Result<ExitCode> {
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let local = listener.local_addr().context("reading the bound address")?;
+    if !local.ip().is_loopback() {
+        eprintln!(
+            "warden: listening on {local}, which is not loopback: agents on other hosts can reach \
+             this endpoint (tokens are still required)"
+        );
+    }
+
+    let session = config.session_options();
+    let upstream_options = UpstreamOptions {
+        max_message_bytes: session.max_message_bytes,
+        initialize_timeout: session.initialize_timeout,
+        ..UpstreamOptions::default()
+    };
+    let upstreams: Vec<Arc<Upstream>> = config
+        .servers
+        .iter()
+        .map(|(name, server)| {
+            Upstream::start(
+                name.clone(),
+                config.upstream_command(server),
+                upstream_options.clone(),
+            )
+        })
+        .collect();
+    let h = &config.http;
+    let hub = Hub::new(
+        upstreams,
+        Arc::new(policies),
+        journal.clone(),
+        HubOptions {
+            call_timeout: session.call_timeout,
+            max_in_flight_per_agent: h.max_in_flight_per_agent,
+            rate_per_agent: h.requests_per_second_per_agent,
+            burst_per_agent: h.burst_per_agent,
+        },
+    );
+    let gateway = HttpGateway::new(
+        hub.clone(),
+        auth,
+        AllowedPeers::new(local.port(), &h.allowed_hosts, &h.allowed_origins),
+        HttpOptions {
+            max_body_bytes: h.max_body_bytes,
+            body_timeout: Duration::from_secs_f64(h.body_timeout_secs),
+            sessions: SessionLimits {
+                per_agent: h.sessions_per_agent,
+                total: h.max_sessions,
+                idle: Duration::from_secs_f64(h.session_idle_secs),
+            },
+        },
+    );
+
+    let sweeper = {
+        let gateway = gateway.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(30));
+            loop {
+                tick.tick().await;
+                gateway.expire_idle().await;
+            }
+        })
+    };
+
+    say!("warden: serving MCP at http://{local}/mcp");
+    for upstream in hub.upstreams() {
+        tokio::spawn(report_status(upstream.clone()));
+    }
+    let app = gateway
+        .router()
+        .into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(super::mcp::shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    sweeper.abort();
+    gateway.close_all("Warden shut down").await;
+    if let Err(err) = journal.close().await {
+        tracing::error!(%err, "closing the journal failed");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Tells the operator (on stdout) each time an upstream becomes ready or goes down.
+async fn report_status(upstream: Arc<Upstream>) {
+    let mut changes = upstream.status_changes();
+    loop {
+        let ready = *changes.borrow_and_update();
+        if ready {
+            say!("warden: upstream \"{}\" ready", upstream.name());
+        } else if let UpstreamStatus::Down { reason, .. } = upstream.status() {
+            say!("warden: upstream \"{}\" down: {reason}", upstream.name());
+        }
+        if changes.changed().await.is_err() {
+            return;
+        }
+    }
+}
