@@ -50,6 +50,10 @@ pub enum EventBody {
         outcome: Outcome,
         /// A short human-readable detail (an error message, an exit status).
         detail: String,
+        /// What the response scanner found in the result the agent received, e.g.
+        /// "private-key" (see `scan`). Absent from records written before it existed.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        labels: Vec<String>,
     },
     /// A session began: the gateway started serving an agent.
     SessionStarted {
@@ -63,6 +67,20 @@ pub enum EventBody {
         /// Why it ended.
         detail: String,
     },
+    /// An operator changed an agent's credentials (`warden agent add|revoke`); the event's
+    /// agent is the one changed.
+    AgentChanged {
+        /// `"added"`, `"rotated"` or `"revoked"`.
+        change: String,
+    },
+    /// A request was refused before any policy saw it: no valid token (the event's agent is
+    /// then `unauthenticated`), a revoked token, or a session that is not the agent's.
+    AccessRefused {
+        /// Why, as told to the client. Never contains the token.
+        reason: String,
+        /// The peer's address as the gateway saw it.
+        remote: String,
+    },
 }
 
 impl EventBody {
@@ -73,6 +91,8 @@ impl EventBody {
             EventBody::Outcome { .. } => "outcome",
             EventBody::SessionStarted { .. } => "session_started",
             EventBody::SessionEnded { .. } => "session_ended",
+            EventBody::AgentChanged { .. } => "agent_changed",
+            EventBody::AccessRefused { .. } => "access_refused",
         }
     }
 }

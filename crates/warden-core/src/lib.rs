@@ -12,6 +12,7 @@ pub mod decision;
 pub mod event;
 pub mod ids;
 pub mod redact;
+pub mod scan;
 
 /// `s` with every character that could hide or rearrange text on a terminal (see
 /// [`action::is_deceptive_char`]) written as a `\u{…}` escape. For text from agents and
@@ -31,7 +32,9 @@ pub fn escape_for_display(s: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
-pub use action::{Action, ActionKind, ToolRef};
+pub use action::{
+    Action, ActionKind, CompletionRef, PromptRef, ResourceRef, TargetNameError, ToolRef,
+};
 pub use decision::{Decision, Effect};
 pub use event::{Event, EventBody, Outcome};
 pub use ids::{AgentId, NameError, ServerName, SessionId};

@@ -129,7 +129,7 @@ fn has_url_credentials(s: &str) -> bool {
     })
 }
 
-fn token_kind(w: &str) -> Option<&'static str> {
+pub(crate) fn token_kind(w: &str) -> Option<&'static str> {
     let tail_ok = |prefix: &str, min: usize| {
         w.strip_prefix(prefix).is_some_and(|t| {
             t.len() >= min

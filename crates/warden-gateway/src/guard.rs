@@ -181,10 +181,22 @@ impl Guard {
     /// Appends what became of an allowed call. Not awaited: the decision is already durable,
     /// and the outcome must not delay the response. A failure is reported on stderr.
     pub fn record_outcome(&self, decision_seq: u64, outcome: Outcome, detail: impl Into<String>) {
+        self.record_outcome_labelled(decision_seq, outcome, detail, Vec::new());
+    }
+
+    /// [`Guard::record_outcome`] with the labels the response scanner put on the result.
+    pub fn record_outcome_labelled(
+        &self,
+        decision_seq: u64,
+        outcome: Outcome,
+        detail: impl Into<String>,
+        labels: Vec<String>,
+    ) {
         let pending = self.journal.append(&self.event(EventBody::Outcome {
             decision_seq,
             outcome,
             detail: detail.into(),
+            labels,
         }));
         tokio::spawn(async move {
             if let Err(err) = pending.await {

@@ -11,6 +11,8 @@
 #![deny(missing_docs)]
 
 pub mod guard;
+pub mod http;
+pub mod identity;
 pub mod mcp;
 
 pub use guard::{Guard, Verdict};

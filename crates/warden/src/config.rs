@@ -2,13 +2,14 @@
 //! upstream servers. Unknown keys are errors, so a typo never silently weakens a setting.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use warden_core::ServerName;
-use warden_gateway::SessionOptions;
+use warden_gateway::{SessionOptions, UpstreamCommand};
 use warden_journal::{JournalOptions, SyncMode};
 
 /// The file looked for in the current directory when `--config` is not given.
@@ -26,6 +27,12 @@ pub struct Config {
     pub limits: LimitsSection,
     #[serde(default)]
     pub servers: BTreeMap<ServerName, ServerSection>,
+    #[serde(default)]
+    pub agents: AgentsSection,
+    #[serde(default)]
+    pub http: HttpSection,
+    #[serde(default)]
+    pub responses: ResponsesSection,
     /// The folder relative paths are resolved against (the config file's).
     #[serde(skip)]
     pub base: PathBuf,
@@ -112,8 +119,119 @@ pub struct ServerSection {
     pub command: Vec<String>,
     /// Its working directory, relative to the config file.
     pub cwd: Option<PathBuf>,
+    /// `warden up` presents its tools as `NAME__tool` and its resources as `NAME+uri`. At most
+    /// one server may set this to false and keep its own names.
+    #[serde(default = "default_true")]
+    pub namespace: bool,
 }
 
+fn default_true() -> bool {
+    true
+}
+
+/// What Warden does with what agents read (tool results, resource contents).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResponsesSection {
+    /// Replace secrets the scanner finds (private keys, cloud keys, tokens, passwords) before
+    /// the agent sees them. Their labels are journaled either way.
+    #[serde(default = "default_true")]
+    pub redact_secrets: bool,
+}
+
+impl Default for ResponsesSection {
+    fn default() -> Self {
+        Self {
+            redact_secrets: true,
+        }
+    }
+}
+
+/// `warden up`: the Streamable HTTP endpoint and the limits it puts on each agent.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    /// The address to listen on. Loopback by default: exposing Warden is a decision.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Host header values accepted besides the loopback names of the port (DNS rebinding).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Origin header values accepted besides the loopback origins of the port.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout_secs: f64,
+    #[serde(default = "default_sessions_per_agent")]
+    pub sessions_per_agent: usize,
+    #[serde(default = "default_max_sessions")]
+    pub max_sessions: usize,
+    #[serde(default = "default_session_idle")]
+    pub session_idle_secs: f64,
+    #[serde(default = "default_agent_in_flight")]
+    pub max_in_flight_per_agent: usize,
+    #[serde(default = "default_agent_rate")]
+    pub requests_per_second_per_agent: f64,
+    #[serde(default = "default_agent_burst")]
+    pub burst_per_agent: f64,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        // serde's defaults and these are one and the same.
+        toml::from_str("").unwrap_or_else(|_| unreachable!("every field has a default"))
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:7411".into()
+}
+fn default_max_body_bytes() -> usize {
+    4 * 1024 * 1024
+}
+fn default_body_timeout() -> f64 {
+    10.0
+}
+fn default_sessions_per_agent() -> usize {
+    1_000
+}
+fn default_max_sessions() -> usize {
+    20_000
+}
+fn default_session_idle() -> f64 {
+    3_600.0
+}
+fn default_agent_in_flight() -> usize {
+    64
+}
+fn default_agent_rate() -> f64 {
+    500.0
+}
+fn default_agent_burst() -> f64 {
+    1_000.0
+}
+
+/// Where the agents and the digests of their bearer tokens are kept (`warden agent`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentsSection {
+    #[serde(default = "default_agents_file")]
+    pub file: PathBuf,
+}
+
+impl Default for AgentsSection {
+    fn default() -> Self {
+        Self {
+            file: default_agents_file(),
+        }
+    }
+}
+
+fn default_agents_file() -> PathBuf {
+    "agents.json".into()
+}
 fn default_journal_path() -> PathBuf {
     "warden-journal.db".into()
 }
@@ -193,6 +311,50 @@ impl Config {
         if self.journal.checkpoint_every == 0 {
             bail!("journal.checkpoint_every must be at least 1");
         }
+        let h = &self.http;
+        for (name, secs) in [
+            ("body_timeout_secs", h.body_timeout_secs),
+            ("session_idle_secs", h.session_idle_secs),
+        ] {
+            if !(secs.is_finite() && secs > 0.0 && secs <= 86_400.0) {
+                bail!("http.{name} must be a number of seconds above 0 and at most 86400");
+            }
+        }
+        if !(1024..=256 * 1024 * 1024).contains(&h.max_body_bytes) {
+            bail!("http.max_body_bytes must be between 1024 and 268435456");
+        }
+        for (name, n) in [
+            ("sessions_per_agent", h.sessions_per_agent),
+            ("max_sessions", h.max_sessions),
+            ("max_in_flight_per_agent", h.max_in_flight_per_agent),
+        ] {
+            if !(1..=1_000_000).contains(&n) {
+                bail!("http.{name} must be between 1 and 1000000");
+            }
+        }
+        for (name, x) in [
+            (
+                "requests_per_second_per_agent",
+                h.requests_per_second_per_agent,
+            ),
+            ("burst_per_agent", h.burst_per_agent),
+        ] {
+            if !(x.is_finite() && x >= 1.0) {
+                bail!("http.{name} must be a number of at least 1");
+            }
+        }
+        let plain: Vec<&ServerName> = self
+            .servers
+            .iter()
+            .filter(|(_, s)| !s.namespace)
+            .map(|(n, _)| n)
+            .collect();
+        if plain.len() > 1 {
+            bail!(
+                "servers {} all set namespace = false; at most one server can keep its own names",
+                plain.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", ")
+            );
+        }
         for (name, server) in &self.servers {
             if server.command.is_empty() {
                 bail!("servers.{name}.command must name a program");
@@ -218,6 +380,10 @@ impl Config {
         self.resolve(&self.policy.dir)
     }
 
+    pub fn agents_file(&self) -> PathBuf {
+        self.resolve(&self.agents.file)
+    }
+
     pub fn journal_options(&self) -> JournalOptions {
         JournalOptions {
             sync: match self.journal.sync {
@@ -227,6 +393,31 @@ impl Config {
             checkpoint_every: self.journal.checkpoint_every,
             busy_timeout: Duration::from_millis(self.journal.busy_timeout_ms),
             ..JournalOptions::default()
+        }
+    }
+
+    /// How to start the upstream server `section`. A program given as a path is relative to the
+    /// configuration, like every other path in it.
+    pub fn upstream_command(&self, section: &ServerSection) -> UpstreamCommand {
+        // `check` guarantees the command names a program.
+        let (program, rest) = section
+            .command
+            .split_first()
+            .map_or(("", &[][..]), |(p, r)| (p.as_str(), r));
+        let program: OsString = if program.contains('/') {
+            self.resolve(Path::new(program)).into()
+        } else {
+            program.into()
+        };
+        UpstreamCommand {
+            program,
+            args: rest.iter().map(OsString::from).collect(),
+            cwd: Some(
+                section
+                    .cwd
+                    .as_deref()
+                    .map_or_else(|| self.base.clone(), |c| self.resolve(c)),
+            ),
         }
     }
 
@@ -267,5 +458,19 @@ mod tests {
         assert!(Config::parse("[journal]\nsync = \"sometimes\"\n").is_err());
         assert!(Config::parse("[servers.\"../x\"]\ncommand = [\"a\"]\n").is_err());
         assert!(Config::parse("[servers.files]\ncommand = []\n").is_err());
+        assert!(Config::parse("[agents]\npath = \"a.json\"\n").is_err());
+    }
+
+    #[test]
+    fn the_agent_file_is_next_to_the_config_unless_named() {
+        let mut c = Config::parse("").unwrap();
+        c.base = PathBuf::from("/etc/warden");
+        assert_eq!(c.agents_file(), PathBuf::from("/etc/warden/agents.json"));
+        let mut c = Config::parse("[agents]\nfile = \"keys/agents.json\"\n").unwrap();
+        c.base = PathBuf::from("/etc/warden");
+        assert_eq!(
+            c.agents_file(),
+            PathBuf::from("/etc/warden/keys/agents.json")
+        );
     }
 }

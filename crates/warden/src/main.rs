@@ -41,6 +41,11 @@ struct Cli {
 enum Command {
     /// Stand in front of an MCP server on stdio: decide and journal every tool call of AGENT.
     Mcp(cmd::mcp::Args),
+    /// Serve MCP over Streamable HTTP to authenticated agents, in front of every configured server.
+    Up(cmd::up::Args),
+    /// Issue, rotate, revoke and list the bearer tokens agents present to the HTTP gateway.
+    #[command(subcommand)]
+    Agent(cmd::agent::AgentCommand),
     /// Read and verify the journal.
     #[command(subcommand)]
     Audit(cmd::audit::AuditCommand),
@@ -65,6 +70,8 @@ fn main() -> ExitCode {
     init_logging();
     let result = match cli.command {
         Command::Mcp(args) => cmd::mcp::run(args),
+        Command::Up(args) => cmd::up::run(args),
+        Command::Agent(c) => cmd::agent::run(c),
         Command::Audit(c) => cmd::audit::run(c),
         Command::Policy(c) => cmd::policy::run(c),
         Command::Init { dir, force } => cmd::init::run(&dir, force),

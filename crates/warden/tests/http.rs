@@ -5,191 +5,12 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, channel};
+use std::io::Write;
+use std::net::TcpStream;
 
 use serde_json::{Value, json};
-use support::{HANG_GUARD, Setup, example_server, warden, warden_bin};
-
-/// A running `warden up` and the tokens of its agents.
-struct Up {
-    child: Child,
-    addr: SocketAddr,
-    lines: Receiver<String>,
-    setup: Setup,
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-const POLICY: &str = r#"
-@id("tester-all")
-permit (principal == Agent::"tester", action, resource in Server::"files");
-"#;
-
-fn setup(extra_http: &str) -> Setup {
-    let s = Setup::new("", POLICY);
-    let config = format!(
-        "[journal]\npath = \"journal.db\"\n\n[servers.files]\ncommand = [{:?}, \"--root\", {:?}]\n\n[http]\n{extra_http}\n",
-        example_server().to_string_lossy(),
-        s.path("workspace").to_string_lossy(),
-    );
-    std::fs::write(s.config(), config).unwrap();
-    s
-}
-
-fn add_agent(s: &Setup, name: &str) -> String {
-    let cfg = s.config();
-    let (status, out, err) = warden(
-        &["agent", "add", name, "--config", cfg.to_str().unwrap()],
-        s.dir.path(),
-    );
-    assert!(status.success(), "agent add failed: {err}");
-    out.lines().last().unwrap().trim().to_owned()
-}
-
-fn start(s: Setup) -> Up {
-    let mut child = Command::new(warden_bin())
-        .args(["up", "--listen", "127.0.0.1:0", "--config"])
-        .arg(s.config())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, lines) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut addr = None;
-    loop {
-        let line = lines
-            .recv_timeout(HANG_GUARD)
-            .expect("warden up printed nothing");
-        if let Some(rest) = line.strip_prefix("warden: serving MCP at http://") {
-            addr = Some(rest.trim_end_matches("/mcp").parse().unwrap());
-        }
-        if line.contains("upstream \"files\" ready") {
-            break;
-        }
-    }
-    Up {
-        child,
-        addr: addr.expect("no address printed"),
-        lines,
-        setup: s,
-    }
-}
-
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
-    }
-}
-
-/// Sends raw head + body bytes and reads the whole response (the connection is closed).
-fn exchange(addr: SocketAddr, head: &str, body: &[u8]) -> Resp {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(HANG_GUARD)).unwrap();
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
-    read_response(stream)
-}
-
-fn read_response(stream: TcpStream) -> Resp {
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    let status: u16 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        reader.read_line(&mut h).unwrap();
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        let (k, v) = h.split_once(':').unwrap();
-        headers.push((k.trim().to_owned(), v.trim().to_owned()));
-    }
-    let chunked = headers
-        .iter()
-        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
-    let mut body = Vec::new();
-    if chunked {
-        loop {
-            let mut size = String::new();
-            reader.read_line(&mut size).unwrap();
-            let n = usize::from_str_radix(size.trim(), 16).unwrap();
-            if n == 0 {
-                break;
-            }
-            let mut chunk = vec![0; n + 2];
-            reader.read_exact(&mut chunk).unwrap();
-            body.extend_from_slice(&chunk[..n]);
-        }
-    } else {
-        reader.read_to_end(&mut body).unwrap();
-    }
-    Resp {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
-}
-
-fn post(up: &Up, token: Option<&str>, session: Option<&str>, body: &[u8]) -> Resp {
-    post_with(up, token, session, body, &[])
-}
-
-fn post_with(
-    up: &Up,
-    token: Option<&str>,
-    session: Option<&str>,
-    body: &[u8],
-    extra: &[(&str, &str)],
-) -> Resp {
-    let mut head = format!(
-        "POST /mcp HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nConnection: close\r\nContent-Length: {}\r\n",
-        up.addr,
-        body.len()
-    );
-    if let Some(t) = token {
-        head.push_str(&format!("Authorization: Bearer {t}\r\n"));
-    }
-    if let Some(s) = session {
-        head.push_str(&format!("Mcp-Session-Id: {s}\r\n"));
-    }
-    for (k, v) in extra {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    exchange(up.addr, &head, body)
-}
+use support::up::{Up, add_agent, exchange, files_setup, post, post_with, read_response, start};
+use support::{HANG_GUARD, warden};
 
 fn rpc(id: u64, method: &str, params: Value) -> Vec<u8> {
     json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
@@ -227,10 +48,10 @@ fn records_of_kind(up: &Up, kind: &str) -> Vec<warden_journal::JournalRecord> {
 
 #[test]
 fn an_authenticated_agent_sees_and_calls_only_what_policy_allows() {
-    let s = setup("");
+    let s = files_setup("");
     let tester = add_agent(&s, "tester");
     let alice = add_agent(&s, "alice");
-    let up = start(s);
+    let up = start(s, &["files"]);
 
     let sid = open(&up, &tester);
     let r = post(
@@ -302,9 +123,9 @@ fn an_authenticated_agent_sees_and_calls_only_what_policy_allows() {
 
 #[test]
 fn requests_without_a_valid_token_are_refused_and_journaled() {
-    let s = setup("");
+    let s = files_setup("");
     let token = add_agent(&s, "tester");
-    let up = start(s);
+    let up = start(s, &["files"]);
     let init = rpc(
         0,
         "initialize",
@@ -353,10 +174,10 @@ fn requests_without_a_valid_token_are_refused_and_journaled() {
 
 #[test]
 fn a_session_is_bound_to_the_agent_that_opened_it() {
-    let s = setup("");
+    let s = files_setup("");
     let tester = add_agent(&s, "tester");
     let mallory = add_agent(&s, "mallory");
-    let up = start(s);
+    let up = start(s, &["files"]);
     let sid = open(&up, &tester);
 
     // mallory presents tester's session id: refused exactly like an unknown one.
@@ -403,9 +224,9 @@ fn a_session_is_bound_to_the_agent_that_opened_it() {
 
 #[test]
 fn rebinding_hosts_and_foreign_origins_are_refused() {
-    let s = setup("");
+    let s = files_setup("");
     let token = add_agent(&s, "tester");
-    let up = start(s);
+    let up = start(s, &["files"]);
     let body = rpc(0, "ping", json!({}));
     let head = format!(
         "POST /mcp HTTP/1.1\r\nHost: attacker.example:{}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
@@ -425,9 +246,9 @@ fn rebinding_hosts_and_foreign_origins_are_refused() {
 
 #[test]
 fn malformed_bodies_get_clear_errors_and_the_gateway_keeps_serving() {
-    let s = setup("max_body_bytes = 65536\nbody_timeout_secs = 1\n");
+    let s = files_setup("max_body_bytes = 65536\nbody_timeout_secs = 1\n");
     let token = add_agent(&s, "tester");
-    let up = start(s);
+    let up = start(s, &["files"]);
     let sid = open(&up, &token);
 
     let r = post(
@@ -480,12 +301,12 @@ fn malformed_bodies_get_clear_errors_and_the_gateway_keeps_serving() {
 
 #[test]
 fn a_flooding_agent_is_limited_without_degrading_another() {
-    let s = setup(
+    let s = files_setup(
         "max_in_flight_per_agent = 2\nrequests_per_second_per_agent = 1\nburst_per_agent = 5\n",
     );
     let flood = add_agent(&s, "tester");
     let calm = add_agent(&s, "alice");
-    let up = start(s);
+    let up = start(s, &["files"]);
     let sid = open(&up, &flood);
     let mut limited = 0;
     for i in 0..20 {
@@ -510,9 +331,9 @@ fn a_flooding_agent_is_limited_without_degrading_another() {
 
 #[test]
 fn progress_is_streamed_and_the_answer_follows() {
-    let s = setup("");
+    let s = files_setup("");
     let token = add_agent(&s, "tester");
-    let up = start(s);
+    let up = start(s, &["files"]);
     let sid = open(&up, &token);
     let r = post(
         &up,
@@ -551,4 +372,170 @@ fn progress_is_streamed_and_the_answer_follows() {
     assert_eq!(last["id"], 7, "{events:?}");
     assert!(last["result"].is_object(), "{last}");
     drop(up.lines.try_recv());
+}
+
+#[test]
+fn secrets_in_results_are_redacted_and_their_labels_journaled() {
+    let s = files_setup("");
+    // A fixture shaped like an AWS key id; valid for nothing.
+    std::fs::write(s.path("workspace/leak.txt"), "id=AKIAABCDEFGHIJKLMNOP\n").unwrap();
+    let token = add_agent(&s, "tester");
+    let up = start(s, &["files"]);
+    let sid = open(&up, &token);
+    let r = post(
+        &up,
+        Some(&token),
+        Some(&sid),
+        &rpc(
+            1,
+            "tools/call",
+            json!({"name": "files__read_file", "arguments": {"path": "leak.txt"}}),
+        ),
+    );
+    let text = r.json()["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(text, "id=[REDACTED:aws-access-key]\n");
+    // The outcome is appended after the answer: wait for it through the journal itself.
+    let outcome = wait_for_record(&up, "outcome");
+    assert_eq!(
+        outcome.body["labels"],
+        json!(["aws-access-key"]),
+        "{:?}",
+        outcome.body
+    );
+}
+
+#[test]
+fn one_server_can_keep_its_own_names() {
+    let s = support::up::files_setup_with(&[], "namespace = false", "");
+    let token = add_agent(&s, "tester");
+    let up = start(s, &["files"]);
+    let sid = open(&up, &token);
+    let r = post(
+        &up,
+        Some(&token),
+        Some(&sid),
+        &rpc(1, "tools/list", json!({})),
+    );
+    assert!(r.body.contains("\"read_file\""), "{}", r.body);
+    assert!(!r.body.contains("files__"), "{}", r.body);
+    let r = post(
+        &up,
+        Some(&token),
+        Some(&sid),
+        &rpc(
+            2,
+            "tools/call",
+            json!({"name": "read_file", "arguments": {"path": "notes.txt"}}),
+        ),
+    );
+    assert_eq!(
+        r.json()["result"]["content"][0]["text"],
+        "the notes\n",
+        "{}",
+        r.body
+    );
+}
+
+#[test]
+fn an_upstream_that_crashes_is_restarted_and_calls_fail_clearly_meanwhile() {
+    let s = support::up::files_setup_with(&["--misbehave", "crash-on-call"], "", "");
+    let token = add_agent(&s, "tester");
+    let up = start(s, &["files"]);
+    let sid = open(&up, &token);
+    let r = post(
+        &up,
+        Some(&token),
+        Some(&sid),
+        &rpc(
+            1,
+            "tools/call",
+            json!({"name": "files__read_file", "arguments": {"path": "notes.txt"}}),
+        ),
+    );
+    let v = r.json();
+    assert_eq!(v["error"]["code"], -32002, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("exited"),
+        "{v}"
+    );
+    up.wait_line("upstream \"files\" down");
+    up.wait_line("upstream \"files\" ready");
+    // Restarted: listing works again on the same session.
+    let r = post(
+        &up,
+        Some(&token),
+        Some(&sid),
+        &rpc(2, "tools/list", json!({})),
+    );
+    assert!(r.body.contains("files__read_file"), "{}", r.body);
+    let outcome = wait_for_record(&up, "outcome");
+    assert_eq!(
+        outcome.body["outcome"], "upstream_gone",
+        "{:?}",
+        outcome.body
+    );
+}
+
+#[test]
+fn an_upstream_that_never_answers_or_answers_garbage_times_out_clearly() {
+    for mode in ["never-answer-calls", "garbage"] {
+        let s = support::up::files_setup_with(
+            &["--misbehave", mode],
+            "",
+            "[limits]\ncall_timeout_secs = 0.5\n",
+        );
+        let token = add_agent(&s, "tester");
+        let up = start(s, &["files"]);
+        let sid = open(&up, &token);
+        let r = post(
+            &up,
+            Some(&token),
+            Some(&sid),
+            &rpc(
+                1,
+                "tools/call",
+                json!({"name": "files__read_file", "arguments": {"path": "notes.txt"}}),
+            ),
+        );
+        let v = r.json();
+        assert_eq!(v["error"]["code"], -32001, "{mode}: {v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("did not answer"),
+            "{v}"
+        );
+        let r = post(&up, Some(&token), Some(&sid), &rpc(2, "ping", json!({})));
+        assert_eq!(
+            r.json()["result"],
+            json!({}),
+            "{mode}: the gateway stopped serving"
+        );
+        let outcome = wait_for_record(&up, "outcome");
+        assert_eq!(
+            outcome.body["outcome"], "timeout",
+            "{mode}: {:?}",
+            outcome.body
+        );
+    }
+}
+
+/// The first record of `kind`, waiting for it to be appended (outcomes are written after the
+/// answer is sent, so a test can see the answer first).
+fn wait_for_record(up: &Up, kind: &str) -> warden_journal::JournalRecord {
+    let deadline = std::time::Instant::now() + HANG_GUARD;
+    loop {
+        if let Some(r) = records_of_kind(up, kind).into_iter().next() {
+            return r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {kind} record appeared"
+        );
+        std::thread::yield_now();
+    }
 }

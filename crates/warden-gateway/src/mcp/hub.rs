@@ -24,8 +24,9 @@ use warden_core::{
 use warden_journal::{Journal, JournalError};
 use warden_policy::PolicySet;
 
+use super::inspect::inspect;
 use super::jsonrpc::{RequestId, code};
-use super::names::{qualify, qualify_uri, split, split_uri};
+use super::names::Namespaces;
 use super::refusal::{META_KEY, refusal_result};
 use super::session::KNOWN_PROTOCOL_VERSIONS;
 use super::upstream::{Notice, Upstream, UpstreamStatus};
@@ -42,6 +43,8 @@ pub struct HubOptions {
     pub rate_per_agent: f64,
     /// Requests one agent may send in a burst above the sustained rate.
     pub burst_per_agent: f64,
+    /// Replace the secrets the response scanner finds before the agent sees them.
+    pub redact_secrets: bool,
 }
 
 impl Default for HubOptions {
@@ -51,6 +54,7 @@ impl Default for HubOptions {
             max_in_flight_per_agent: 64,
             rate_per_agent: 500.0,
             burst_per_agent: 1000.0,
+            redact_secrets: true,
         }
     }
 }
@@ -58,6 +62,7 @@ impl Default for HubOptions {
 /// The upstreams, the policy and the journal that every session shares.
 pub struct Hub {
     upstreams: BTreeMap<ServerName, Arc<Upstream>>,
+    names: Namespaces,
     policies: Arc<PolicySet>,
     journal: Journal,
     options: HubOptions,
@@ -76,18 +81,21 @@ struct Bucket {
 }
 
 impl Hub {
-    /// A hub over `upstreams`.
+    /// A hub over `upstreams`, each presented in its own namespace except `plain`.
     pub fn new(
         upstreams: Vec<Arc<Upstream>>,
+        plain: Option<ServerName>,
         policies: Arc<PolicySet>,
         journal: Journal,
         options: HubOptions,
     ) -> Arc<Self> {
+        let upstreams: BTreeMap<ServerName, Arc<Upstream>> = upstreams
+            .into_iter()
+            .map(|u| (u.name().clone(), u))
+            .collect();
         Arc::new(Self {
-            upstreams: upstreams
-                .into_iter()
-                .map(|u| (u.name().clone(), u))
-                .collect(),
+            names: Namespaces::new(upstreams.keys(), plain),
+            upstreams,
             policies,
             journal,
             options,
@@ -276,8 +284,8 @@ impl HubSession {
     pub async fn close(&self, detail: &str) {
         let subscriptions: Vec<String> = lock(&self.subscriptions).drain().collect();
         for uri in subscriptions {
-            if let Some((server, inner)) = split_uri(&uri)
-                && let Some(upstream) = self.upstream(server)
+            if let Some((server, inner)) = self.hub.names.route_uri(&uri)
+                && let Some(upstream) = self.hub.upstreams.get(&server)
             {
                 // The answer is not awaited: dropping the request forgets it.
                 drop(upstream.request("resources/unsubscribe", json!({ "uri": inner }), None));
@@ -361,7 +369,7 @@ impl HubSession {
             })),
             "notifications/resources/updated" => {
                 let uri = notice.params.get("uri")?.as_str()?;
-                let presented = qualify_uri(server, uri);
+                let presented = self.hub.names.present_uri(server, uri)?;
                 if !lock(&self.subscriptions).contains(&presented) {
                     return None;
                 }
@@ -451,11 +459,15 @@ impl HubSession {
             .filter_map(|u| {
                 let d = u.description()?;
                 let text = d.instructions.as_ref()?;
-                Some(format!(
-                    "Server \"{}\" (its tools and prompts are prefixed \"{}__\"): {text}",
-                    u.name(),
-                    u.name()
-                ))
+                let prefix = self.hub.names.present(u.name(), "").unwrap_or_default();
+                Some(if prefix.is_empty() {
+                    format!("Server \"{}\": {text}", u.name())
+                } else {
+                    format!(
+                        "Server \"{}\" (its tools and prompts are prefixed \"{prefix}\"): {text}",
+                        u.name()
+                    )
+                })
             })
             .collect();
         let mut result = json!({
@@ -473,11 +485,6 @@ impl HubSession {
             result["instructions"] = Value::String(instructions.join("\n\n"));
         }
         result
-    }
-
-    fn upstream(&self, server: &str) -> Option<&Arc<Upstream>> {
-        let name = ServerName::new(server).ok()?;
-        self.hub.upstreams.get(&name)
     }
 
     fn guard(&self, server: &ServerName) -> &Guard {
@@ -541,8 +548,9 @@ impl HubSession {
                 .cloned()
                 .unwrap_or_default()
             {
-                if self.may_see(kind, upstream.name(), &item) {
-                    rename(kind, upstream.name(), &mut item);
+                if self.may_see(kind, upstream.name(), &item)
+                    && self.rename(kind, upstream.name(), &mut item)
+                {
                     items.push(item);
                 }
             }
@@ -557,6 +565,28 @@ impl HubSession {
             return Ok(page);
         }
         Ok(json!({ kind.key(): items }))
+    }
+
+    /// Renames a listed item into Warden's namespace; `false` when it must stay hidden.
+    fn rename(&self, kind: ListKind, server: &ServerName, item: &mut Value) -> bool {
+        let field = kind.field();
+        let Some(name) = item.get(field).and_then(Value::as_str) else {
+            return false;
+        };
+        let presented = match kind {
+            ListKind::Tools | ListKind::Prompts => self.hub.names.present(server, name),
+            ListKind::Resources | ListKind::Templates => self.hub.names.present_uri(server, name),
+        };
+        match presented {
+            Some(p) => {
+                item[field] = Value::String(p);
+                true
+            }
+            None => {
+                tracing::warn!(%server, name, "hidden: the name would be read as another server's");
+                false
+            }
+        }
     }
 
     fn may_see(&self, kind: ListKind, server: &ServerName, item: &Value) -> bool {
@@ -789,9 +819,9 @@ impl HubSession {
                 ),
             )
         };
-        let (server, name) = split(presented).ok_or_else(unknown)?;
-        let upstream = self.upstream(server).ok_or_else(unknown)?;
-        Ok((upstream.name().clone(), name))
+        let (server, name) = self.hub.names.route(presented).ok_or_else(unknown)?;
+        self.hub.upstreams.get(&server).ok_or_else(unknown)?;
+        Ok((server, name))
     }
 
     fn resolve_uri<'a>(&self, presented: &'a str) -> Result<(ServerName, &'a str), Failure> {
@@ -804,9 +834,9 @@ impl HubSession {
                 ),
             )
         };
-        let (server, uri) = split_uri(presented).ok_or_else(unknown)?;
-        let upstream = self.upstream(server).ok_or_else(unknown)?;
-        Ok((upstream.name().clone(), uri))
+        let (server, uri) = self.hub.names.route_uri(presented).ok_or_else(unknown)?;
+        self.hub.upstreams.get(&server).ok_or_else(unknown)?;
+        Ok((server, uri))
     }
 
     /// Sends an allowed action upstream, journals its outcome, and presents the result in
@@ -823,9 +853,13 @@ impl HubSession {
         let guard = self.guard(server);
         let seq = verdict.seq.unwrap_or_default();
         let upstream = &self.hub.upstreams[server];
-        let reply = self
+        let mut reply = self
             .ask(upstream, method, params, related, Some(cancel))
             .await;
+        let labels = match &mut reply {
+            Ok(result) => inspect(result, self.hub.options.redact_secrets),
+            Err(_) => Vec::new(),
+        };
         let (outcome, detail) = match &reply {
             Ok(result) if result.get("isError") == Some(&Value::Bool(true)) => {
                 let text = result
@@ -840,9 +874,9 @@ impl HubSession {
             Err(f) if f.code == REQUEST_CANCELLED => (Outcome::Cancelled, excerpt(&f.message)),
             Err(f) => (Outcome::RpcError, excerpt(&f.message)),
         };
-        guard.record_outcome(seq, outcome, detail);
+        guard.record_outcome_labelled(seq, outcome, detail, labels);
         let mut result = reply?;
-        present_uris(server, &mut result);
+        present_uris(&self.hub.names, server, &mut result);
         Ok(result)
     }
 
@@ -948,25 +982,14 @@ fn with_name(mut params: Value, field: &str, value: &str) -> Value {
     params
 }
 
-/// Renames a listed item into Warden's namespace.
-fn rename(kind: ListKind, server: &ServerName, item: &mut Value) {
-    let field = kind.field();
-    let Some(name) = item.get(field).and_then(Value::as_str) else {
-        return;
-    };
-    let presented = match kind {
-        ListKind::Tools | ListKind::Prompts => qualify(server, name),
-        ListKind::Resources | ListKind::Templates => qualify_uri(server, name),
-    };
-    item[field] = Value::String(presented);
-}
-
 /// Rewrites the resource URIs inside a result (resource links, embedded resources, read
 /// contents) so that the agent can read them back through Warden.
-fn present_uris(server: &ServerName, result: &mut Value) {
+fn present_uris(names: &Namespaces, server: &ServerName, result: &mut Value) {
     let fix = |v: &mut Value| {
-        if let Some(Value::String(uri)) = v.get_mut("uri") {
-            *uri = qualify_uri(server, uri);
+        if let Some(Value::String(uri)) = v.get_mut("uri")
+            && let Some(presented) = names.present_uri(server, uri)
+        {
+            *uri = presented;
         }
     };
     for key in ["content", "contents"] {

@@ -3,6 +3,7 @@
 
 pub mod framing;
 pub mod hub;
+pub mod inspect;
 pub mod jsonrpc;
 pub mod names;
 pub mod refusal;

@@ -6,6 +6,11 @@
 //!   e.g. `file:///a.txt` of server `files` becomes `files+file:///a.txt` — still a valid URI,
 //!   so clients that parse URIs accept it.
 //!
+//! One server may be configured without a namespace (`namespace = false`): its names pass
+//! through unchanged, so a deployment with one upstream looks exactly like that upstream. Its
+//! names that would be read as another server's (`files__x` while a server `files` exists) are
+//! hidden rather than mis-routed.
+//!
 //! INVARIANT: an aggregated server's name is ASCII letters, digits, '-' and '.', starting with
 //! a letter (see [`check_server_name`]). It then holds neither "__" nor '+', and is a valid URI
 //! scheme prefix, so the first "__" or '+' always ends the server's part and two different
@@ -62,6 +67,75 @@ pub fn split_uri(presented: &str) -> Option<(&str, &str)> {
         .filter(|(server, uri)| !server.is_empty() && !uri.is_empty())
 }
 
+/// The namespaced servers and the one server (if any) presented without a namespace.
+#[derive(Debug, Clone, Default)]
+pub struct Namespaces {
+    namespaced: std::collections::BTreeSet<ServerName>,
+    plain: Option<ServerName>,
+}
+
+impl Namespaces {
+    /// Every server in `servers` is namespaced except `plain`.
+    pub fn new<'a>(
+        servers: impl IntoIterator<Item = &'a ServerName>,
+        plain: Option<ServerName>,
+    ) -> Self {
+        let namespaced = servers
+            .into_iter()
+            .filter(|s| Some(*s) != plain.as_ref())
+            .cloned()
+            .collect();
+        Self { namespaced, plain }
+    }
+
+    fn is_plain(&self, server: &ServerName) -> bool {
+        self.plain.as_ref() == Some(server)
+    }
+
+    /// The name an agent sees for tool or prompt `name` of `server`; `None` when it would be
+    /// read as another server's and so is hidden.
+    pub fn present(&self, server: &ServerName, name: &str) -> Option<String> {
+        if !self.is_plain(server) {
+            return Some(qualify(server, name));
+        }
+        match self.route(name) {
+            Some((s, _)) if &s == server => Some(name.to_owned()),
+            _ => None,
+        }
+    }
+
+    /// The server and upstream name a presented tool or prompt name stands for.
+    pub fn route<'a>(&self, presented: &'a str) -> Option<(ServerName, &'a str)> {
+        if let Some((server, name)) = split(presented)
+            && let Some(s) = self.namespaced.iter().find(|s| s.as_str() == server)
+        {
+            return Some((s.clone(), name));
+        }
+        self.plain.clone().map(|p| (p, presented))
+    }
+
+    /// The URI an agent sees for resource `uri` of `server`; `None` when hidden.
+    pub fn present_uri(&self, server: &ServerName, uri: &str) -> Option<String> {
+        if !self.is_plain(server) {
+            return Some(qualify_uri(server, uri));
+        }
+        match self.route_uri(uri) {
+            Some((s, _)) if &s == server => Some(uri.to_owned()),
+            _ => None,
+        }
+    }
+
+    /// The server and upstream URI a presented URI stands for.
+    pub fn route_uri<'a>(&self, presented: &'a str) -> Option<(ServerName, &'a str)> {
+        if let Some((server, uri)) = split_uri(presented)
+            && let Some(s) = self.namespaced.iter().find(|s| s.as_str() == server)
+        {
+            return Some((s.clone(), uri));
+        }
+        self.plain.clone().map(|p| (p, presented))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -102,6 +176,25 @@ mod tests {
         for good in ["files", "files-2", "corp.wiki", "A1"] {
             assert!(check_server_name(&server(good)).is_ok(), "{good}");
         }
+    }
+
+    #[test]
+    fn a_plain_server_keeps_its_names_unless_they_would_be_misread() {
+        let files = server("files");
+        let conf = server("conf");
+        let ns = Namespaces::new([&files, &conf], Some(conf.clone()));
+        assert_eq!(ns.present(&conf, "test_simple_text").as_deref(), Some("test_simple_text"));
+        assert_eq!(ns.route("test_simple_text"), Some((conf.clone(), "test_simple_text")));
+        assert_eq!(ns.present(&files, "read").as_deref(), Some("files__read"));
+        assert_eq!(ns.route("files__read"), Some((files.clone(), "read")));
+        // conf's own "files__read" would be routed to files: hidden instead.
+        assert_eq!(ns.present(&conf, "files__read"), None);
+        // A double underscore that names no server stays conf's.
+        assert_eq!(ns.present(&conf, "a__b").as_deref(), Some("a__b"));
+        assert_eq!(ns.route_uri("test://static"), Some((conf.clone(), "test://static")));
+        assert_eq!(ns.present_uri(&conf, "files+x:y"), None);
+        let strict = Namespaces::new([&files], None);
+        assert_eq!(strict.route("read"), None);
     }
 
     proptest! {

@@ -190,18 +190,37 @@ pub fn render(r: &JournalRecord) -> String {
                 }
             )
         }
-        "outcome" => format!(
-            "outcome of #{}: {}{}",
-            b.get("decision_seq").and_then(Value::as_u64).unwrap_or(0),
-            s("outcome"),
-            if s("detail").is_empty() {
-                String::new()
-            } else {
-                format!(" — {}", s("detail"))
-            }
-        ),
+        "outcome" => {
+            let labels: Vec<&str> = b
+                .get("labels")
+                .and_then(Value::as_array)
+                .map(|l| l.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            format!(
+                "outcome of #{}: {}{}{}",
+                b.get("decision_seq").and_then(Value::as_u64).unwrap_or(0),
+                s("outcome"),
+                if s("detail").is_empty() {
+                    String::new()
+                } else {
+                    format!(" — {}", s("detail"))
+                },
+                if labels.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (read: {})", labels.join(", "))
+                }
+            )
+        }
         "session_started" => format!("session started (server {})", s("server")),
         "session_ended" => format!("session ended — {}", s("detail")),
+        "agent_changed" => match s("change") {
+            "added" => "agent added: a token was issued".to_owned(),
+            "rotated" => "agent token rotated: the previous token no longer works".to_owned(),
+            "revoked" => "agent revoked: its token is refused".to_owned(),
+            other => format!("agent changed: {other}"),
+        },
+        "access_refused" => format!("REFUSED access from {} — {}", s("remote"), s("reason")),
         other => format!("{other} {b}"),
     };
     let session: String = r.session.as_str().chars().take(8).collect();

@@ -125,32 +125,10 @@ fn upstream(
     let Some(section) = config.servers.get(&name) else {
         bail!("no [servers.{name}] in the configuration");
     };
-    let (program, rest) = section
-        .command
-        .split_first()
-        .context("the server's command is empty")?;
-    // A program given as a path is relative to the configuration, like every other path in it.
-    let program: OsString = if program.contains('/') {
-        config.resolve(std::path::Path::new(program)).into()
-    } else {
-        program.into()
-    };
-    Ok((
-        name,
-        UpstreamCommand {
-            program,
-            args: rest.iter().map(OsString::from).collect(),
-            cwd: Some(
-                section
-                    .cwd
-                    .as_deref()
-                    .map_or_else(|| config.base.clone(), |c| config.resolve(c)),
-            ),
-        },
-    ))
+    Ok((name, config.upstream_command(section)))
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -34,8 +34,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if config.servers.is_empty() {
         bail!("no upstream servers: configure at least one [servers.NAME] in warden.toml");
     }
-    for name in config.servers.keys() {
-        check_server_name(name)?;
+    for (name, server) in &config.servers {
+        if server.namespace {
+            check_server_name(name)?;
+        }
     }
     let policy_dir = config.policy_dir();
     let policies = PolicySet::load_dir(&policy_dir)
@@ -99,8 +101,14 @@ async fn serve(
         })
         .collect();
     let h = &config.http;
+    let plain = config
+        .servers
+        .iter()
+        .find(|(_, s)| !s.namespace)
+        .map(|(n, _)| n.clone());
     let hub = Hub::new(
         upstreams,
+        plain,
         Arc::new(policies),
         journal.clone(),
         HubOptions {
@@ -108,6 +116,7 @@ async fn serve(
             max_in_flight_per_agent: h.max_in_flight_per_agent,
             rate_per_agent: h.requests_per_second_per_agent,
             burst_per_agent: h.burst_per_agent,
+            redact_secrets: config.responses.redact_secrets,
         },
     );
     let gateway = HttpGateway::new(

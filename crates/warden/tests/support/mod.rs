@@ -2,6 +2,8 @@
 //! speaks MCP to it as an agent would.
 #![allow(dead_code)]
 
+pub mod up;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};

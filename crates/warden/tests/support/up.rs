@@ -1,0 +1,228 @@
+//! A running `warden up` and a small raw HTTP/1.1 client, so tests can send exactly the bytes
+//! they mean (slow drips, invalid UTF-8, forged headers).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+
+use serde_json::Value;
+
+use super::{HANG_GUARD, Setup, example_server, warden, warden_bin};
+
+/// A running `warden up` and the tokens of its agents.
+pub struct Up {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub lines: Receiver<String>,
+    pub setup: Setup,
+}
+
+impl Up {
+    /// Waits until `warden up` prints a line containing `needle`; returns that line.
+    pub fn wait_line(&self, needle: &str) -> String {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(HANG_GUARD)
+                .unwrap_or_else(|_| panic!("warden up never printed {needle:?}"));
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Lets the agent "tester" do anything with the example server.
+pub const TESTER_ALL: &str = r#"
+@id("tester-all")
+permit (principal == Agent::"tester", action, resource in Server::"files");
+"#;
+
+/// The example server as upstream "files", with `extra_http` in the [http] section.
+pub fn files_setup(extra_http: &str) -> Setup {
+    files_setup_with(&[], "", &format!("[http]\n{extra_http}"))
+}
+
+/// The example server as upstream "files" started with `server_args`, `server_keys` added to
+/// its [servers.files] section, and `extra_config` (whole sections) at the end.
+pub fn files_setup_with(server_args: &[&str], server_keys: &str, extra_config: &str) -> Setup {
+    let s = Setup::new("", TESTER_ALL);
+    let mut command = vec![
+        example_server().to_string_lossy().into_owned(),
+        "--root".to_owned(),
+        s.path("workspace").to_string_lossy().into_owned(),
+    ];
+    command.extend(server_args.iter().map(|a| (*a).to_owned()));
+    let config = format!(
+        "[journal]\npath = \"journal.db\"\n\n[servers.files]\ncommand = {command:?}\n{server_keys}\n\n{extra_config}\n",
+    );
+    std::fs::write(s.config(), config).unwrap();
+    s
+}
+
+/// `warden agent add NAME`: the token.
+pub fn add_agent(s: &Setup, name: &str) -> String {
+    let cfg = s.config();
+    let (status, out, err) = warden(
+        &["agent", "add", name, "--config", cfg.to_str().unwrap()],
+        s.dir.path(),
+    );
+    assert!(status.success(), "agent add failed: {err}");
+    out.lines().last().unwrap().trim().to_owned()
+}
+
+/// Starts `warden up` on a free loopback port and waits until every server in `upstreams` is
+/// ready.
+pub fn start(s: Setup, upstreams: &[&str]) -> Up {
+    let ready: Vec<String> = upstreams
+        .iter()
+        .map(|u| format!("upstream \"{u}\" ready"))
+        .collect();
+    start_until(s, &ready.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// Starts `warden up` and waits until it has printed a line containing each of `wanted`.
+pub fn start_until(s: Setup, wanted: &[&str]) -> Up {
+    let mut child = Command::new(warden_bin())
+        .args(["up", "--listen", "127.0.0.1:0", "--config"])
+        .arg(s.config())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, lines) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut addr = None;
+    let mut waiting: Vec<&str> = wanted.to_vec();
+    while !waiting.is_empty() {
+        let line = lines
+            .recv_timeout(HANG_GUARD)
+            .expect("warden up printed nothing");
+        if let Some(rest) = line.strip_prefix("warden: serving MCP at http://") {
+            addr = Some(rest.trim_end_matches("/mcp").parse().unwrap());
+        }
+        waiting.retain(|w| !line.contains(w));
+    }
+    Up {
+        child,
+        addr: addr.expect("no address printed"),
+        lines,
+        setup: s,
+    }
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// Sends raw head and body bytes; reads the whole response (the connection is closed).
+pub fn exchange(addr: SocketAddr, head: &str, body: &[u8]) -> Resp {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(HANG_GUARD)).unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    read_response(stream)
+}
+
+pub fn read_response(stream: TcpStream) -> Resp {
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    let status: u16 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h).unwrap();
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(':').unwrap();
+        headers.push((k.trim().to_owned(), v.trim().to_owned()));
+    }
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let mut body = Vec::new();
+    if chunked {
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size).unwrap();
+            let n = usize::from_str_radix(size.trim(), 16).unwrap();
+            if n == 0 {
+                break;
+            }
+            let mut chunk = vec![0; n + 2];
+            reader.read_exact(&mut chunk).unwrap();
+            body.extend_from_slice(&chunk[..n]);
+        }
+    } else {
+        reader.read_to_end(&mut body).unwrap();
+    }
+    Resp {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+pub fn post(up: &Up, token: Option<&str>, session: Option<&str>, body: &[u8]) -> Resp {
+    post_with(up, token, session, body, &[])
+}
+
+pub fn post_with(
+    up: &Up,
+    token: Option<&str>,
+    session: Option<&str>,
+    body: &[u8],
+    extra: &[(&str, &str)],
+) -> Resp {
+    let mut head = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nConnection: close\r\nContent-Length: {}\r\n",
+        up.addr,
+        body.len()
+    );
+    if let Some(t) = token {
+        head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    if let Some(s) = session {
+        head.push_str(&format!("Mcp-Session-Id: {s}\r\n"));
+    }
+    for (k, v) in extra {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    exchange(up.addr, &head, body)
+}
