@@ -642,6 +642,21 @@ fn read_versioned(path: &Path) -> Result<Option<(Stamp, AgentFile)>, IdentityErr
         Err(e) => return Err(io_error("open", path, e)),
     };
     let meta = f.metadata().map_err(|e| io_error("examine", path, e))?;
+    // Whoever can write this file can mint identities: refuse one others may write.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode();
+        if mode & 0o022 != 0 {
+            return Err(IdentityError::Garbled {
+                path: path.to_path_buf(),
+                detail: format!(
+                    "its mode {:o} lets group or others write it; run: chmod 600 {}",
+                    mode & 0o777,
+                    path.display()
+                ),
+            });
+        }
+    }
     let mut text = String::new();
     f.read_to_string(&mut text)
         .map_err(|e| io_error("read", path, e))?;
@@ -780,6 +795,18 @@ mod tests {
         let text = fs::read_to_string(store.path()).unwrap();
         assert!(!text.contains(&token[TOKEN_PREFIX.len()..]), "{text}");
         assert!(text.contains(&hex::encode(digest_of(token))), "{text}");
+    }
+
+    #[test]
+    fn a_file_others_may_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let (_dir, store) = setup();
+        issue(&store, "alice");
+        fs::set_permissions(store.path(), fs::Permissions::from_mode(0o666)).unwrap();
+        let err = Authenticator::load(store.path())
+            .err()
+            .expect("a writable file was accepted");
+        assert!(err.to_string().contains("chmod 600"), "{err}");
     }
 
     #[test]

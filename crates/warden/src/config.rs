@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use warden_core::ServerName;
+use warden_gateway::mcp::upstream::{HttpTarget, UpstreamTarget};
 use warden_gateway::{SessionOptions, UpstreamCommand};
 use warden_journal::{JournalOptions, SyncMode};
 
@@ -115,8 +116,17 @@ impl Default for LimitsSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSection {
-    /// The program and its arguments.
+    /// The program and its arguments (a server Warden spawns and speaks to over stdio).
+    #[serde(default)]
     pub command: Vec<String>,
+    /// Or: the endpoint of a remote Streamable HTTP server (`warden up` only).
+    pub url: Option<String>,
+    /// Headers Warden sends to the remote server. Agents never see them.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// An environment variable holding a token Warden presents to the remote server as
+    /// `Authorization: Bearer`, so that the secret need not be written in this file.
+    pub bearer_token_env: Option<String>,
     /// Its working directory, relative to the config file.
     pub cwd: Option<PathBuf>,
     /// `warden up` presents its tools as `NAME__tool` and its resources as `NAME+uri`. At most
@@ -352,12 +362,34 @@ impl Config {
         if plain.len() > 1 {
             bail!(
                 "servers {} all set namespace = false; at most one server can keep its own names",
-                plain.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", ")
+                plain
+                    .iter()
+                    .map(|n| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
         for (name, server) in &self.servers {
-            if server.command.is_empty() {
-                bail!("servers.{name}.command must name a program");
+            match (&server.url, server.command.is_empty()) {
+                (None, true) => bail!(
+                    "servers.{name} needs a command (a program to spawn) or a url (a remote \
+                     Streamable HTTP server)"
+                ),
+                (Some(_), false) => {
+                    bail!("servers.{name} has both a command and a url; give one of them")
+                }
+                (Some(url), true) => {
+                    if !(url.starts_with("http://") || url.starts_with("https://")) {
+                        bail!("servers.{name}.url must start with http:// or https://");
+                    }
+                }
+                (None, false) => {
+                    if !server.headers.is_empty() || server.bearer_token_env.is_some() {
+                        bail!(
+                            "servers.{name}: headers and bearer_token_env apply to a url server only"
+                        );
+                    }
+                }
             }
         }
         Ok(())
@@ -419,6 +451,33 @@ impl Config {
                     .map_or_else(|| self.base.clone(), |c| self.resolve(c)),
             ),
         }
+    }
+
+    /// Where the server `section` is, for `warden up`: a program or a remote endpoint with the
+    /// credentials Warden presents to it.
+    pub fn upstream_target(
+        &self,
+        name: &ServerName,
+        section: &ServerSection,
+    ) -> Result<UpstreamTarget> {
+        let Some(url) = &section.url else {
+            return Ok(UpstreamTarget::Stdio(self.upstream_command(section)));
+        };
+        let mut headers: Vec<(String, String)> = section
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if let Some(var) = &section.bearer_token_env {
+            let token = std::env::var(var).with_context(|| {
+                format!("servers.{name}.bearer_token_env names {var}, which is not set")
+            })?;
+            headers.push(("authorization".into(), format!("Bearer {token}")));
+        }
+        Ok(UpstreamTarget::Http(HttpTarget {
+            url: url.clone(),
+            headers,
+        }))
     }
 
     pub fn session_options(&self) -> SessionOptions {

@@ -61,10 +61,22 @@ mod tests {
             "_meta": {"note": "AKIAABCDEFGHIJKLMNOP"}
         });
         let labels = inspect(&mut result, true);
-        assert_eq!(labels, ["aws-access-key", "credential-assignment", "private-key"]);
-        assert_eq!(result["content"][0]["text"], "creds: [REDACTED:aws-access-key]");
-        assert_eq!(result["content"][1]["resource"]["text"], "[REDACTED:private-key]");
-        assert_eq!(result["_meta"]["note"], "AKIAABCDEFGHIJKLMNOP", "_meta is Warden's and the server's, not content");
+        assert_eq!(
+            labels,
+            ["aws-access-key", "credential-assignment", "private-key"]
+        );
+        assert_eq!(
+            result["content"][0]["text"],
+            "creds: [REDACTED:aws-access-key]"
+        );
+        assert_eq!(
+            result["content"][1]["resource"]["text"],
+            "[REDACTED:private-key]"
+        );
+        assert_eq!(
+            result["_meta"]["note"], "AKIAABCDEFGHIJKLMNOP",
+            "_meta is Warden's and the server's, not content"
+        );
     }
 
     #[test]

@@ -7,5 +7,6 @@ pub mod inspect;
 pub mod jsonrpc;
 pub mod names;
 pub mod refusal;
+mod remote;
 pub mod session;
 pub mod upstream;

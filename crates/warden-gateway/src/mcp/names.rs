@@ -183,15 +183,24 @@ mod tests {
         let files = server("files");
         let conf = server("conf");
         let ns = Namespaces::new([&files, &conf], Some(conf.clone()));
-        assert_eq!(ns.present(&conf, "test_simple_text").as_deref(), Some("test_simple_text"));
-        assert_eq!(ns.route("test_simple_text"), Some((conf.clone(), "test_simple_text")));
+        assert_eq!(
+            ns.present(&conf, "test_simple_text").as_deref(),
+            Some("test_simple_text")
+        );
+        assert_eq!(
+            ns.route("test_simple_text"),
+            Some((conf.clone(), "test_simple_text"))
+        );
         assert_eq!(ns.present(&files, "read").as_deref(), Some("files__read"));
         assert_eq!(ns.route("files__read"), Some((files.clone(), "read")));
         // conf's own "files__read" would be routed to files: hidden instead.
         assert_eq!(ns.present(&conf, "files__read"), None);
         // A double underscore that names no server stays conf's.
         assert_eq!(ns.present(&conf, "a__b").as_deref(), Some("a__b"));
-        assert_eq!(ns.route_uri("test://static"), Some((conf.clone(), "test://static")));
+        assert_eq!(
+            ns.route_uri("test://static"),
+            Some((conf.clone(), "test://static"))
+        );
         assert_eq!(ns.present_uri(&conf, "files+x:y"), None);
         let strict = Namespaces::new([&files], None);
         assert_eq!(strict.route("read"), None);

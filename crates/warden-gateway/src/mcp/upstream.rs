@@ -30,6 +30,36 @@ use crate::guard::now_ms;
 /// The protocol version Warden asks its upstreams for.
 pub const UPSTREAM_PROTOCOL_VERSION: &str = "2025-11-25";
 
+/// Where an upstream server is.
+#[derive(Clone)]
+pub enum UpstreamTarget {
+    /// A program Warden spawns and speaks to over stdio.
+    Stdio(UpstreamCommand),
+    /// A remote server over Streamable HTTP.
+    Http(HttpTarget),
+}
+
+/// A remote Streamable HTTP server and the credentials Warden presents to it. The agents
+/// never see these: they authenticate to Warden, and Warden to the server.
+#[derive(Clone)]
+pub struct HttpTarget {
+    /// The endpoint, e.g. `https://mcp.example.com/mcp`.
+    pub url: String,
+    /// Headers sent with every request (e.g. `Authorization`).
+    pub headers: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for HttpTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Header values are credentials: never in logs.
+        let names: Vec<&str> = self.headers.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("HttpTarget")
+            .field("url", &self.url)
+            .field("headers", &names)
+            .finish()
+    }
+}
+
 /// How an upstream is run and bounded.
 #[derive(Debug, Clone)]
 pub struct UpstreamOptions {
@@ -150,8 +180,9 @@ struct State {
     description: Option<Arc<ServerDescription>>,
 }
 
-/// One running process of the server: its input queue and the requests awaiting answers.
-struct Link {
+/// One connection to the server (a process, or an HTTP session): its outgoing queue and the
+/// requests awaiting answers.
+pub(super) struct Link {
     server: ServerName,
     to_server: mpsc::Sender<Vec<u8>>,
     pending: Mutex<HashMap<u64, oneshot::Sender<Answer>>>,
@@ -203,6 +234,31 @@ impl Drop for InFlight {
 }
 
 impl Link {
+    /// A link and the receiving end of its outgoing queue.
+    pub(super) fn new(server: ServerName) -> (Arc<Link>, mpsc::Receiver<Vec<u8>>) {
+        let (to_server, rx) = mpsc::channel(4096);
+        let link = Arc::new(Link {
+            server,
+            to_server,
+            pending: Mutex::new(HashMap::new()),
+            progress: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+        });
+        (link, rx)
+    }
+
+    /// Answers request `id` with `err`, if it is still waiting.
+    pub(super) fn fail(&self, id: u64, err: UpstreamError) {
+        if let Some(tx) = self.lock_pending().remove(&id) {
+            let _ = tx.send(Err(err));
+        }
+    }
+
+    /// The server's name.
+    pub(super) fn server(&self) -> &ServerName {
+        &self.server
+    }
+
     fn lock_pending(&self) -> MutexGuard<'_, HashMap<u64, oneshot::Sender<Answer>>> {
         // Single inserts and removes: the map stays consistent even after a panic elsewhere.
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
@@ -212,7 +268,7 @@ impl Link {
         self.progress.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn fail_all(&self, err: &UpstreamError) {
+    pub(super) fn fail_all(&self, err: &UpstreamError) {
         let pending: Vec<_> = self.lock_pending().drain().collect();
         for (_, tx) in pending {
             let _ = tx.send(Err(err.clone()));
@@ -223,11 +279,7 @@ impl Link {
 
 impl Upstream {
     /// Starts supervising `command` as the server `name`.
-    pub fn start(
-        name: ServerName,
-        command: UpstreamCommand,
-        options: UpstreamOptions,
-    ) -> Arc<Self> {
+    pub fn start(name: ServerName, target: UpstreamTarget, options: UpstreamOptions) -> Arc<Self> {
         let (notices, _) = broadcast::channel(256);
         let (ready, _) = tokio::sync::watch::channel(false);
         let upstream = Arc::new(Self {
@@ -240,7 +292,7 @@ impl Upstream {
             notices,
             ready,
         });
-        tokio::spawn(supervise(upstream.clone(), command, options));
+        tokio::spawn(supervise(upstream.clone(), target, options));
         upstream
     }
 
@@ -372,7 +424,7 @@ impl Upstream {
 }
 
 /// Runs the server, restarting it with backoff, for as long as anyone holds the `Upstream`.
-async fn supervise(upstream: Arc<Upstream>, command: UpstreamCommand, options: UpstreamOptions) {
+async fn supervise(upstream: Arc<Upstream>, target: UpstreamTarget, options: UpstreamOptions) {
     let weak = Arc::downgrade(&upstream);
     drop(upstream);
     let mut delay = options.restart_min;
@@ -382,7 +434,7 @@ async fn supervise(upstream: Arc<Upstream>, command: UpstreamCommand, options: U
         };
         upstream.lock().status = UpstreamStatus::Starting;
         let started = Instant::now();
-        let reason = run_once(&upstream, &command, &options).await;
+        let reason = run_once(&upstream, &target, &options).await;
         if started.elapsed() >= options.healthy_after {
             delay = options.restart_min;
         }
@@ -393,8 +445,20 @@ async fn supervise(upstream: Arc<Upstream>, command: UpstreamCommand, options: U
     }
 }
 
-/// Runs one process of the server until it exits; returns why it stopped.
+/// Runs one connection to the server until it ends; returns why it stopped.
 async fn run_once(
+    upstream: &Arc<Upstream>,
+    target: &UpstreamTarget,
+    options: &UpstreamOptions,
+) -> String {
+    match target {
+        UpstreamTarget::Stdio(command) => run_stdio(upstream, command, options).await,
+        UpstreamTarget::Http(http) => super::remote::run_http(upstream, http, options).await,
+    }
+}
+
+/// Runs one process of the server until it exits.
+async fn run_stdio(
     upstream: &Arc<Upstream>,
     command: &UpstreamCommand,
     options: &UpstreamOptions,
@@ -425,14 +489,7 @@ async fn run_once(
     let server = upstream.name.clone();
     tokio::spawn(log_stderr(server.clone(), stderr));
 
-    let (to_server, rx) = mpsc::channel(4096);
-    let link = Arc::new(Link {
-        server: server.clone(),
-        to_server,
-        pending: Mutex::new(HashMap::new()),
-        progress: Mutex::new(HashMap::new()),
-        next_id: AtomicU64::new(1),
-    });
+    let (link, rx) = Link::new(server.clone());
     let writer = tokio::spawn(super::session::write_loop(stdin, rx));
     let reader = tokio::spawn(read_loop(
         upstream.clone(),
@@ -440,10 +497,25 @@ async fn run_once(
         stdout,
         options.max_message_bytes,
     ));
+    let reason = serve_link(upstream, &link, options, wait_exit(&mut child)).await;
+    reader.abort();
+    writer.abort();
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    link.fail_all(&UpstreamError::Gone(server));
+    reason
+}
 
-    let reason = match initialize(upstream, &link, options.initialize_timeout).await {
+/// Initializes the server over `link`, marks it ready, and waits for `ended`.
+pub(super) async fn serve_link(
+    upstream: &Arc<Upstream>,
+    link: &Arc<Link>,
+    options: &UpstreamOptions,
+    ended: impl Future<Output = String>,
+) -> String {
+    match initialize(upstream, link, options.initialize_timeout).await {
         Ok(description) => {
-            tracing::info!(server = %server, version = %description.protocol_version, "upstream server ready");
+            tracing::info!(server = %upstream.name, version = %description.protocol_version, "upstream server ready");
             {
                 let mut state = upstream.lock();
                 state.description = Some(Arc::new(description));
@@ -455,16 +527,10 @@ async fn run_once(
                 method: "warden/upstream_ready".into(),
                 params: Value::Null,
             });
-            wait_exit(&mut child).await
+            ended.await
         }
         Err(why) => why,
-    };
-    reader.abort();
-    writer.abort();
-    let _ = child.start_kill();
-    let _ = child.wait().await;
-    link.fail_all(&UpstreamError::Gone(server));
-    reason
+    }
 }
 
 async fn wait_exit(child: &mut Child) -> String {
@@ -569,7 +635,7 @@ async fn read_loop(
 /// Routes one message of the upstream: answers to their waiters, progress to its request,
 /// other notifications to subscribers, and its own requests refused (Warden offers the
 /// upstream no client capabilities yet).
-fn route(upstream: &Upstream, link: &Link, bytes: &[u8]) {
+pub(super) fn route(upstream: &Upstream, link: &Link, bytes: &[u8]) {
     let Ok(value) = serde_json::from_slice::<Value>(bytes) else {
         tracing::warn!(server = %link.server, "the upstream sent a line that is not JSON; dropped");
         return;

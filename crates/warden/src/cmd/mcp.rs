@@ -125,6 +125,12 @@ fn upstream(
     let Some(section) = config.servers.get(&name) else {
         bail!("no [servers.{name}] in the configuration");
     };
+    if section.url.is_some() {
+        bail!(
+            "[servers.{name}] is a remote (url) server; `warden mcp` spawns stdio servers only. \
+             Serve it to agents with `warden up`"
+        );
+    }
     Ok((name, config.upstream_command(section)))
 }
 

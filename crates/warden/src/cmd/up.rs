@@ -89,17 +89,15 @@ async fn serve(
         initialize_timeout: session.initialize_timeout,
         ..UpstreamOptions::default()
     };
-    let upstreams: Vec<Arc<Upstream>> = config
-        .servers
-        .iter()
-        .map(|(name, server)| {
-            Upstream::start(
-                name.clone(),
-                config.upstream_command(server),
-                upstream_options.clone(),
-            )
-        })
-        .collect();
+    let mut upstreams: Vec<Arc<Upstream>> = Vec::new();
+    for (name, server) in &config.servers {
+        let target = config.upstream_target(name, server)?;
+        upstreams.push(Upstream::start(
+            name.clone(),
+            target,
+            upstream_options.clone(),
+        ));
+    }
     let h = &config.http;
     let plain = config
         .servers

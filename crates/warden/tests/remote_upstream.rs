@@ -1,0 +1,156 @@
+//! A remote upstream over Streamable HTTP: the npm reference `server-everything` in its HTTP
+//! mode, behind `warden up`. Warden is the HTTP client of the server and the HTTP server of
+//! the agent; the server's session and Warden's credentials for it stay inside Warden.
+
+mod support;
+
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+use serde_json::{Value, json};
+use support::up::{add_agent, post, start};
+use support::{HANG_GUARD, Setup, repo_root};
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `server-everything streamableHttp` on a free loopback port, once it accepts connections.
+fn everything_over_http() -> (Server, u16) {
+    let bin = repo_root().join("tests/interop/node_modules/.bin/mcp-server-everything");
+    assert!(
+        bin.exists(),
+        "{} is missing: run scripts/test-deps (scripts/test does)",
+        bin.display()
+    );
+    let port = free_port();
+    let child = Command::new(bin)
+        .arg("streamableHttp")
+        .env("PORT", port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server(child);
+    let deadline = Instant::now() + HANG_GUARD;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "server-everything never listened"
+        );
+        std::thread::yield_now();
+    }
+    (server, port)
+}
+
+fn rpc(id: u64, method: &str, params: Value) -> Vec<u8> {
+    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+        .to_string()
+        .into_bytes()
+}
+
+#[test]
+fn a_remote_streamable_http_server_is_governed_like_a_local_one() {
+    let (_server, port) = everything_over_http();
+    let s = Setup::new(
+        "",
+        r#"
+@id("tester-echo")
+permit (principal == Agent::"tester", action == Action::"call_tool", resource == Tool::"everything/echo");
+"#,
+    );
+    std::fs::write(
+        s.config(),
+        format!(
+            "[journal]\npath = \"journal.db\"\n\n[servers.everything]\nurl = \"http://127.0.0.1:{port}/mcp\"\nheaders = {{ X-Warden-Test = \"credential-fixture\" }}\n"
+        ),
+    )
+    .unwrap();
+    let token = add_agent(&s, "tester");
+    let up = start(s, &["everything"]);
+
+    let init = post(
+        &up,
+        Some(&token),
+        None,
+        &rpc(
+            0,
+            "initialize",
+            json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}),
+        ),
+    );
+    let sid = init.header("mcp-session-id").unwrap().to_owned();
+    let list = post(
+        &up,
+        Some(&token),
+        Some(&sid),
+        &rpc(1, "tools/list", json!({})),
+    );
+    let names: Vec<String> = list.json()["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        names,
+        ["everything__echo"],
+        "only the permitted tool is listed"
+    );
+
+    let r = post(
+        &up,
+        Some(&token),
+        Some(&sid),
+        &rpc(
+            2,
+            "tools/call",
+            json!({"name": "everything__echo", "arguments": {"message": "hi"}}),
+        ),
+    );
+    let v = r.json();
+    assert!(
+        v["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("hi"),
+        "{v}"
+    );
+    let r = post(
+        &up,
+        Some(&token),
+        Some(&sid),
+        &rpc(
+            3,
+            "tools/call",
+            json!({"name": "everything__get-env", "arguments": {}}),
+        ),
+    );
+    let v = r.json();
+    assert_eq!(
+        v["result"]["_meta"]["warden/decision"]["effect"], "deny",
+        "{v}"
+    );
+    // Neither Warden's credential nor the server's own session id reached the agent.
+    for body in [&init.body, &list.body, &r.body] {
+        assert!(!body.contains("credential-fixture"), "{body}");
+    }
+    assert_ne!(init.header("mcp-session-id"), None);
+    let decisions: Vec<_> = up.setup.decisions();
+    assert_eq!(decisions.len(), 2, "{decisions:?}");
+}
