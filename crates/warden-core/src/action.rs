@@ -1,5 +1,6 @@
-//! What an agent attempts. One vocabulary for every channel: the MCP gateway builds these
-//! today; the egress proxy and the sandbox will build their own variants.
+//! What an agent attempts, and what an upstream server asks of an agent. One vocabulary for
+//! every channel: the MCP gateway builds these today; the egress proxy and the sandbox will
+//! build their own variants.
 
 use std::fmt;
 
@@ -14,14 +15,52 @@ use crate::ids::ServerName;
 pub enum ActionKind {
     /// An MCP `tools/call`.
     CallTool,
+    /// An MCP `resources/read` or `resources/subscribe`.
+    ReadResource,
+    /// An MCP `prompts/get`.
+    GetPrompt,
+    /// An MCP `completion/complete`, for a prompt's argument or a resource template's.
+    Complete,
+    /// An MCP `sampling/createMessage`: a server asks the agent's model for a completion.
+    Sample,
+    /// An MCP `elicitation/create`: a server asks the agent's user for input.
+    Elicit,
+    /// An MCP `roots/list`: a server asks which roots the agent exposes.
+    ListRoots,
 }
 
 impl ActionKind {
+    /// Every kind, in the order of the base schema.
+    pub const ALL: [ActionKind; 7] = [
+        ActionKind::CallTool,
+        ActionKind::ReadResource,
+        ActionKind::GetPrompt,
+        ActionKind::Complete,
+        ActionKind::Sample,
+        ActionKind::Elicit,
+        ActionKind::ListRoots,
+    ];
+
     /// The Cedar action id (`Action::"call_tool"`).
     pub fn as_str(self) -> &'static str {
         match self {
             ActionKind::CallTool => "call_tool",
+            ActionKind::ReadResource => "read_resource",
+            ActionKind::GetPrompt => "get_prompt",
+            ActionKind::Complete => "complete",
+            ActionKind::Sample => "sample",
+            ActionKind::Elicit => "elicit",
+            ActionKind::ListRoots => "list_roots",
         }
+    }
+
+    /// Whether the upstream server initiates it (the server is the principal and the agent
+    /// the resource), rather than the agent.
+    pub fn is_server_initiated(self) -> bool {
+        matches!(
+            self,
+            ActionKind::Sample | ActionKind::Elicit | ActionKind::ListRoots
+        )
     }
 }
 
@@ -31,10 +70,12 @@ impl fmt::Display for ActionKind {
     }
 }
 
-/// A tool name that Warden refused before any policy saw it.
+/// A tool name, prompt name or resource URI that Warden refused before any policy saw it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid tool name {name:?}: {why}")]
-pub struct ToolNameError {
+#[error("invalid {kind} {name:?}: {why}")]
+pub struct TargetNameError {
+    /// What it was meant to be: "tool name", "prompt name" or "resource URI".
+    pub kind: &'static str,
     /// The name as given (possibly truncated for display).
     pub name: String,
     /// Why it was refused.
@@ -44,8 +85,58 @@ pub struct ToolNameError {
 /// The longest tool name accepted, in bytes.
 pub const MAX_TOOL_NAME_LEN: usize = 256;
 
+/// The longest prompt name accepted, in bytes.
+pub const MAX_PROMPT_NAME_LEN: usize = 256;
+
+/// The longest resource URI (or URI template) accepted, in bytes.
+pub const MAX_RESOURCE_URI_LEN: usize = 2048;
+
+/// Refuses the empty, the oversize, and what could mislead a human reading the journal or a
+/// policy (see [`is_deceptive_char`]).
+fn check_target(
+    kind: &'static str,
+    name: &str,
+    max_len: usize,
+    too_long: &'static str,
+) -> Result<(), TargetNameError> {
+    let err = |why| {
+        let mut shown = name.to_owned();
+        shown.truncate(shown.floor_char_boundary(80));
+        Err(TargetNameError {
+            kind,
+            name: shown,
+            why,
+        })
+    };
+    if name.is_empty() {
+        return err("it is empty");
+    }
+    if name.len() > max_len {
+        return err(too_long);
+    }
+    if name.chars().any(is_deceptive_char) {
+        return err("it contains control, invisible or bidirectional-override characters");
+    }
+    Ok(())
+}
+
+/// A tool or prompt as serialized, checked on the way in.
+#[derive(Deserialize)]
+struct RawNamed {
+    server: ServerName,
+    name: String,
+}
+
+/// A resource as serialized, checked on the way in.
+#[derive(Deserialize)]
+struct RawResource {
+    server: ServerName,
+    uri: String,
+}
+
 /// A tool offered by one upstream server. Its id in policy is `server/name`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "RawNamed")]
 pub struct ToolRef {
     /// The upstream server, named by the operator.
     pub server: ServerName,
@@ -58,24 +149,16 @@ impl ToolRef {
     ///
     /// Names are compared byte for byte against policy, so a look-alike name simply matches no
     /// permit. What is refused here is what could mislead a human reading the journal or a
-    /// policy: control characters, invisible and bidirectional-override characters, and
-    /// oversize names.
-    pub fn new(server: ServerName, name: impl Into<String>) -> Result<Self, ToolNameError> {
+    /// policy: the empty name, names over [`MAX_TOOL_NAME_LEN`] bytes, and control, invisible
+    /// and bidirectional-override characters.
+    pub fn new(server: ServerName, name: impl Into<String>) -> Result<Self, TargetNameError> {
         let name = name.into();
-        let err = |why| {
-            let mut shown = name.clone();
-            shown.truncate(shown.floor_char_boundary(80));
-            Err(ToolNameError { name: shown, why })
-        };
-        if name.is_empty() {
-            return err("it is empty");
-        }
-        if name.len() > MAX_TOOL_NAME_LEN {
-            return err("it is longer than 256 bytes");
-        }
-        if name.chars().any(is_deceptive_char) {
-            return err("it contains control, invisible or bidirectional-override characters");
-        }
+        check_target(
+            "tool name",
+            &name,
+            MAX_TOOL_NAME_LEN,
+            "it is longer than 256 bytes",
+        )?;
         Ok(Self { server, name })
     }
 
@@ -87,9 +170,138 @@ impl ToolRef {
     }
 }
 
+impl TryFrom<RawNamed> for ToolRef {
+    type Error = TargetNameError;
+    fn try_from(raw: RawNamed) -> Result<Self, Self::Error> {
+        Self::new(raw.server, raw.name)
+    }
+}
+
 impl fmt::Display for ToolRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.server, self.name)
+    }
+}
+
+/// A prompt offered by one upstream server. Its id in policy is `server/name`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "RawNamed")]
+pub struct PromptRef {
+    /// The upstream server, named by the operator.
+    pub server: ServerName,
+    /// The prompt's name exactly as the upstream and the agent spell it.
+    pub name: String,
+}
+
+impl PromptRef {
+    /// Checks a prompt name that came from outside, as [`ToolRef::new`] checks a tool name
+    /// (the limit is [`MAX_PROMPT_NAME_LEN`] bytes).
+    pub fn new(server: ServerName, name: impl Into<String>) -> Result<Self, TargetNameError> {
+        let name = name.into();
+        check_target(
+            "prompt name",
+            &name,
+            MAX_PROMPT_NAME_LEN,
+            "it is longer than 256 bytes",
+        )?;
+        Ok(Self { server, name })
+    }
+
+    /// The id used in policy and in the journal: `server/name`.
+    ///
+    /// INVARIANT: server names contain no '/', so the first '/' always separates the two.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.server, self.name)
+    }
+}
+
+impl TryFrom<RawNamed> for PromptRef {
+    type Error = TargetNameError;
+    fn try_from(raw: RawNamed) -> Result<Self, Self::Error> {
+        Self::new(raw.server, raw.name)
+    }
+}
+
+impl fmt::Display for PromptRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.server, self.name)
+    }
+}
+
+/// A resource (or resource template) of one upstream server. Its id in policy is
+/// `server/uri`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "RawResource")]
+pub struct ResourceRef {
+    /// The upstream server, named by the operator.
+    pub server: ServerName,
+    /// The URI exactly as the agent sent it; never normalized, so policy sees what the
+    /// upstream will be asked for.
+    pub uri: String,
+}
+
+impl ResourceRef {
+    /// Checks a resource URI that came from outside: refused when empty, over
+    /// [`MAX_RESOURCE_URI_LEN`] bytes, or holding control, invisible or
+    /// bidirectional-override characters.
+    pub fn new(server: ServerName, uri: impl Into<String>) -> Result<Self, TargetNameError> {
+        let uri = uri.into();
+        check_target(
+            "resource URI",
+            &uri,
+            MAX_RESOURCE_URI_LEN,
+            "it is longer than 2048 bytes",
+        )?;
+        Ok(Self { server, uri })
+    }
+
+    /// The id used in policy and in the journal: `server/uri`.
+    ///
+    /// INVARIANT: server names contain no '/', so the first '/' always separates the two.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.server, self.uri)
+    }
+}
+
+impl TryFrom<RawResource> for ResourceRef {
+    type Error = TargetNameError;
+    fn try_from(raw: RawResource) -> Result<Self, Self::Error> {
+        Self::new(raw.server, raw.uri)
+    }
+}
+
+impl fmt::Display for ResourceRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.server, self.uri)
+    }
+}
+
+/// What a `completion/complete` completes an argument of: a prompt, or a resource template
+/// (its URI template as the `uri`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CompletionRef {
+    /// An argument of a prompt.
+    Prompt(PromptRef),
+    /// A variable of a resource template.
+    Resource(ResourceRef),
+}
+
+impl CompletionRef {
+    /// The id of the prompt or resource template: `server/name` or `server/uri`.
+    pub fn id(&self) -> String {
+        match self {
+            CompletionRef::Prompt(p) => p.id(),
+            CompletionRef::Resource(r) => r.id(),
+        }
+    }
+
+    /// The server that offers it.
+    pub fn server(&self) -> &ServerName {
+        match self {
+            CompletionRef::Prompt(p) => &p.server,
+            CompletionRef::Resource(r) => &r.server,
+        }
     }
 }
 
@@ -106,16 +318,54 @@ pub fn is_deceptive_char(c: char) -> bool {
         )
 }
 
-/// An action an agent attempts, with the resource it targets.
+/// An action to decide: one an agent attempts on a server, or one a server attempts on the
+/// agent (`Sample`, `Elicit`, `ListRoots`; the agent is then the target).
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Action {
-    /// Call a tool of an upstream MCP server.
+    /// Call a tool of an upstream MCP server (`tools/call`).
     CallTool {
         /// The tool.
         tool: ToolRef,
         /// The call's arguments, as the agent sent them (a JSON object).
         arguments: serde_json::Map<String, serde_json::Value>,
+    },
+    /// Read or subscribe to a resource of an upstream server (`resources/read`,
+    /// `resources/subscribe`).
+    ReadResource {
+        /// The resource.
+        resource: ResourceRef,
+    },
+    /// Get a prompt of an upstream server (`prompts/get`).
+    GetPrompt {
+        /// The prompt.
+        prompt: PromptRef,
+        /// The prompt's arguments, as the agent sent them (strings, in MCP).
+        arguments: serde_json::Map<String, serde_json::Value>,
+    },
+    /// Ask an upstream server to complete an argument (`completion/complete`).
+    Complete {
+        /// The prompt or resource template whose argument is completed.
+        target: CompletionRef,
+        /// The argument's name.
+        argument: String,
+        /// What the agent has typed so far.
+        value: String,
+    },
+    /// An upstream server asks the agent's model for a message (`sampling/createMessage`).
+    Sample {
+        /// The server asking.
+        server: ServerName,
+    },
+    /// An upstream server asks the agent's user for input (`elicitation/create`).
+    Elicit {
+        /// The server asking.
+        server: ServerName,
+    },
+    /// An upstream server asks for the agent's roots (`roots/list`).
+    ListRoots {
+        /// The server asking.
+        server: ServerName,
     },
 }
 
@@ -124,13 +374,39 @@ impl Action {
     pub fn kind(&self) -> ActionKind {
         match self {
             Action::CallTool { .. } => ActionKind::CallTool,
+            Action::ReadResource { .. } => ActionKind::ReadResource,
+            Action::GetPrompt { .. } => ActionKind::GetPrompt,
+            Action::Complete { .. } => ActionKind::Complete,
+            Action::Sample { .. } => ActionKind::Sample,
+            Action::Elicit { .. } => ActionKind::Elicit,
+            Action::ListRoots { .. } => ActionKind::ListRoots,
         }
     }
 
-    /// The target as written in the journal (`server/tool` for a tool).
+    /// The target as written in the journal: `server/tool`, `server/uri` or `server/prompt`;
+    /// for an action a server initiates, the server's name.
     pub fn target(&self) -> String {
         match self {
             Action::CallTool { tool, .. } => tool.id(),
+            Action::ReadResource { resource } => resource.id(),
+            Action::GetPrompt { prompt, .. } => prompt.id(),
+            Action::Complete { target, .. } => target.id(),
+            Action::Sample { server } | Action::Elicit { server } | Action::ListRoots { server } => {
+                server.as_str().to_owned()
+            }
+        }
+    }
+
+    /// The upstream server involved, whichever side initiated.
+    pub fn server(&self) -> &ServerName {
+        match self {
+            Action::CallTool { tool, .. } => &tool.server,
+            Action::ReadResource { resource } => &resource.server,
+            Action::GetPrompt { prompt, .. } => &prompt.server,
+            Action::Complete { target, .. } => target.server(),
+            Action::Sample { server } | Action::Elicit { server } | Action::ListRoots { server } => {
+                server
+            }
         }
     }
 }
@@ -144,9 +420,14 @@ mod tests {
     }
 
     #[test]
-    fn tool_id_joins_server_and_name() {
+    fn ids_join_server_and_name() {
         let t = ToolRef::new(fs(), "read_file").unwrap();
         assert_eq!(t.id(), "fs/read_file");
+        let p = PromptRef::new(fs(), "summarise").unwrap();
+        assert_eq!(p.id(), "fs/summarise");
+        let r = ResourceRef::new(fs(), "file:///srv/a.txt").unwrap();
+        assert_eq!(r.id(), "fs/file:///srv/a.txt");
+        assert_eq!(r.to_string(), r.id());
     }
 
     #[test]
@@ -159,8 +440,21 @@ mod tests {
             "a\nb",
         ] {
             assert!(ToolRef::new(fs(), name).is_err(), "{name:?}");
+            assert!(PromptRef::new(fs(), name).is_err(), "{name:?}");
+            assert!(ResourceRef::new(fs(), name).is_err(), "{name:?}");
         }
         assert!(ToolRef::new(fs(), "x".repeat(257)).is_err());
+        assert!(PromptRef::new(fs(), "x".repeat(257)).is_err());
+    }
+
+    #[test]
+    fn resource_uris_may_be_longer_than_names() {
+        let long = format!("file:///{}", "a".repeat(MAX_RESOURCE_URI_LEN - 8));
+        assert_eq!(long.len(), MAX_RESOURCE_URI_LEN);
+        assert!(ResourceRef::new(fs(), long.as_str()).is_ok());
+        let err = ResourceRef::new(fs(), format!("{long}a")).unwrap_err();
+        assert_eq!(err.kind, "resource URI");
+        assert!(err.name.len() <= 80);
     }
 
     #[test]
@@ -168,5 +462,81 @@ mod tests {
         // A look-alike is not refused here; it matches no permit instead.
         let t = ToolRef::new(fs(), "read_fіle").unwrap();
         assert_eq!(t.name, "read_fіle");
+        let r = ResourceRef::new(fs(), "file:///%2e%2e/x").unwrap();
+        assert_eq!(r.uri, "file:///%2e%2e/x");
+    }
+
+    #[test]
+    fn deserializing_checks_like_new() {
+        let ok: ResourceRef =
+            serde_json::from_str(r#"{"server":"fs","uri":"file:///a"}"#).unwrap();
+        assert_eq!(ok.id(), "fs/file:///a");
+        assert!(serde_json::from_str::<ResourceRef>(r#"{"server":"fs","uri":""}"#).is_err());
+        assert!(serde_json::from_str::<ToolRef>(r#"{"server":"fs","name":"a\u202eb"}"#).is_err());
+        assert!(serde_json::from_str::<PromptRef>(r#"{"server":"f/s","name":"p"}"#).is_err());
+    }
+
+    #[test]
+    fn kinds_name_their_cedar_actions() {
+        for kind in ActionKind::ALL {
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.as_str()));
+            assert_eq!(serde_json::from_str::<ActionKind>(&json).unwrap(), kind);
+        }
+        assert!(ActionKind::Sample.is_server_initiated());
+        assert!(!ActionKind::Complete.is_server_initiated());
+    }
+
+    #[test]
+    fn targets_are_what_the_journal_shows() {
+        let prompt = PromptRef::new(fs(), "summarise").unwrap();
+        let template = ResourceRef::new(fs(), "file:///{path}").unwrap();
+        let cases = [
+            (
+                Action::ReadResource {
+                    resource: ResourceRef::new(fs(), "file:///a").unwrap(),
+                },
+                ActionKind::ReadResource,
+                "fs/file:///a",
+            ),
+            (
+                Action::GetPrompt {
+                    prompt: prompt.clone(),
+                    arguments: Default::default(),
+                },
+                ActionKind::GetPrompt,
+                "fs/summarise",
+            ),
+            (
+                Action::Complete {
+                    target: CompletionRef::Resource(template),
+                    argument: "path".into(),
+                    value: "re".into(),
+                },
+                ActionKind::Complete,
+                "fs/file:///{path}",
+            ),
+            (
+                Action::Complete {
+                    target: CompletionRef::Prompt(prompt),
+                    argument: "topic".into(),
+                    value: "".into(),
+                },
+                ActionKind::Complete,
+                "fs/summarise",
+            ),
+            (Action::Sample { server: fs() }, ActionKind::Sample, "fs"),
+            (Action::Elicit { server: fs() }, ActionKind::Elicit, "fs"),
+            (
+                Action::ListRoots { server: fs() },
+                ActionKind::ListRoots,
+                "fs",
+            ),
+        ];
+        for (action, kind, target) in cases {
+            assert_eq!(action.kind(), kind);
+            assert_eq!(action.target(), target);
+            assert_eq!(action.server(), &fs());
+        }
     }
 }

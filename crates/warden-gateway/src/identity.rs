@@ -803,9 +803,9 @@ mod tests {
         let (_dir, store) = setup();
         issue(&store, "alice");
         fs::set_permissions(store.path(), fs::Permissions::from_mode(0o666)).unwrap();
-        let err = Authenticator::load(store.path())
-            .err()
-            .expect("a writable file was accepted");
+        let Err(err) = Authenticator::load(store.path()) else {
+            panic!("a file others may write was accepted");
+        };
         assert!(err.to_string().contains("chmod 600"), "{err}");
     }
 

@@ -18,12 +18,13 @@ const SCHEMA: &str = "type Arguments = { path?: String, amount?: Long, to?: Stri
 const SERVERS: usize = 20;
 const TOOLS_PER_SERVER: usize = 10;
 
-/// `n` policies: two global forbids, then a repeating mix of ten shapes.
+/// `n` policies: two global forbids, then a repeating mix of ten shapes. (The forbids name
+/// `call_tool`: they read a tool's attributes, which other actions' entities do not have.)
 fn policies(n: usize) -> String {
     let agents = (n / 5).max(2);
     let mut out = String::from(
-        "forbid(principal, action, resource)\n  when { context.arguments has path && context.arguments.path like \"*/.ssh/*\" };\n\
-         forbid(principal, action, resource)\n  when { resource.name == \"drop_database\" };\n",
+        "forbid(principal, action == Action::\"call_tool\", resource)\n  when { context.arguments has path && context.arguments.path like \"*/.ssh/*\" };\n\
+         forbid(principal, action == Action::\"call_tool\", resource)\n  when { resource.name == \"drop_database\" };\n",
     );
     for i in 0..n.saturating_sub(2) {
         let a = i % agents;
@@ -44,7 +45,7 @@ fn policies(n: usize) -> String {
                 "@ask(\"large amount\")\npermit(principal == Agent::\"agent{a}\", action, resource == Tool::\"srv{s}/tool{t}\")\n  when {{ context.arguments has amount && context.arguments.amount > 1000 }};"
             ),
             _ => format!(
-                "forbid(principal == Agent::\"agent{a}\", action, resource in Server::\"srv{s}\")\n  when {{ resource.name == \"delete_all\" }};"
+                "forbid(principal == Agent::\"agent{a}\", action == Action::\"call_tool\", resource in Server::\"srv{s}\")\n  when {{ resource.name == \"delete_all\" }};"
             ),
         };
         out.push_str(&p);

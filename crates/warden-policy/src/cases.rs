@@ -5,38 +5,49 @@
 //! [[case]]
 //! name = "alice may read her notes"
 //! agent = "alice"
-//! tool = "files/read_file"
+//! tool = "files/read_file"            # action = "call_tool" when no action is named
 //! arguments = { path = "/home/alice/notes.txt" }
 //! expect = "allow"
-//! policies = ["alice-reads-home"]   # optional: the deciding policy ids
+//! policies = ["alice-reads-home"]     # optional: the deciding policy ids
+//!
+//! [[case]]
+//! name = "alice may read the handbook resource"
+//! agent = "alice"
+//! action = "read_resource"
+//! resource = "files/file:///docs/handbook.md"
+//! expect = "allow"
 //! ```
+//!
+//! Each action takes its own keys: `call_tool` takes `tool` (and `arguments`),
+//! `read_resource` takes `resource`, `get_prompt` takes `prompt` (and `arguments`),
+//! `complete` takes `prompt` or `resource` with `argument` (and `value`), and `sample`,
+//! `elicit` and `list_roots` take `server`, the server asking `agent`.
 
 use std::path::Path;
 
 use serde::{Deserialize, Deserializer};
-use warden_core::{Action, AgentId, Decision, Effect, ServerName, ToolRef};
+use warden_core::{
+    Action, ActionKind, AgentId, CompletionRef, Decision, Effect, PromptRef, ResourceRef,
+    ServerName, ToolRef,
+};
 
 use crate::error::{PolicyError, Position, SourceDiagnostic};
 use crate::set::PolicySet;
 
 /// One expected decision.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawCase")]
 pub struct TestCase {
     /// What the case checks, in a few words.
     pub name: String,
-    /// The agent making the call.
+    /// The agent making the request, or for `sample`, `elicit` and `list_roots` the agent the
+    /// server's request would reach.
     pub agent: AgentId,
-    /// The tool, written `server/name`.
-    #[serde(deserialize_with = "tool_from_id")]
-    pub tool: ToolRef,
-    /// The call's arguments (a table; empty when left out).
-    #[serde(default)]
-    pub arguments: serde_json::Map<String, serde_json::Value>,
+    /// The action, with its target and context.
+    pub action: Action,
     /// The expected effect.
     pub expect: Effect,
     /// The expected deciding policy ids, in any order; not checked when left out.
-    #[serde(default)]
     pub policies: Option<Vec<String>>,
 }
 
@@ -62,15 +73,153 @@ struct CasesFile {
     case: Vec<TestCase>,
 }
 
-fn tool_from_id<'de, D: Deserializer<'de>>(d: D) -> Result<ToolRef, D::Error> {
+/// A `[[case]]` table as written, before its keys are checked against its action.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCase {
+    name: String,
+    agent: AgentId,
+    #[serde(default)]
+    action: Option<ActionKind>,
+    // The targets are checked as they are read, so a malformed one is reported at its key.
+    #[serde(default, deserialize_with = "checked::<_, ToolRef>")]
+    tool: Option<ToolRef>,
+    #[serde(default, deserialize_with = "checked::<_, ResourceRef>")]
+    resource: Option<ResourceRef>,
+    #[serde(default, deserialize_with = "checked::<_, PromptRef>")]
+    prompt: Option<PromptRef>,
+    #[serde(default)]
+    server: Option<ServerName>,
+    #[serde(default)]
+    arguments: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    argument: Option<String>,
+    #[serde(default)]
+    value: Option<String>,
+    expect: Effect,
+    #[serde(default)]
+    policies: Option<Vec<String>>,
+}
+
+impl TryFrom<RawCase> for TestCase {
+    type Error = String;
+
+    fn try_from(raw: RawCase) -> Result<Self, String> {
+        let kind = raw.action.unwrap_or(ActionKind::CallTool);
+        // Every target and context key, with whether this action takes it.
+        let takes = |key: &str| match key {
+            "tool" => kind == ActionKind::CallTool,
+            "resource" => matches!(kind, ActionKind::ReadResource | ActionKind::Complete),
+            "prompt" => matches!(kind, ActionKind::GetPrompt | ActionKind::Complete),
+            "server" => kind.is_server_initiated(),
+            "arguments" => matches!(kind, ActionKind::CallTool | ActionKind::GetPrompt),
+            "argument" | "value" => kind == ActionKind::Complete,
+            _ => false,
+        };
+        let given = [
+            ("tool", raw.tool.is_some()),
+            ("resource", raw.resource.is_some()),
+            ("prompt", raw.prompt.is_some()),
+            ("server", raw.server.is_some()),
+            ("arguments", raw.arguments.is_some()),
+            ("argument", raw.argument.is_some()),
+            ("value", raw.value.is_some()),
+        ];
+        if let Some((key, _)) = given.iter().find(|(key, set)| *set && !takes(key)) {
+            return Err(format!("`{key}` does not apply to action {kind}"));
+        }
+        fn need<T>(v: Option<T>, kind: ActionKind, key: &str, form: &str) -> Result<T, String> {
+            v.ok_or_else(|| format!("action {kind} needs `{key} = \"{form}\"`"))
+        }
+        let arguments = raw.arguments.unwrap_or_default();
+        let action = match kind {
+            ActionKind::CallTool => Action::CallTool {
+                tool: need(raw.tool, kind, "tool", "server/name")?,
+                arguments,
+            },
+            ActionKind::ReadResource => Action::ReadResource {
+                resource: need(raw.resource, kind, "resource", "server/uri")?,
+            },
+            ActionKind::GetPrompt => Action::GetPrompt {
+                prompt: need(raw.prompt, kind, "prompt", "server/name")?,
+                arguments,
+            },
+            ActionKind::Complete => {
+                let target = match (raw.prompt, raw.resource) {
+                    (Some(p), None) => CompletionRef::Prompt(p),
+                    (None, Some(r)) => CompletionRef::Resource(r),
+                    _ => {
+                        return Err(
+                            "action complete needs exactly one of `prompt` and `resource`"
+                                .to_owned(),
+                        );
+                    }
+                };
+                Action::Complete {
+                    target,
+                    argument: need(raw.argument, kind, "argument", "name")?,
+                    value: raw.value.unwrap_or_default(),
+                }
+            }
+            ActionKind::Sample | ActionKind::Elicit | ActionKind::ListRoots => {
+                let server = raw
+                    .server
+                    .ok_or_else(|| format!("action {kind} needs `server`, the server asking"))?;
+                match kind {
+                    ActionKind::Sample => Action::Sample { server },
+                    ActionKind::Elicit => Action::Elicit { server },
+                    _ => Action::ListRoots { server },
+                }
+            }
+            other => return Err(format!("action {other} cannot be tested")),
+        };
+        Ok(TestCase {
+            name: raw.name,
+            agent: raw.agent,
+            action,
+            expect: raw.expect,
+            policies: raw.policies,
+        })
+    }
+}
+
+/// A tool, resource or prompt written `server/name` (`server/uri` for a resource).
+trait FromId: Sized {
+    const WHAT: &'static str;
+    fn from_parts(server: ServerName, rest: &str) -> Result<Self, String>;
+}
+
+impl FromId for ToolRef {
+    const WHAT: &'static str = "tool";
+    fn from_parts(server: ServerName, rest: &str) -> Result<Self, String> {
+        ToolRef::new(server, rest).map_err(|e| e.to_string())
+    }
+}
+
+impl FromId for ResourceRef {
+    const WHAT: &'static str = "resource";
+    fn from_parts(server: ServerName, rest: &str) -> Result<Self, String> {
+        ResourceRef::new(server, rest).map_err(|e| e.to_string())
+    }
+}
+
+impl FromId for PromptRef {
+    const WHAT: &'static str = "prompt";
+    fn from_parts(server: ServerName, rest: &str) -> Result<Self, String> {
+        PromptRef::new(server, rest).map_err(|e| e.to_string())
+    }
+}
+
+fn checked<'de, D: Deserializer<'de>, T: FromId>(d: D) -> Result<Option<T>, D::Error> {
     use serde::de::Error;
     let id = String::deserialize(d)?;
-    // INVARIANT: server names hold no '/', so the first '/' separates server from tool.
-    let (server, name) = id
-        .split_once('/')
-        .ok_or_else(|| D::Error::custom(format!("tool {id:?} must be written server/name")))?;
+    // INVARIANT: server names hold no '/', so the first '/' separates server from the rest.
+    let (server, rest) = id.split_once('/').ok_or_else(|| {
+        let form = if T::WHAT == "resource" { "uri" } else { "name" };
+        D::Error::custom(format!("{} {id:?} must be written server/{form}", T::WHAT))
+    })?;
     let server = ServerName::new(server).map_err(D::Error::custom)?;
-    ToolRef::new(server, name).map_err(D::Error::custom)
+    T::from_parts(server, rest).map(Some).map_err(D::Error::custom)
 }
 
 /// Reads a TOML cases file (`[[case]]` tables; unknown keys are refused).
@@ -108,11 +257,7 @@ pub fn run_cases(set: &PolicySet, cases: &[TestCase]) -> Vec<CaseResult> {
     cases
         .iter()
         .map(|case| {
-            let action = Action::CallTool {
-                tool: case.tool.clone(),
-                arguments: case.arguments.clone(),
-            };
-            let got = set.decide(&case.agent, &action);
+            let got = set.decide(&case.agent, &case.action);
             let policies_match = case.policies.as_ref().is_none_or(|want| {
                 let mut want = want.clone();
                 let mut have = got.policies.clone();

@@ -1,8 +1,10 @@
-//! Warden's decision stage: Cedar policies that say which agent may call which tool.
+//! Warden's decision stage: Cedar policies that say which agent may do what on which server,
+//! and which server may ask what of which agent.
 //!
-//! This crate owns the Cedar model of agent actions (the schema in
-//! `schema/warden.cedarschema`), the loading and strict validation of a policy folder, and
-//! the mapping from an [`Action`](warden_core::Action) to a
+//! This crate owns the Cedar model of MCP actions (the schema in
+//! `schema/warden.cedarschema`: tool calls, resource reads, prompts, completions, and the
+//! sampling, elicitation and roots requests servers send), the loading and strict validation
+//! of a policy folder, and the mapping from an [`Action`](warden_core::Action) to a
 //! [`Decision`](warden_core::Decision) with the deciding policy ids and a readable reason.
 //! It must never let an action through that Cedar would not permit, never do I/O while
 //! deciding, and never interpret agent-supplied arguments as anything but data.
@@ -17,7 +19,7 @@
 //!   (tested differentially).
 //!
 //! ```
-//! use warden_core::{Action, AgentId, Effect, ServerName, ToolRef};
+//! use warden_core::{Action, AgentId, Effect, ResourceRef, ServerName, ToolRef};
 //! use warden_policy::{PolicySet, SourceFile};
 //!
 //! let policies = [SourceFile::new(
@@ -39,6 +41,12 @@
 //!
 //! let bob = AgentId::new("bob").unwrap();
 //! assert_eq!(set.decide(&bob, &call).effect, Effect::Deny);
+//!
+//! // Reading a resource is another action: alice's tool permit does not grant it.
+//! let notes = ResourceRef::new(ServerName::new("files").unwrap(), "file:///notes.txt").unwrap();
+//! let read = Action::ReadResource { resource: notes.clone() };
+//! assert_eq!(set.decide(&alice, &read).effect, Effect::Deny);
+//! assert!(!set.may_read(&alice, &notes));
 //! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -46,6 +54,7 @@
 mod arguments;
 mod cases;
 mod error;
+mod request;
 mod scope;
 mod set;
 mod source;

@@ -12,13 +12,15 @@ use std::sync::LazyLock;
 use cedar_policy::{
     ActionConstraint, EntityId, EntityTypeName, EntityUid, PrincipalConstraint, ResourceConstraint,
 };
-use warden_core::{ActionKind, AgentId, ToolRef};
+use warden_core::{ActionKind, AgentId, PromptRef, ResourceRef, ServerName, ToolRef};
 
 /// The entity types and the action of the base schema, parsed once.
 pub(crate) struct Model {
     agent: EntityTypeName,
     server: EntityTypeName,
     tool: EntityTypeName,
+    resource: EntityTypeName,
+    prompt: EntityTypeName,
     action: EntityTypeName,
 }
 
@@ -36,95 +38,112 @@ impl Model {
             agent: type_name("Agent"),
             server: type_name("Server"),
             tool: type_name("Tool"),
+            resource: type_name("Resource"),
+            prompt: type_name("Prompt"),
             action: type_name("Action"),
         }
     }
 
+    fn uid(ty: &EntityTypeName, id: &str) -> EntityUid {
+        EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id))
+    }
+
     /// `Agent::"<name>"`.
     pub(crate) fn agent_uid(&self, agent: &AgentId) -> EntityUid {
-        EntityUid::from_type_name_and_id(self.agent.clone(), EntityId::new(agent.as_str()))
+        Self::uid(&self.agent, agent.as_str())
+    }
+
+    /// `Server::"<server>"`.
+    pub(crate) fn server_uid(&self, server: &ServerName) -> EntityUid {
+        Self::uid(&self.server, server.as_str())
     }
 
     /// `Tool::"<server>/<name>"`.
     pub(crate) fn tool_uid(&self, tool: &ToolRef) -> EntityUid {
-        EntityUid::from_type_name_and_id(self.tool.clone(), EntityId::new(tool.id()))
+        Self::uid(&self.tool, &tool.id())
     }
 
-    /// `Server::"<server>"`.
-    pub(crate) fn server_uid(&self, tool: &ToolRef) -> EntityUid {
-        EntityUid::from_type_name_and_id(self.server.clone(), EntityId::new(tool.server.as_str()))
+    /// `Resource::"<server>/<uri>"`.
+    pub(crate) fn resource_uid(&self, resource: &ResourceRef) -> EntityUid {
+        Self::uid(&self.resource, &resource.id())
+    }
+
+    /// `Prompt::"<server>/<name>"`.
+    pub(crate) fn prompt_uid(&self, prompt: &PromptRef) -> EntityUid {
+        Self::uid(&self.prompt, &prompt.id())
     }
 
     /// `Action::"call_tool"` and its kin.
     pub(crate) fn action_uid(&self, kind: ActionKind) -> EntityUid {
-        EntityUid::from_type_name_and_id(self.action.clone(), EntityId::new(kind.as_str()))
+        Self::uid(&self.action, kind.as_str())
     }
 }
 
 /// What a principal or resource scope requires of the request's entity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ScopeKey {
-    /// Any entity of the slot's type.
+    /// Any entity.
     Any,
     /// Exactly this entity (`== uid`).
     Exactly(EntityUid),
     /// This entity or one of its descendants (`in uid`).
     Within(EntityUid),
-    /// Nothing this model can produce (a type that never fills the slot).
-    Never,
+    /// Any entity of this type (`is T`).
+    Is(EntityTypeName),
+    /// An entity of this type that is this entity or one of its descendants (`is T in uid`).
+    IsWithin(EntityTypeName, EntityUid),
 }
 
 impl ScopeKey {
-    /// The key of a principal scope. Principals are agents, which have no parents.
+    /// The key of a principal scope.
     pub(crate) fn of_principal(c: PrincipalConstraint) -> Self {
-        let m = &*MODEL;
         match c {
             PrincipalConstraint::Any => ScopeKey::Any,
             PrincipalConstraint::Eq(uid) => ScopeKey::Exactly(uid),
             PrincipalConstraint::In(uid) => ScopeKey::Within(uid),
-            PrincipalConstraint::Is(t) if t == m.agent => ScopeKey::Any,
-            PrincipalConstraint::IsIn(t, uid) if t == m.agent => ScopeKey::Within(uid),
-            PrincipalConstraint::Is(_) | PrincipalConstraint::IsIn(..) => ScopeKey::Never,
+            PrincipalConstraint::Is(t) => ScopeKey::Is(t),
+            PrincipalConstraint::IsIn(t, uid) => ScopeKey::IsWithin(t, uid),
         }
     }
 
-    /// The key of a resource scope. Resources are tools, whose one parent is their server.
+    /// The key of a resource scope.
     pub(crate) fn of_resource(c: ResourceConstraint) -> Self {
-        let m = &*MODEL;
         match c {
             ResourceConstraint::Any => ScopeKey::Any,
             ResourceConstraint::Eq(uid) => ScopeKey::Exactly(uid),
             ResourceConstraint::In(uid) => ScopeKey::Within(uid),
-            ResourceConstraint::Is(t) if t == m.tool => ScopeKey::Any,
-            ResourceConstraint::IsIn(t, uid) if t == m.tool => ScopeKey::Within(uid),
-            ResourceConstraint::Is(_) | ResourceConstraint::IsIn(..) => ScopeKey::Never,
+            ResourceConstraint::Is(t) => ScopeKey::Is(t),
+            ResourceConstraint::IsIn(t, uid) => ScopeKey::IsWithin(t, uid),
         }
     }
 
     /// Whether an entity `uid` with these `ancestors` satisfies the scope.
     ///
-    /// `Any` relies on the request always putting an entity of the slot's type there (an
-    /// Agent as principal, a Tool as resource); `of_principal`/`of_resource` turned
-    /// `is OtherType` into `Never`.
+    /// `ancestors` must be all of the entity's ancestors in the request's entities: in
+    /// Warden's model a tool, resource or prompt has exactly one, its server; agents and
+    /// servers have none.
     pub(crate) fn matches(&self, uid: &EntityUid, ancestors: &[&EntityUid]) -> bool {
+        let within = |u: &EntityUid| u == uid || ancestors.contains(&u);
         match self {
             ScopeKey::Any => true,
             ScopeKey::Exactly(u) => u == uid,
-            ScopeKey::Within(u) => u == uid || ancestors.contains(&u),
-            ScopeKey::Never => false,
+            ScopeKey::Within(u) => within(u),
+            ScopeKey::Is(t) => uid.type_name() == t,
+            ScopeKey::IsWithin(t, u) => uid.type_name() == t && within(u),
         }
     }
 
+    /// The entity a request must be (or descend from) to match, if the scope names one.
     fn bucket(&self) -> Option<&EntityUid> {
         match self {
-            ScopeKey::Exactly(u) | ScopeKey::Within(u) => Some(u),
-            ScopeKey::Any | ScopeKey::Never => None,
+            ScopeKey::Exactly(u) | ScopeKey::Within(u) | ScopeKey::IsWithin(_, u) => Some(u),
+            ScopeKey::Any | ScopeKey::Is(_) => None,
         }
     }
 }
 
-/// Whether an action scope admits `action`. Actions have no groups in Warden's schema
-/// (`call_tool` is declared in the base schema with no parents), so `in [..]` is membership.
+/// Whether an action scope admits `action`. Actions have no groups in Warden's schema (each
+/// is declared in the base schema with no parents), so `in [..]` is membership.
 pub(crate) fn action_matches(c: &ActionConstraint, action: &EntityUid) -> bool {
     match c {
         ActionConstraint::Any => true,
@@ -143,17 +162,22 @@ pub(crate) struct Scope {
 
 /// The request's entities, as scopes see them.
 pub(crate) struct RequestScope<'a> {
+    /// An agent, or for a server-initiated action a server; neither has parents.
     pub(crate) principal: &'a EntityUid,
     pub(crate) action: &'a EntityUid,
-    pub(crate) tool: &'a EntityUid,
-    pub(crate) server: &'a EntityUid,
+    /// A tool, resource or prompt, or for a server-initiated action the agent.
+    pub(crate) resource: &'a EntityUid,
+    /// The resource's one parent (its server), if it has one.
+    pub(crate) resource_parent: Option<&'a EntityUid>,
 }
 
 impl Scope {
     pub(crate) fn matches(&self, r: &RequestScope<'_>) -> bool {
         self.principal.matches(r.principal, &[])
             && action_matches(&self.action, r.action)
-            && self.resource.matches(r.tool, &[r.server])
+            && self
+                .resource
+                .matches(r.resource, r.resource_parent.as_slice())
     }
 }
 
@@ -168,8 +192,8 @@ impl Buckets {
     fn insert(&mut self, key: &ScopeKey, i: usize) {
         match key.bucket() {
             Some(uid) => self.by_uid.entry(uid.clone()).or_default().push(i),
-            None if *key == ScopeKey::Any => self.any.push(i),
-            None => {}
+            // `is T` scopes are few; they are checked against each request's types.
+            None => self.any.push(i),
         }
     }
 
@@ -204,7 +228,10 @@ impl ScopeIndex {
     /// Indexes (ascending) of the policies whose scope matches the request.
     pub(crate) fn select(&self, scopes: &[Scope], r: &RequestScope<'_>) -> Vec<usize> {
         let by_principal = self.principal.lists(&[r.principal]);
-        let by_resource = self.resource.lists(&[r.tool, r.server]);
+        let by_resource = match r.resource_parent {
+            Some(parent) => self.resource.lists(&[r.resource, parent]),
+            None => self.resource.lists(&[r.resource]),
+        };
         let total = |ls: &[&[usize]]| ls.iter().map(|l| l.len()).sum::<usize>();
         // Walk the shorter side and check the full scope of each candidate.
         let lists = if total(&by_principal) <= total(&by_resource) {

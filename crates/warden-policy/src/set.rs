@@ -7,28 +7,43 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use cedar_policy as cedar;
 use cedar_policy::{
-    Authorizer, Context, Entities, Entity, EntityUid, PolicyId, Request, RestrictedExpression,
-    SchemaFragment, ValidationMode, Validator,
+    Authorizer, Entities, EntityUid, PolicyId, Request, SchemaFragment, ValidationMode, Validator,
 };
-use warden_core::{Action, ActionKind, AgentId, Decision, Effect, ToolRef};
+use warden_core::{
+    Action, ActionKind, AgentId, Decision, Effect, PromptRef, ResourceRef, ToolRef,
+};
 
-use crate::arguments;
 use crate::error::{Diagnostics, DuplicateIdError, PolicyError, Position, SourceDiagnostic};
+use crate::request::{self, ContextInput, Parts, Target, TargetType};
 use crate::scope::{MODEL, RequestScope, Scope, ScopeIndex, ScopeKey};
 use crate::source::{self, SourceFile};
 
 /// Warden's base schema, shipped with the crate.
 const BASE_SCHEMA: &str = include_str!("../schema/warden.cedarschema");
 
-/// The `Arguments` type used when the policy folder declares none.
-const DEFAULT_ARGUMENTS: &str = "type Arguments = {};";
+/// The record types the base schema leaves to the deployment, each with the definition used
+/// when the policy folder declares none.
+const DEPLOYMENT_TYPES: [(&str, &str); 2] = [
+    ("Arguments", "type Arguments = {};"),
+    ("PromptArguments", "type PromptArguments = {};"),
+];
 
-/// Sliced policy sets kept per (agent, action, tool). Tool names come from agents, so the
-/// cache is bounded: past this many entries it starts over.
+/// Sliced policy sets kept per (agent, action, target). Tool names and resource URIs come
+/// from agents, so the cache is bounded: past this many entries it starts over.
 const MAX_CACHED_SLICES: usize = 65_536;
 
-/// Warden's base schema (Cedar schema syntax): `Agent`, `Server`, `Tool in [Server]` and the
-/// `call_tool` action, whose context holds the deployment-defined `Arguments` record.
+/// The actions whose targets an MCP list shows or hides (see [`PolicySet::may_call`]).
+const LISTED_KINDS: [ActionKind; 3] = [
+    ActionKind::CallTool,
+    ActionKind::ReadResource,
+    ActionKind::GetPrompt,
+];
+
+/// Warden's base schema (Cedar schema syntax): the entities `Agent`, `Server`, and `Tool`,
+/// `Resource` and `Prompt` in `[Server]`; the actions `call_tool`, `read_resource`,
+/// `get_prompt` and `complete` (an agent on a server's entity) and `sample`, `elicit` and
+/// `list_roots` (a server on an agent). The contexts of `call_tool` and `get_prompt` hold
+/// the deployment-defined `Arguments` and `PromptArguments` records.
 pub fn schema_text() -> &'static str {
     BASE_SCHEMA
 }
@@ -44,27 +59,28 @@ struct LoadedPolicy {
     /// True when the policy has no `when`/`unless` condition.
     unconditional: bool,
     /// True when a condition reads `context` (the call's arguments). A policy that does not
-    /// decides the same for every call of a tool, so listing can evaluate it exactly.
+    /// decides the same for every request on a target, so listing can evaluate it exactly.
     reads_context: bool,
 }
 
-/// The policies that can apply to one (agent, action, tool), with the entities of such a
-/// request. Everything here depends only on the key, never on the arguments.
+/// The policies that can apply to one (agent, action, target), with the entities of such a
+/// request. Everything here depends only on the key, never on the context.
 struct Slice {
     /// The matching policies Cedar must evaluate (shared by keys that select the same ones).
     policies: Arc<cedar::PolicySet>,
-    /// Matching permits without conditions: satisfied whatever the arguments, so they are
-    /// not evaluated. A scope never errors, so this changes no decision.
+    /// Matching permits without conditions: satisfied whatever the context, so they are not
+    /// evaluated. A scope never errors, so this changes no decision.
     unconditional_permits: Vec<usize>,
     entities: Entities,
     principal: EntityUid,
     action: EntityUid,
     resource: EntityUid,
-    /// Whether `tools/list` shows the tool (see [`PolicySet::may_call`]).
-    may_call: bool,
+    /// Whether an MCP list shows the target (see [`PolicySet::may_call`]); false for
+    /// actions that are not listed.
+    listed: bool,
 }
 
-type SliceKey = (AgentId, ActionKind, String);
+type SliceKey = (AgentId, ActionKind, TargetType, String);
 
 /// What evaluation found, as indexes into [`PolicySet::policies`].
 #[derive(Default)]
@@ -88,8 +104,8 @@ pub struct PolicySet {
     full: cedar::PolicySet,
     index: ScopeIndex,
     slices: RwLock<HashMap<SliceKey, Arc<Slice>>>,
-    /// Sliced Cedar sets by the policies they hold. Agents can invent tool names, but most
-    /// such names select the same few policies, so the sets are shared, not rebuilt.
+    /// Sliced Cedar sets by the policies they hold. Agents can invent tool names and URIs,
+    /// but most such names select the same few policies, so the sets are shared, not rebuilt.
     sliced_sets: RwLock<HashMap<Vec<usize>, Arc<cedar::PolicySet>>>,
     /// [`MAX_CACHED_SLICES`], lowered by tests.
     slice_cap: AtomicUsize,
@@ -290,21 +306,25 @@ fn generated_number(id: &PolicyId) -> usize {
         .unwrap_or(usize::MAX)
 }
 
-/// Base schema + the folder's fragments (+ the empty `Arguments` when none declares it).
+/// Base schema + the folder's fragments (+ an empty record for each deployment type none
+/// of them declares).
 fn build_schema(
     mut fragments: Vec<SchemaFragment>,
     schema_files: &[SourceFile],
     shown: &dyn Fn(&str) -> String,
 ) -> Result<cedar::Schema, PolicyError> {
-    let declares_arguments = fragments
-        .iter()
-        .any(|f| f.common_type_annotations(None, "Arguments").is_some());
-    if !declares_arguments {
-        match SchemaFragment::from_cedarschema_str(DEFAULT_ARGUMENTS) {
+    for (name, default) in DEPLOYMENT_TYPES {
+        let declared = fragments
+            .iter()
+            .any(|f| f.common_type_annotations(None, name).is_some());
+        if declared {
+            continue;
+        }
+        match SchemaFragment::from_cedarschema_str(default) {
             Ok((f, _)) => fragments.push(f),
             Err(e) => {
                 return Err(PolicyError::Schema(Diagnostics(vec![
-                    source::diagnostic_in(BASE_NAME, DEFAULT_ARGUMENTS, &e, None),
+                    source::diagnostic_in(BASE_NAME, default, &e, None),
                 ])));
             }
         }
@@ -389,19 +409,36 @@ fn validate(
     });
     let problems = result
         .validation_errors()
-        .map(|e| (e.policy_id(), e as &dyn miette::Diagnostic))
-        .chain(fatal_warnings.map(|w| (w.policy_id(), w as &dyn miette::Diagnostic)));
+        .map(|e| {
+            let missing_attribute = matches!(e, cedar::ValidationError::UnsafeAttributeAccess(_));
+            (e.policy_id(), e as &dyn miette::Diagnostic, missing_attribute)
+        })
+        .chain(fatal_warnings.map(|w| (w.policy_id(), w as &dyn miette::Diagnostic, false)));
     let mut found: Vec<(usize, SourceDiagnostic)> = problems
-        .map(|(policy_id, e)| {
+        .map(|(policy_id, e, missing_attribute)| {
             let id: &str = policy_id.as_ref();
             match position_of
                 .get(id)
                 .and_then(|&i| places.get(i).map(|p| (i, p)))
             {
-                Some((i, (file, start))) => (
-                    i,
-                    source::diagnostic_in(&file.shown, &file.source.text, e, Some(*start)),
-                ),
+                Some((i, (file, start))) => {
+                    let mut d =
+                        source::diagnostic_in(&file.shown, &file.source.text, e, Some(*start));
+                    let broad = policies
+                        .get(i)
+                        .is_some_and(|p| admits_several_actions(&p.policy));
+                    if missing_attribute && broad {
+                        // Cedar checks the policy against every action its scope admits; an
+                        // attribute of one action's context or resource is missing in another's.
+                        d.help = Some(
+                            "the policy's scope admits several actions, and this attribute \
+                             exists for only some of them; name the action, e.g. \
+                             `action == Action::\"call_tool\"`"
+                                .to_owned(),
+                        );
+                    }
+                    (i, d)
+                }
                 None => (
                     policies.len(),
                     SourceDiagnostic {
@@ -417,10 +454,20 @@ fn validate(
     if found.is_empty() {
         return Ok(());
     }
-    found.sort_by_key(|(i, d)| (*i, d.position));
+    found.sort_by(|(i, a), (j, b)| (i, a.position, &a.message).cmp(&(j, b.position, &b.message)));
+    found.dedup();
     Err(PolicyError::Validation(Diagnostics(
         found.into_iter().map(|(_, d)| d).collect(),
     )))
+}
+
+/// Whether the policy's action scope admits more than one action.
+fn admits_several_actions(policy: &cedar::Policy) -> bool {
+    match policy.action_constraint() {
+        cedar::ActionConstraint::Any => true,
+        cedar::ActionConstraint::In(actions) => actions.len() > 1,
+        cedar::ActionConstraint::Eq(_) => false,
+    }
 }
 
 // === impl PolicySet: decisions ===
@@ -428,23 +475,23 @@ fn validate(
 impl PolicySet {
     /// Decides `action` for `agent`: allow, deny or ask, with the deciding policy ids and a
     /// reason. Default deny; any evaluation error denies (fail closed).
+    ///
+    /// For an action an upstream server initiates (`Sample`, `Elicit`, `ListRoots`), `agent`
+    /// is the agent the request would reach: the principal is `Server::"<server>"` and the
+    /// resource `Agent::"<agent>"`.
     pub fn decide(&self, agent: &AgentId, action: &Action) -> Decision {
-        #[allow(unreachable_patterns)]
-        let (tool, args) = match action {
-            Action::CallTool { tool, arguments } => (tool, arguments),
-            other => {
-                return Decision::refuse(format!("no policy model for {} actions", other.kind()));
-            }
+        let Some(parts) = Parts::of(action) else {
+            return Decision::refuse(format!("no policy model for {} actions", action.kind()));
         };
-        let slice = self.slice(agent, action.kind(), tool);
+        let slice = self.slice(agent, parts.kind, parts.target);
         let mut eval = if slice.policies.is_empty() {
             // Nothing to evaluate, but arguments Warden refuses are refused all the same.
-            if let Err(e) = arguments::to_cedar(args) {
-                return Decision::refuse(e.to_string());
+            if let Err(d) = request::context(parts.context) {
+                return d;
             }
             Evaluation::default()
         } else {
-            let request = match request_for(&slice, args) {
+            let request = match request_for(&slice, parts.context) {
                 Ok(r) => r,
                 Err(d) => return d,
             };
@@ -454,21 +501,38 @@ impl PolicySet {
             self.evaluation_of(&response)
         };
         eval.permits.extend_from_slice(&slice.unconditional_permits);
-        self.decision_from(eval, agent, action.kind(), tool)
+        self.decision_from(eval, agent, parts.kind, parts.target)
     }
 
     /// For `tools/list`: whether some call of this tool could be allowed. Policies that do not
-    /// read the arguments are evaluated exactly: a forbid among them that holds hides the
-    /// tool, a permit among them that holds shows it. Otherwise the tool is shown only if a
-    /// permit that reads the arguments could apply. Listing never grants anything: every call
-    /// is still decided with its arguments.
+    /// read the context (the arguments) are evaluated exactly: a forbid among them that holds
+    /// hides the tool, a permit among them that holds shows it. Otherwise the tool is shown
+    /// only if a permit that reads the context could apply. Listing never grants anything:
+    /// every call is still decided with its arguments.
     pub fn may_call(&self, agent: &AgentId, tool: &ToolRef) -> bool {
-        self.slice(agent, ActionKind::CallTool, tool).may_call
+        self.slice(agent, ActionKind::CallTool, Target::Tool(tool))
+            .listed
     }
 
-    /// The policies that can apply to this (agent, action, tool), from the cache or built.
-    fn slice(&self, agent: &AgentId, kind: ActionKind, tool: &ToolRef) -> Arc<Slice> {
-        let key: SliceKey = (agent.clone(), kind, tool.id());
+    /// For `resources/list` and `resources/templates/list`: whether `agent` may read this
+    /// resource, decided as [`may_call`](Self::may_call) decides for a tool. For a resource
+    /// template, pass the template as the URI.
+    pub fn may_read(&self, agent: &AgentId, resource: &ResourceRef) -> bool {
+        self.slice(agent, ActionKind::ReadResource, Target::Resource(resource))
+            .listed
+    }
+
+    /// For `prompts/list`: whether some `prompts/get` of this prompt could be allowed,
+    /// decided as [`may_call`](Self::may_call) decides for a tool.
+    pub fn may_get_prompt(&self, agent: &AgentId, prompt: &PromptRef) -> bool {
+        self.slice(agent, ActionKind::GetPrompt, Target::Prompt(prompt))
+            .listed
+    }
+
+    /// The policies that can apply to this (agent, action, target), from the cache or built.
+    fn slice(&self, agent: &AgentId, kind: ActionKind, target: Target<'_>) -> Arc<Slice> {
+        let (target_type, id) = target.key();
+        let key: SliceKey = (agent.clone(), kind, target_type, id);
         if let Some(s) = self
             .slices
             .read()
@@ -477,7 +541,7 @@ impl PolicySet {
         {
             return Arc::clone(s);
         }
-        let slice = Arc::new(self.build_slice(agent, kind, tool));
+        let slice = Arc::new(self.build_slice(agent, kind, target));
         let mut cache = self.slices.write().unwrap_or_else(PoisonError::into_inner);
         if cache.len() >= self.slice_cap.load(Ordering::Relaxed) {
             cache.clear();
@@ -486,19 +550,16 @@ impl PolicySet {
         slice
     }
 
-    fn build_slice(&self, agent: &AgentId, kind: ActionKind, tool: &ToolRef) -> Slice {
-        let m = &*MODEL;
-        let principal = m.agent_uid(agent);
-        let action = m.action_uid(kind);
-        let resource = m.tool_uid(tool);
-        let server = m.server_uid(tool);
+    fn build_slice(&self, agent: &AgentId, kind: ActionKind, target: Target<'_>) -> Slice {
+        let parties = request::parties(agent, target);
+        let action = MODEL.action_uid(kind);
         let selected = self.index.select(
             &self.scopes,
             &RequestScope {
-                principal: &principal,
+                principal: &parties.principal,
                 action: &action,
-                tool: &resource,
-                server: &server,
+                resource: &parties.resource,
+                resource_parent: parties.resource_parent.as_ref(),
             },
         );
         let is_permit = |i: &usize| {
@@ -518,22 +579,29 @@ impl PolicySet {
             .into_iter()
             .partition(|i| is_permit(i) && is_unconditional(i));
         let policies = self.sliced_set(evaluated);
-        let entities = request_entities(&principal, &resource, &server, tool);
         let mut slice = Slice {
             policies,
             unconditional_permits,
-            entities,
-            principal,
+            entities: parties.entities,
+            principal: parties.principal,
             action,
-            resource,
-            may_call: false,
+            resource: parties.resource,
+            listed: false,
         };
-        slice.may_call = self.listable(&slice, context_free, some_permit_reads_context);
+        if LISTED_KINDS.contains(&kind) {
+            slice.listed = self.listable(&slice, kind, context_free, some_permit_reads_context);
+        }
         slice
     }
 
-    /// Evaluates the policies that do not read the arguments, once per slice.
-    fn listable(&self, slice: &Slice, context_free: Vec<usize>, fallback: bool) -> bool {
+    /// Evaluates the policies that do not read the context, once per slice.
+    fn listable(
+        &self,
+        slice: &Slice,
+        kind: ActionKind,
+        context_free: Vec<usize>,
+        fallback: bool,
+    ) -> bool {
         if context_free.is_empty() {
             return fallback;
         }
@@ -546,7 +614,7 @@ impl PolicySet {
             Ok(set) => set,
             Err(_) => return fallback,
         };
-        let Ok(request) = request_for(slice, &serde_json::Map::new()) else {
+        let Ok(request) = request_for(slice, request::listing_context(kind)) else {
             return fallback;
         };
         let response = self
@@ -559,7 +627,6 @@ impl PolicySet {
         !eval.permits.is_empty() || fallback
     }
 
-    /// The Cedar set holding exactly the policies at `selected`, shared when already built.
     fn sliced_set(&self, selected: Vec<usize>) -> Arc<cedar::PolicySet> {
         if let Some(set) = self
             .sliced_sets
@@ -622,7 +689,7 @@ impl PolicySet {
         mut eval: Evaluation,
         agent: &AgentId,
         kind: ActionKind,
-        tool: &ToolRef,
+        target: Target<'_>,
     ) -> Decision {
         let id_of = |i: usize| {
             self.policies
@@ -678,12 +745,7 @@ impl PolicySet {
         }
         let ids: Vec<String> = eval.permits.into_iter().map(id_of).collect();
         let reason = match ids.as_slice() {
-            [] => {
-                return Decision::refuse(format!(
-                    "no policy permits agent \"{agent}\" to {kind} on \"{}\"",
-                    tool.id()
-                ));
-            }
+            [] => return Decision::refuse(target.default_deny(agent, kind)),
             [one] => format!("permitted by policy {one}"),
             many => format!("permitted by policies {}", many.join(", ")),
         };
@@ -723,27 +785,20 @@ impl PolicySet {
     /// reference the sliced path is tested and measured against.
     #[doc(hidden)]
     pub fn decide_unsliced(&self, agent: &AgentId, action: &Action) -> Decision {
-        #[allow(unreachable_patterns)]
-        let (tool, args) = match action {
-            Action::CallTool { tool, arguments } => (tool, arguments),
-            other => {
-                return Decision::refuse(format!("no policy model for {} actions", other.kind()));
-            }
+        let Some(parts) = Parts::of(action) else {
+            return Decision::refuse(format!("no policy model for {} actions", action.kind()));
         };
-        let m = &*MODEL;
-        let principal = m.agent_uid(agent);
-        let resource = m.tool_uid(tool);
-        let server = m.server_uid(tool);
+        let parties = request::parties(agent, parts.target);
         let whole = Slice {
             policies: Arc::new(self.full.clone()),
-            entities: request_entities(&principal, &resource, &server, tool),
-            principal,
-            action: m.action_uid(action.kind()),
-            resource,
+            entities: parties.entities,
+            principal: parties.principal,
+            action: MODEL.action_uid(parts.kind),
+            resource: parties.resource,
             unconditional_permits: Vec::new(),
-            may_call: false,
+            listed: false,
         };
-        let request = match request_for(&whole, args) {
+        let request = match request_for(&whole, parts.context) {
             Ok(r) => r,
             Err(d) => return d,
         };
@@ -751,46 +806,8 @@ impl PolicySet {
             .authorizer
             .is_authorized(&request, &whole.policies, &whole.entities);
         let eval = self.evaluation_of(&response);
-        self.decision_from(eval, agent, action.kind(), tool)
+        self.decision_from(eval, agent, parts.kind, parts.target)
     }
-}
-
-/// The agent, the tool (attributes `name` and `server`, parent its server) and the server.
-fn request_entities(
-    principal: &EntityUid,
-    resource: &EntityUid,
-    server: &EntityUid,
-    tool: &ToolRef,
-) -> Entities {
-    let attrs = HashMap::from([
-        (
-            "name".to_owned(),
-            RestrictedExpression::new_string(tool.name.clone()),
-        ),
-        (
-            "server".to_owned(),
-            RestrictedExpression::new_string(tool.server.as_str().to_owned()),
-        ),
-    ]);
-    let tool_entity = Entity::new(
-        resource.clone(),
-        attrs,
-        std::collections::HashSet::from([server.clone()]),
-    );
-    let entities = tool_entity.map_err(|e| e.to_string()).and_then(|t| {
-        Entities::from_entities(
-            [
-                Entity::with_uid(principal.clone()),
-                t,
-                Entity::with_uid(server.clone()),
-            ],
-            None,
-        )
-        .map_err(|e| e.to_string())
-    });
-    // String attributes and fresh uids cannot fail to evaluate or collide; should it happen,
-    // an empty store makes every attribute read an error, and errors deny.
-    entities.unwrap_or_else(|_| Entities::empty())
 }
 
 /// Whether any condition of `policy` reads the `context` variable.
@@ -812,13 +829,9 @@ fn reads_context(policy: &cedar::Policy) -> bool {
         .map_or(true, |json| json.get("conditions").is_some_and(mentions))
 }
 
-fn request_for(
-    slice: &Slice,
-    args: &serde_json::Map<String, serde_json::Value>,
-) -> Result<Request, Decision> {
-    let arguments = arguments::to_cedar(args).map_err(|e| Decision::refuse(e.to_string()))?;
-    let context = Context::from_pairs([("arguments".to_owned(), arguments)])
-        .map_err(|e| Decision::refuse(format!("arguments cannot be given to policy: {e}")))?;
+
+fn request_for(slice: &Slice, input: ContextInput<'_>) -> Result<Request, Decision> {
+    let context = request::context(input)?;
     Request::new(
         slice.principal.clone(),
         slice.action.clone(),

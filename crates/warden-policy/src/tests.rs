@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use warden_core::{Action, AgentId, Effect, ServerName, ToolRef};
+use warden_core::{
+    Action, AgentId, CompletionRef, Effect, PromptRef, ResourceRef, ServerName, ToolRef,
+};
 
 use crate::*;
 
@@ -25,6 +27,36 @@ fn call(id: &str, args: Value) -> Action {
         tool: tool(id),
         arguments,
     }
+}
+
+fn resource(id: &str) -> ResourceRef {
+    let (server, uri) = id.split_once('/').unwrap();
+    ResourceRef::new(ServerName::new(server).unwrap(), uri).unwrap()
+}
+
+fn prompt(id: &str) -> PromptRef {
+    let (server, name) = id.split_once('/').unwrap();
+    PromptRef::new(ServerName::new(server).unwrap(), name).unwrap()
+}
+
+fn read(id: &str) -> Action {
+    Action::ReadResource {
+        resource: resource(id),
+    }
+}
+
+fn get_prompt(id: &str, args: Value) -> Action {
+    let Value::Object(arguments) = args else {
+        panic!("arguments must be an object")
+    };
+    Action::GetPrompt {
+        prompt: prompt(id),
+        arguments,
+    }
+}
+
+fn server(name: &str) -> ServerName {
+    ServerName::new(name).unwrap()
 }
 
 fn load(policies: &str, schema: Option<&str>) -> PolicySet {
@@ -61,7 +93,7 @@ fn default_deny_names_agent_action_and_tool() {
 #[test]
 fn allow_names_permits_by_line_or_id() {
     let set = load(
-        "// agents\npermit(principal == Agent::\"alice\", action, resource in Server::\"files\");\n\n@id(\"all-read\")\npermit(principal, action, resource)\nwhen { resource.name == \"read_file\" };\n",
+        "// agents\npermit(principal == Agent::\"alice\", action, resource in Server::\"files\");\n\n@id(\"all-read\")\npermit(principal, action == Action::\"call_tool\", resource)\nwhen { resource.name == \"read_file\" };\n",
         None,
     );
     let d = set.decide(&agent("alice"), &call("files/read_file", json!({})));
@@ -81,8 +113,8 @@ fn forbid_wins_and_gives_its_reason() {
         r#"
 permit(principal, action, resource);
 @reason("deleting is never allowed")
-forbid(principal, action, resource) when { resource.name == "delete_file" };
-forbid(principal, action, resource) when { resource.name like "delete*" };
+forbid(principal, action == Action::"call_tool", resource) when { resource.name == "delete_file" };
+forbid(principal, action == Action::"call_tool", resource) when { resource.name like "delete*" };
 "#,
         None,
     );
@@ -102,7 +134,7 @@ fn ask_permits_require_approval() {
         r#"
 permit(principal, action, resource);
 @ask("payments over 100")
-permit(principal, action, resource in Server::"bank")
+permit(principal, action == Action::"call_tool", resource in Server::"bank")
 when { context.arguments has amount && context.arguments.amount > 100 };
 @ask
 permit(principal, action, resource == Tool::"mail/send");
@@ -128,7 +160,7 @@ fn an_erroring_forbid_fails_closed() {
         r#"
 permit(principal, action, resource);
 @id("cap")
-forbid(principal, action, resource)
+forbid(principal, action == Action::"call_tool", resource)
 when { context.arguments has amount && context.arguments.amount > 1000 };
 "#,
         Some(ARGS),
@@ -154,7 +186,7 @@ when { context.arguments has amount && context.arguments.amount > 1000 };
 #[test]
 fn forged_entity_in_arguments_is_only_a_record() {
     let policy = r#"
-permit(principal, action, resource)
+permit(principal, action == Action::"call_tool", resource)
 when { context.arguments has owner && context.arguments.owner == Agent::"admin" };
 "#;
     let set = load(policy, Some(ARGS));
@@ -184,7 +216,7 @@ when { context.arguments has owner && context.arguments.owner == Agent::"admin" 
 #[test]
 fn decimals_compare_and_too_precise_numbers_fail_closed() {
     let set = load(
-        r#"permit(principal, action, resource)
+        r#"permit(principal, action == Action::"call_tool", resource)
 when { context.arguments has price && context.arguments.price.lessThan(decimal("10.0")) };"#,
         Some(ARGS),
     );
@@ -205,7 +237,7 @@ when { context.arguments has price && context.arguments.price.lessThan(decimal("
 #[test]
 fn null_arguments_are_absent() {
     let set = load(
-        r#"permit(principal, action, resource) unless { context.arguments has path };"#,
+        r#"permit(principal, action == Action::"call_tool", resource) unless { context.arguments has path };"#,
         Some(ARGS),
     );
     let d = set.decide(&agent("a"), &call("files/list", json!({"path": null})));
@@ -230,7 +262,7 @@ fn deep_arguments_are_refused() {
 #[test]
 fn wrong_typed_string_argument_fails_closed() {
     let set = load(
-        r#"permit(principal, action, resource)
+        r#"permit(principal, action == Action::"call_tool", resource)
 when { context.arguments has path && context.arguments.path like "/tmp/*" };"#,
         Some(ARGS),
     );
@@ -279,11 +311,11 @@ forbid(principal, action, resource == Tool::"fs/write") when { context.arguments
 fn may_call_evaluates_conditions_that_ignore_the_arguments() {
     let set = load(
         r#"
-permit(principal, action, resource in Server::"fs")
+permit(principal, action == Action::"call_tool", resource in Server::"fs")
   when { resource.name == "read" || resource.name == "list" };
 permit(principal == Agent::"alice", action, resource == Tool::"fs/write")
   when { context.arguments has path && context.arguments.path like "reports/*" };
-forbid(principal == Agent::"bob", action, resource in Server::"fs")
+forbid(principal == Agent::"bob", action == Action::"call_tool", resource in Server::"fs")
   when { resource.name == "list" };
 "#,
         Some(ARGS),
@@ -316,7 +348,7 @@ fn slice_cache_is_bounded() {
 #[test]
 fn tools_selecting_the_same_policies_share_one_sliced_set() {
     let set = load(
-        r#"permit(principal, action, resource in Server::"fs") when { resource.name like "read*" };
+        r#"permit(principal, action == Action::"call_tool", resource in Server::"fs") when { resource.name like "read*" };
 permit(principal, action, resource == Tool::"fs/special") when { resource.name == "special" };"#,
         None,
     );
@@ -403,10 +435,10 @@ fn validation_reports_every_error_where_it_is() {
             "agents.cedar",
             r#"permit(principal, action, resource);
 
-permit(principal, action, resource)
+permit(principal, action == Action::"call_tool", resource)
 when { context.arguments.path == "/etc" };
 
-permit(principal, action, resource)
+permit(principal, action == Action::"call_tool", resource)
 when { context.arguments has amount && context.arguments.amount > "x" };
 "#,
         )],
@@ -427,7 +459,7 @@ fn optional_argument_needs_a_has_check() {
     let err = load_err(
         &[(
             "agents.cedar",
-            "permit(principal, action, resource)\nwhen { context.arguments.path == \"/\" };",
+            "permit(principal, action == Action::\"call_tool\", resource)\nwhen { context.arguments.path == \"/\" };",
         )],
         &[("args.cedarschema", "type Arguments = { path?: String };")],
     );
@@ -486,7 +518,7 @@ fn duplicate_ids_name_both_places() {
 #[test]
 fn policies_on_one_line_get_columns() {
     let set = load(
-        "permit(principal, action, resource); forbid(principal, action, resource) when { resource.name == \"x\" };",
+        "permit(principal, action, resource); forbid(principal, action == Action::\"call_tool\", resource) when { resource.name == \"x\" };",
         None,
     );
     assert_eq!(
@@ -522,7 +554,7 @@ fn load_dir_reads_sorted_cedar_and_schema_files() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("b.cedar"),
-        "forbid(principal, action, resource) when { context.arguments has path && context.arguments.path like \"/etc/*\" };",
+        "forbid(principal, action == Action::\"call_tool\", resource) when { context.arguments has path && context.arguments.path like \"/etc/*\" };",
     )
     .unwrap();
     std::fs::write(
@@ -599,7 +631,10 @@ expect = "allow"
 "#,
     )
     .unwrap();
-    assert_eq!(cases[0].arguments["path"], "/x");
+    let Action::CallTool { arguments, .. } = &cases[0].action else {
+        panic!("{:?}", cases[0].action)
+    };
+    assert_eq!(arguments["path"], "/x");
     let results = run_cases(&set, &cases);
     assert!(results[0].passed, "{results:?}");
     assert!(!results[1].passed);
@@ -641,10 +676,18 @@ fn bad_cases_files_point_at_the_line() {
 // === differential: sliced decisions equal plain Cedar over the whole set ===
 
 const AGENTS: [&str; 3] = ["a0", "a1", "a2"];
+const SERVERS: [&str; 3] = ["s0", "s1", "s2"];
 const TOOLS: [&str; 4] = ["s0/t0", "s0/t1", "s1/t0", "s1/t2"];
+const RESOURCES: [&str; 4] = ["s0/file:///a", "s0/file:///b/c", "s1/file:///a", "s1/mem://x"];
+// "s1/mem://x" is also a resource: `complete` on either must not share a cached slice.
+const PROMPTS: [&str; 3] = ["s0/p0", "s1/p0", "s1/mem://x"];
 
-fn arb_principal() -> impl Strategy<Value = String> {
-    let a = prop::sample::select(AGENTS.to_vec());
+fn pick(list: &'static [&'static str]) -> impl Strategy<Value = &'static str> + Clone {
+    prop::sample::select(list)
+}
+
+fn agent_principal() -> impl Strategy<Value = String> {
+    let a = pick(&AGENTS);
     prop_oneof![
         Just("principal".to_owned()),
         a.clone()
@@ -656,30 +699,57 @@ fn arb_principal() -> impl Strategy<Value = String> {
     ]
 }
 
-fn arb_action() -> impl Strategy<Value = String> {
+fn server_principal() -> impl Strategy<Value = String> {
+    let s = pick(&SERVERS);
     prop_oneof![
-        Just("action".to_owned()),
-        Just("action == Action::\"call_tool\"".to_owned()),
-        Just("action in [Action::\"call_tool\"]".to_owned()),
+        Just("principal".to_owned()),
+        s.clone()
+            .prop_map(|s| format!("principal == Server::\"{s}\"")),
+        s.clone()
+            .prop_map(|s| format!("principal in Server::\"{s}\"")),
+        Just("principal is Server".to_owned()),
+        s.prop_map(|s| format!("principal is Server in Server::\"{s}\"")),
     ]
 }
 
-fn arb_resource() -> impl Strategy<Value = String> {
-    let t = prop::sample::select(TOOLS.to_vec());
-    let s = prop::sample::select(vec!["s0", "s1", "s2"]);
+/// Resource scopes over entities of `ty` (ids from `ids`) and their servers.
+fn child_resource(ty: &'static str, ids: &'static [&'static str]) -> BoxedStrategy<String> {
+    let id = pick(ids);
+    let s = pick(&SERVERS);
     prop_oneof![
         Just("resource".to_owned()),
-        t.clone().prop_map(|t| format!("resource == Tool::\"{t}\"")),
-        t.prop_map(|t| format!("resource in Tool::\"{t}\"")),
+        id.clone()
+            .prop_map(move |i| format!("resource == {ty}::\"{i}\"")),
+        id.prop_map(move |i| format!("resource in {ty}::\"{i}\"")),
         s.clone()
             .prop_map(|s| format!("resource in Server::\"{s}\"")),
-        Just("resource is Tool".to_owned()),
-        s.prop_map(|s| format!("resource is Tool in Server::\"{s}\"")),
+        Just(format!("resource is {ty}")),
+        s.prop_map(move |s| format!("resource is {ty} in Server::\"{s}\"")),
+    ]
+    .boxed()
+}
+
+fn agent_resource() -> impl Strategy<Value = String> {
+    let a = pick(&AGENTS);
+    prop_oneof![
+        Just("resource".to_owned()),
+        a.clone()
+            .prop_map(|a| format!("resource == Agent::\"{a}\"")),
+        a.prop_map(|a| format!("resource in Agent::\"{a}\"")),
+        Just("resource is Agent".to_owned()),
     ]
 }
 
-fn arb_condition() -> impl Strategy<Value = String> {
-    prop_oneof![
+fn principal_condition() -> impl Strategy<Value = String> {
+    pick(&AGENTS).prop_map(|a| format!(" when {{ principal == Agent::\"{a}\" }}"))
+}
+
+fn tool_policy() -> impl Strategy<Value = (String, String, String, String)> {
+    let action = prop_oneof![
+        Just("action == Action::\"call_tool\"".to_owned()),
+        Just("action in [Action::\"call_tool\"]".to_owned()),
+    ];
+    let condition = prop_oneof![
         3 => Just(String::new()),
         1 => (0i64..20).prop_map(|n| format!(
             " when {{ context.arguments has amount && context.arguments.amount > {n} }}"
@@ -688,12 +758,119 @@ fn arb_condition() -> impl Strategy<Value = String> {
             " when { context.arguments has path && context.arguments.path like \"/tmp/*\" }"
                 .to_owned()
         ),
-        1 => prop::sample::select(vec!["t0", "t1", "t2"])
+        1 => pick(&["t0", "t1", "t2"])
             .prop_map(|t| format!(" unless {{ resource.name == \"{t}\" }}")),
-        1 => prop::sample::select(AGENTS.to_vec())
-            .prop_map(|a| format!(" when {{ principal == Agent::\"{a}\" }}")),
+        1 => principal_condition(),
         1 => Just(" when { resource.server == \"s1\" }".to_owned()),
-    ]
+    ];
+    (
+        agent_principal(),
+        action,
+        child_resource("Tool", &TOOLS),
+        condition,
+    )
+}
+
+fn resource_policy() -> impl Strategy<Value = (String, String, String, String)> {
+    let condition = prop_oneof![
+        3 => Just(String::new()),
+        1 => Just(" when { resource.uri like \"file:///*\" }".to_owned()),
+        1 => Just(" unless { resource.uri == \"file:///a\" }".to_owned()),
+        1 => Just(" when { resource.server == \"s1\" }".to_owned()),
+        1 => principal_condition(),
+    ];
+    (
+        agent_principal(),
+        Just("action == Action::\"read_resource\"".to_owned()),
+        child_resource("Resource", &RESOURCES),
+        condition,
+    )
+}
+
+fn prompt_policy() -> impl Strategy<Value = (String, String, String, String)> {
+    let condition = prop_oneof![
+        3 => Just(String::new()),
+        1 => Just(
+            " when { context.arguments has topic && context.arguments.topic == \"x\" }"
+                .to_owned()
+        ),
+        1 => Just(" unless { resource.name == \"p0\" }".to_owned()),
+        1 => principal_condition(),
+    ];
+    (
+        agent_principal(),
+        Just("action == Action::\"get_prompt\"".to_owned()),
+        child_resource("Prompt", &PROMPTS),
+        condition,
+    )
+}
+
+fn complete_policy() -> impl Strategy<Value = (String, String, String, String)> {
+    let resource = prop_oneof![
+        child_resource("Prompt", &PROMPTS),
+        child_resource("Resource", &RESOURCES),
+    ];
+    let condition = prop_oneof![
+        3 => Just(String::new()),
+        1 => Just(" when { context.argument == \"path\" }".to_owned()),
+        1 => Just(" unless { context.value like \"a*\" }".to_owned()),
+        1 => Just(" when { resource.server == \"s0\" }".to_owned()),
+    ];
+    (
+        agent_principal(),
+        Just("action == Action::\"complete\"".to_owned()),
+        resource,
+        condition,
+    )
+}
+
+fn server_policy() -> impl Strategy<Value = (String, String, String, String)> {
+    let action = prop_oneof![
+        Just("action == Action::\"sample\"".to_owned()),
+        Just("action == Action::\"elicit\"".to_owned()),
+        Just("action in [Action::\"sample\", Action::\"list_roots\"]".to_owned()),
+        Just(
+            "action in [Action::\"sample\", Action::\"elicit\", Action::\"list_roots\"]"
+                .to_owned()
+        ),
+    ];
+    let condition = prop_oneof![
+        3 => Just(String::new()),
+        1 => pick(&SERVERS).prop_map(|s| format!(" when {{ principal == Server::\"{s}\" }}")),
+        1 => pick(&AGENTS).prop_map(|a| format!(" unless {{ resource == Agent::\"{a}\" }}")),
+    ];
+    (server_principal(), action, agent_resource(), condition)
+}
+
+/// Scopes that admit several actions, with conditions every action can evaluate.
+fn broad_policy() -> impl Strategy<Value = (String, String, String, String)> {
+    let several = "action in [Action::\"get_prompt\", Action::\"complete\", Action::\"sample\"]";
+    let by_agent = (
+        agent_principal(),
+        prop_oneof![
+            2 => Just("action".to_owned()),
+            1 => Just("action in [Action::\"call_tool\", Action::\"read_resource\"]".to_owned()),
+            1 => Just(several.to_owned()),
+        ],
+        prop_oneof![
+            Just("resource".to_owned()),
+            pick(&SERVERS).prop_map(|s| format!("resource in Server::\"{s}\"")),
+        ],
+        prop_oneof![
+            3 => Just(String::new()),
+            1 => principal_condition(),
+        ],
+    );
+    let by_server = (
+        server_principal(),
+        prop_oneof![Just("action".to_owned()), Just(several.to_owned())],
+        prop_oneof![
+            Just("resource".to_owned()),
+            pick(&AGENTS).prop_map(|a| format!("resource == Agent::\"{a}\"")),
+        ],
+        Just(String::new()),
+    );
+    prop_oneof![2 => by_agent, 1 => by_server]
 }
 
 fn arb_policy() -> impl Strategy<Value = String> {
@@ -703,18 +880,20 @@ fn arb_policy() -> impl Strategy<Value = String> {
         1 => Just("@ask(\"check\") "),
         1 => Just("@reason(\"no\") "),
     ];
-    (
-        annotation,
-        prop::bool::ANY,
-        arb_principal(),
-        arb_action(),
-        arb_resource(),
-        arb_condition(),
-    )
-        .prop_map(|(ann, permit, p, a, r, cond)| {
+    let scope_and_condition = prop_oneof![
+        3 => tool_policy(),
+        2 => resource_policy(),
+        2 => prompt_policy(),
+        2 => complete_policy(),
+        2 => server_policy(),
+        2 => broad_policy(),
+    ];
+    (annotation, prop::bool::ANY, scope_and_condition).prop_map(
+        |(ann, permit, (p, a, r, cond))| {
             let effect = if permit { "permit" } else { "forbid" };
             format!("{ann}{effect}({p}, {a}, {r}){cond};")
-        })
+        },
+    )
 }
 
 fn arb_arguments() -> impl Strategy<Value = Value> {
@@ -741,40 +920,85 @@ fn arb_arguments() -> impl Strategy<Value = Value> {
     })
 }
 
-fn arb_request() -> impl Strategy<Value = (&'static str, &'static str, Value)> {
-    (
-        prop::sample::select(AGENTS.to_vec()),
-        prop::sample::select(TOOLS.to_vec()),
-        arb_arguments(),
-    )
+fn arb_prompt_arguments() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(json!({})),
+        Just(json!({"topic": "x"})),
+        Just(json!({"topic": "y"})),
+        // Not a string: a policy reading it fails to evaluate.
+        Just(json!({"topic": 7})),
+    ]
 }
 
+fn arb_action_request() -> impl Strategy<Value = Action> {
+    let server = pick(&SERVERS).prop_map(|s| ServerName::new(s).unwrap());
+    prop_oneof![
+        3 => (pick(&TOOLS), arb_arguments()).prop_map(|(t, args)| call(t, args)),
+        2 => pick(&RESOURCES).prop_map(|r| Action::ReadResource { resource: resource(r) }),
+        2 => (pick(&PROMPTS), arb_prompt_arguments())
+            .prop_map(|(p, args)| get_prompt(p, args)),
+        1 => (pick(&PROMPTS), pick(&["path", "topic"]), pick(&["", "ab", "b"])).prop_map(
+            |(p, argument, value)| Action::Complete {
+                target: CompletionRef::Prompt(prompt(p)),
+                argument: argument.to_owned(),
+                value: value.to_owned(),
+            }
+        ),
+        1 => (pick(&RESOURCES), pick(&["path", "topic"]), pick(&["", "ab", "b"])).prop_map(
+            |(r, argument, value)| Action::Complete {
+                target: CompletionRef::Resource(resource(r)),
+                argument: argument.to_owned(),
+                value: value.to_owned(),
+            }
+        ),
+        1 => server.clone().prop_map(|server| Action::Sample { server }),
+        1 => server.clone().prop_map(|server| Action::Elicit { server }),
+        1 => server.prop_map(|server| Action::ListRoots { server }),
+    ]
+}
+
+fn arb_request() -> impl Strategy<Value = (&'static str, Action)> {
+    (pick(&AGENTS), arb_action_request())
+}
+
+/// What the listing filter says of the action's target; `None` for actions not listed.
+fn listed(set: &PolicySet, agent: &AgentId, action: &Action) -> Option<bool> {
+    match action {
+        Action::CallTool { tool, .. } => Some(set.may_call(agent, tool)),
+        Action::ReadResource { resource } => Some(set.may_read(agent, resource)),
+        Action::GetPrompt { prompt, .. } => Some(set.may_get_prompt(agent, prompt)),
+        _ => None,
+    }
+}
+
+const PROPTEST_SCHEMA: &str = "type Arguments = { amount?: Long, path?: String };\n\
+                               type PromptArguments = { topic?: String };";
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(200))]
+    #![proptest_config(ProptestConfig::with_cases(300))]
 
     #[test]
     fn sliced_decisions_equal_plain_cedar(
         policies in prop::collection::vec(arb_policy(), 1..14),
-        requests in prop::collection::vec(arb_request(), 1..12),
+        requests in prop::collection::vec(arb_request(), 1..16),
     ) {
         let text = policies.join("\n");
         let set = PolicySet::from_sources(
             &[SourceFile::new("p.cedar", text.as_str())],
-            &[SourceFile::new("a.cedarschema", "type Arguments = { amount?: Long, path?: String };")],
+            &[SourceFile::new("a.cedarschema", PROPTEST_SCHEMA)],
         );
         let set = match set {
             Ok(s) => s,
             Err(e) => return Err(TestCaseError::fail(format!("{e}\n{text}"))),
         };
-        for (a, t, args) in requests {
-            let action = call(t, args);
+        for (a, action) in requests {
             let sliced = set.decide(&agent(a), &action);
             let plain = set.decide_unsliced(&agent(a), &action);
-            prop_assert_eq!(&sliced, &plain, "{} calling {}\n{}", a, t, text);
+            prop_assert_eq!(&sliced, &plain, "{} doing {:?}\n{}", a, action, text);
             // The cached slice answers the same.
             prop_assert_eq!(&set.decide(&agent(a), &action), &plain);
-            if !set.may_call(&agent(a), &tool(t)) {
-                prop_assert_eq!(sliced.effect, Effect::Deny);
+            if listed(&set, &agent(a), &action) == Some(false) {
+                prop_assert_eq!(sliced.effect, Effect::Deny, "{:?}\n{}", action, text);
             }
         }
     }
@@ -784,7 +1008,7 @@ proptest! {
 fn policies_that_can_never_apply_are_refused() {
     for (text, why) in [
         (
-            r#"forbid(principal, action, resource) when { context.arguments has pth && context.arguments.pth like "*secrets*" };"#,
+            r#"forbid(principal, action == Action::"call_tool", resource) when { context.arguments has pth && context.arguments.pth like "*secrets*" };"#,
             "misspelt, undeclared argument",
         ),
         (
@@ -823,5 +1047,558 @@ fn policy_files_that_would_not_be_loaded_are_refused() {
             matches!(err, PolicyError::NotLoaded { .. }),
             "{stray}: {err}"
         );
+    }
+}
+
+// === the other MCP actions ===
+
+const PROMPT_ARGS: &str = "type PromptArguments = { topic?: String };";
+
+#[test]
+fn read_resource_is_permitted_forbidden_or_denied_by_default() {
+    let set = load(
+        r#"
+@id("docs")
+permit(principal == Agent::"alice", action == Action::"read_resource", resource in Server::"files")
+when { resource.uri like "file:///docs/*" };
+@id("one-file")
+permit(principal == Agent::"bob", action == Action::"read_resource", resource == Resource::"files/file:///x");
+@id("no-secrets") @reason("secrets are off limits")
+forbid(principal, action == Action::"read_resource", resource)
+when { resource.uri like "*secret*" };
+"#,
+        None,
+    );
+    let (alice, bob) = (agent("alice"), agent("bob"));
+    let d = set.decide(&alice, &read("files/file:///docs/a.md"));
+    assert_eq!((d.effect, d.policies.as_slice()), (Effect::Allow, &["docs".to_owned()][..]));
+    let d = set.decide(&alice, &read("files/file:///docs/secret.md"));
+    assert_eq!(d.effect, Effect::Deny);
+    assert_eq!(d.reason, "secrets are off limits");
+    assert_eq!(set.decide(&bob, &read("files/file:///x")).effect, Effect::Allow);
+    // Byte for byte: no normalization, no case folding.
+    for other in ["files/file:///x/", "files/FILE:///x", "files/file:///./x", "web/file:///x"] {
+        let d = set.decide(&bob, &read(other));
+        assert_eq!(d.effect, Effect::Deny, "{other}");
+        assert_eq!(
+            d.reason,
+            format!("no policy permits agent \"bob\" to read_resource on \"{other}\"")
+        );
+    }
+    // A tool call is another action: the read permits do not grant it.
+    assert_eq!(
+        set.decide(&alice, &call("files/file:///docs/a.md", json!({}))).effect,
+        Effect::Deny
+    );
+}
+
+#[test]
+fn get_prompt_reads_its_string_arguments() {
+    let set = load(
+        r#"
+@id("summaries")
+permit(principal, action == Action::"get_prompt", resource == Prompt::"files/summarise")
+when { context.arguments has topic && context.arguments.topic like "q*" };
+@id("drafts") @ask("drafting is reviewed")
+permit(principal == Agent::"alice", action == Action::"get_prompt", resource in Server::"files")
+when { resource.name == "draft" };
+"#,
+        Some(PROMPT_ARGS),
+    );
+    let alice = agent("alice");
+    let d = set.decide(&alice, &get_prompt("files/summarise", json!({"topic": "q3"})));
+    assert_eq!(d.effect, Effect::Allow);
+    assert_eq!(d.policies, ["summaries"]);
+    let d = set.decide(&alice, &get_prompt("files/summarise", json!({"topic": "ops"})));
+    assert_eq!(d.effect, Effect::Deny);
+    assert_eq!(
+        d.reason,
+        r#"no policy permits agent "alice" to get_prompt on "files/summarise""#
+    );
+    // A non-string argument makes the permit fail to evaluate: refused, naming it.
+    let d = set.decide(&alice, &get_prompt("files/summarise", json!({"topic": 3})));
+    assert_eq!(d.effect, Effect::Deny);
+    assert_eq!(d.policies, ["summaries"]);
+    let d = set.decide(&alice, &get_prompt("files/draft", json!({})));
+    assert_eq!(d.effect, Effect::Ask);
+    assert_eq!(d.reason, "approval required: drafting is reviewed");
+    assert_eq!(
+        set.decide(&agent("bob"), &get_prompt("files/draft", json!({}))).effect,
+        Effect::Deny
+    );
+}
+
+#[test]
+fn prompt_arguments_default_to_an_empty_record() {
+    let reads_topic = r#"permit(principal, action == Action::"get_prompt", resource)
+when { context.arguments has topic && context.arguments.topic == "x" };"#;
+    // Only tool arguments declared: the prompt's `topic` is undeclared, so the policy can
+    // never apply and is refused.
+    let err = load_err(
+        &[("p.cedar", reads_topic)],
+        &[("a.cedarschema", "type Arguments = { topic?: String };")],
+    );
+    assert!(matches!(err, PolicyError::Validation(_)), "{err}");
+    let set = load(reads_topic, Some(PROMPT_ARGS));
+    assert_eq!(
+        set.decide(&agent("a"), &get_prompt("s/p", json!({"topic": "x"})))
+            .effect,
+        Effect::Allow
+    );
+    // And a folder declaring only prompt arguments still gets `Arguments = {}`.
+    assert!(set.decide(&agent("a"), &call("s/t", json!({}))).effect == Effect::Deny);
+}
+
+#[test]
+fn complete_sees_the_argument_and_the_value() {
+    let set = load(
+        r#"
+@id("prompt-topics")
+permit(principal, action == Action::"complete", resource == Prompt::"files/summarise")
+when { context.argument == "topic" };
+@id("paths")
+permit(principal, action == Action::"complete", resource is Resource in Server::"files")
+unless { context.value like "*..*" };
+"#,
+        None,
+    );
+    let complete = |target: CompletionRef, argument: &str, value: &str| Action::Complete {
+        target,
+        argument: argument.to_owned(),
+        value: value.to_owned(),
+    };
+    let a = agent("a");
+    let summarise = || CompletionRef::Prompt(prompt("files/summarise"));
+    let template = || CompletionRef::Resource(resource("files/file:///{path}"));
+    assert_eq!(
+        set.decide(&a, &complete(summarise(), "topic", "q")).policies,
+        ["prompt-topics"]
+    );
+    assert_eq!(
+        set.decide(&a, &complete(summarise(), "style", "")).effect,
+        Effect::Deny
+    );
+    assert_eq!(
+        set.decide(&a, &complete(template(), "path", "docs/")).policies,
+        ["paths"]
+    );
+    let d = set.decide(&a, &complete(template(), "path", "../etc"));
+    assert_eq!(d.effect, Effect::Deny);
+    assert_eq!(
+        d.reason,
+        r#"no policy permits agent "a" to complete on "files/file:///{path}""#
+    );
+}
+
+#[test]
+fn complete_on_a_prompt_and_a_resource_with_one_id_are_told_apart() {
+    let set = load(
+        r#"permit(principal, action == Action::"complete", resource is Prompt);"#,
+        None,
+    );
+    let complete = |target: CompletionRef| Action::Complete {
+        target,
+        argument: "x".to_owned(),
+        value: String::new(),
+    };
+    let as_prompt = complete(CompletionRef::Prompt(prompt("s/mem://x")));
+    let as_resource = complete(CompletionRef::Resource(resource("s/mem://x")));
+    // Either order: the cached slice of one must not answer for the other.
+    for _ in 0..2 {
+        assert_eq!(set.decide(&agent("a"), &as_prompt).effect, Effect::Allow);
+        assert_eq!(set.decide(&agent("a"), &as_resource).effect, Effect::Deny);
+    }
+    let set = load(
+        r#"permit(principal, action == Action::"complete", resource is Prompt);"#,
+        None,
+    );
+    assert_eq!(set.decide(&agent("a"), &as_resource).effect, Effect::Deny);
+    assert_eq!(set.decide(&agent("a"), &as_prompt).effect, Effect::Allow);
+}
+
+#[test]
+fn server_requests_have_the_server_as_principal_and_the_agent_as_resource() {
+    let set = load(
+        r#"
+@id("files-samples-for-alice")
+permit(principal == Server::"files", action == Action::"sample", resource == Agent::"alice");
+@id("roots")
+permit(principal, action in [Action::"list_roots", Action::"elicit"], resource);
+@id("web-asks-nobody") @reason("the web server may not ask the user anything")
+forbid(principal == Server::"web", action == Action::"elicit", resource);
+"#,
+        None,
+    );
+    let (alice, bob) = (agent("alice"), agent("bob"));
+    let sample = |s: &str| Action::Sample { server: server(s) };
+    let d = set.decide(&alice, &sample("files"));
+    assert_eq!(d.policies, ["files-samples-for-alice"]);
+    assert_eq!(d.effect, Effect::Allow);
+    let d = set.decide(&bob, &sample("files"));
+    assert_eq!(d.effect, Effect::Deny);
+    assert_eq!(
+        d.reason,
+        r#"no policy permits server "files" to sample on agent "bob""#
+    );
+    assert_eq!(set.decide(&alice, &sample("web")).effect, Effect::Deny);
+    let roots = Action::ListRoots {
+        server: server("web"),
+    };
+    assert_eq!(set.decide(&bob, &roots).policies, ["roots"]);
+    let elicit = |s: &str| Action::Elicit { server: server(s) };
+    assert_eq!(set.decide(&bob, &elicit("files")).effect, Effect::Allow);
+    let d = set.decide(&bob, &elicit("web"));
+    assert_eq!(d.effect, Effect::Deny);
+    assert_eq!(d.reason, "the web server may not ask the user anything");
+}
+
+#[test]
+fn a_broad_scope_covers_every_action_it_admits() {
+    let set = load(
+        r#"@id("alice-files") permit(principal == Agent::"alice", action, resource in Server::"files");
+@id("everyone") permit(principal, action, resource == Agent::"bob");"#,
+        None,
+    );
+    let alice = agent("alice");
+    for action in [
+        call("files/x", json!({})),
+        read("files/file:///x"),
+        get_prompt("files/p", json!({})),
+        Action::Complete {
+            target: CompletionRef::Prompt(prompt("files/p")),
+            argument: "a".to_owned(),
+            value: String::new(),
+        },
+    ] {
+        assert_eq!(set.decide(&alice, &action).policies, ["alice-files"], "{action:?}");
+    }
+    // The server is the principal of a sample: alice's permit does not apply to it.
+    let sample = Action::Sample {
+        server: server("files"),
+    };
+    assert_eq!(set.decide(&alice, &sample).effect, Effect::Deny);
+    assert_eq!(set.decide(&agent("bob"), &sample).policies, ["everyone"]);
+}
+
+#[test]
+fn listing_filters_evaluate_what_ignores_the_context() {
+    let set = load(
+        r#"
+permit(principal == Agent::"alice", action == Action::"read_resource", resource in Server::"fs");
+forbid(principal, action == Action::"read_resource", resource)
+  when { resource.uri like "*secret*" };
+permit(principal == Agent::"alice", action == Action::"get_prompt", resource in Server::"fs")
+  when { resource.name == "summarise" };
+permit(principal == Agent::"alice", action == Action::"get_prompt", resource == Prompt::"fs/draft")
+  when { context.arguments has topic && context.arguments.topic == "x" };
+forbid(principal == Agent::"bob", action == Action::"get_prompt", resource)
+  when { context.arguments has topic };
+"#,
+        Some(PROMPT_ARGS),
+    );
+    let (alice, bob) = (agent("alice"), agent("bob"));
+    assert!(set.may_read(&alice, &resource("fs/file:///a")));
+    // A template is listed by its URI template.
+    assert!(set.may_read(&alice, &resource("fs/file:///{path}")));
+    assert!(!set.may_read(&alice, &resource("fs/file:///secret.txt")));
+    assert!(!set.may_read(&alice, &resource("web/file:///a")));
+    assert!(!set.may_read(&bob, &resource("fs/file:///a")));
+    assert!(set.may_get_prompt(&alice, &prompt("fs/summarise")));
+    // A permit that reads the arguments might hold for some request: shown.
+    assert!(set.may_get_prompt(&alice, &prompt("fs/draft")));
+    assert!(!set.may_get_prompt(&alice, &prompt("fs/other")));
+    assert!(!set.may_get_prompt(&bob, &prompt("fs/summarise")));
+    // The tools of that server are another action: none is listed.
+    assert!(!set.may_call(&alice, &tool("fs/summarise")));
+}
+
+#[test]
+fn new_entity_scopes_are_indexed_and_sliced() {
+    let set = load(
+        r#"
+@id("x") permit(principal, action == Action::"read_resource", resource == Resource::"files/file:///x");
+@id("files") permit(principal, action, resource in Server::"files") when { principal == Agent::"a" };
+@id("prompts") permit(principal, action == Action::"get_prompt", resource is Prompt in Server::"files");
+@id("tool") permit(principal, action == Action::"call_tool", resource == Tool::"files/file:///x");
+@id("to-a") permit(principal is Server in Server::"files", action == Action::"sample", resource in Agent::"a");
+"#,
+        None,
+    );
+    let (a, b) = (agent("a"), agent("b"));
+    let sample = Action::Sample {
+        server: server("files"),
+    };
+    let cases: [(&AgentId, Action, &[&str]); 7] = [
+        (&a, read("files/file:///x"), &["x", "files"]),
+        (&b, read("files/file:///x"), &["x"]),
+        (&b, read("files/file:///y"), &[]),
+        (&b, get_prompt("files/file:///x", json!({})), &["prompts"]),
+        (&b, call("files/file:///x", json!({})), &["tool"]),
+        (&a, sample.clone(), &["to-a"]),
+        (&b, sample, &[]),
+    ];
+    for (who, action, want) in cases {
+        let d = set.decide(who, &action);
+        assert_eq!(d.policies, want, "{who} {action:?}");
+        assert_eq!(d, set.decide_unsliced(who, &action), "{who} {action:?}");
+    }
+}
+
+#[test]
+fn policies_that_can_never_apply_to_the_new_actions_are_refused() {
+    for (text, why) in [
+        (
+            r#"forbid(principal, action == Action::"read_resource", resource == Tool::"files/x");"#,
+            "a tool where a resource is expected",
+        ),
+        (
+            r#"forbid(principal == Agent::"alice", action == Action::"sample", resource);"#,
+            "an agent as the principal of a server's request",
+        ),
+        (
+            r#"forbid(principal, action == Action::"elicit", resource in Server::"files");"#,
+            "a server where the agent is expected",
+        ),
+        (
+            r#"forbid(principal, action == Action::"read_resource", resource) when { resource has name && resource.name == "x" };"#,
+            "a resource has a uri, not a name",
+        ),
+        (
+            r#"forbid(principal, action == Action::"get_prompt", resource) when { context.arguments has topc && context.arguments.topc == "x" };"#,
+            "misspelt, undeclared prompt argument",
+        ),
+    ] {
+        let err = PolicySet::from_sources(
+            &[SourceFile::new(
+                "p.cedar",
+                format!("permit(principal, action, resource);\n{text}\n"),
+            )],
+            &[SourceFile::new("a.cedarschema", PROMPT_ARGS)],
+        )
+        .err()
+        .unwrap_or_else(|| panic!("accepted a policy that can never apply: {why}"));
+        assert!(matches!(err, PolicyError::Validation(_)), "{why}: {err}");
+        assert!(err.to_string().contains("p.cedar:2"), "{why}: {err}");
+    }
+}
+
+#[test]
+fn a_policy_reading_one_actions_attributes_must_name_its_action() {
+    let err = load_err(
+        &[(
+            "p.cedar",
+            "forbid(principal, action, resource)\nwhen { resource.name like \"delete*\" };",
+        )],
+        &[],
+    );
+    let PolicyError::Validation(Diagnostics(ds)) = &err else {
+        panic!("{err}")
+    };
+    assert!(!ds.is_empty());
+    for d in ds {
+        assert_eq!(d.position.map(|p| p.line), Some(2), "{err}");
+        assert!(
+            d.help
+                .as_deref()
+                .is_some_and(|h| h.contains("action == Action::\"call_tool\"")),
+            "{err}"
+        );
+    }
+    // Named, it loads.
+    load(
+        "forbid(principal, action == Action::\"call_tool\", resource)\nwhen { resource.name like \"delete*\" };",
+        None,
+    );
+}
+
+#[test]
+fn new_actions_share_the_slice_cache() {
+    let set = load("permit(principal, action, resource);", None);
+    let a = agent("a");
+    set.decide(&a, &read("fs/file:///a"));
+    set.decide(&a, &read("fs/file:///a"));
+    set.decide(&a, &get_prompt("fs/file:///a", json!({})));
+    set.decide(&a, &Action::Elicit { server: server("fs") });
+    assert_eq!(set.cached_slices(), 3);
+}
+
+// === cases for every action ===
+
+#[test]
+fn cases_name_any_action() {
+    let set = load(
+        r#"
+@id("read") permit(principal == Agent::"alice", action == Action::"read_resource", resource in Server::"fs");
+@id("prompt") permit(principal, action == Action::"get_prompt", resource == Prompt::"fs/summarise")
+  when { context.arguments has topic && context.arguments.topic == "q3" };
+@id("complete") permit(principal, action == Action::"complete", resource is Resource)
+  when { context.argument == "path" && context.value like "docs/*" };
+@id("sample") permit(principal == Server::"fs", action == Action::"sample", resource);
+"#,
+        Some(PROMPT_ARGS),
+    );
+    let cases = parse_cases(
+        "cases.toml",
+        r#"
+[[case]]
+name = "a tool call, as before"
+agent = "alice"
+tool = "fs/read"
+expect = "deny"
+
+[[case]]
+name = "alice reads a resource"
+agent = "alice"
+action = "read_resource"
+resource = "fs/file:///a/b.txt"
+expect = "allow"
+policies = ["read"]
+
+[[case]]
+name = "a prompt with its arguments"
+agent = "bob"
+action = "get_prompt"
+prompt = "fs/summarise"
+arguments = { topic = "q3" }
+expect = "allow"
+
+[[case]]
+name = "completing a template's path"
+agent = "bob"
+action = "complete"
+resource = "fs/file:///{path}"
+argument = "path"
+value = "docs/a"
+expect = "allow"
+
+[[case]]
+name = "completing a prompt's argument"
+agent = "bob"
+action = "complete"
+prompt = "fs/summarise"
+argument = "topic"
+expect = "deny"
+
+[[case]]
+name = "fs samples for bob"
+agent = "bob"
+action = "sample"
+server = "fs"
+expect = "allow"
+
+[[case]]
+name = "web may not list bob's roots"
+agent = "bob"
+action = "list_roots"
+server = "web"
+expect = "deny"
+"#,
+    )
+    .unwrap();
+    assert_eq!(cases.len(), 7);
+    assert_eq!(cases[1].action, read("fs/file:///a/b.txt"));
+    assert_eq!(
+        cases[5].action,
+        Action::Sample {
+            server: server("fs")
+        }
+    );
+    let results = run_cases(&set, &cases);
+    for r in &results {
+        assert!(r.passed, "{r:?}");
+    }
+}
+
+#[test]
+fn cases_refuse_keys_their_action_does_not_take() {
+    for (body, says) in [
+        ("action = \"read_resource\"\ntool = \"fs/x\"", "`tool` does not apply to action read_resource"),
+        ("action = \"read_resource\"", "action read_resource needs `resource = \"server/uri\"`"),
+        ("tool = \"fs/x\"\nserver = \"fs\"", "`server` does not apply to action call_tool"),
+        ("action = \"sample\"", "action sample needs `server`"),
+        ("action = \"complete\"\nargument = \"a\"", "exactly one of `prompt` and `resource`"),
+        (
+            "action = \"complete\"\nprompt = \"fs/p\"\nresource = \"fs/r\"\nargument = \"a\"",
+            "exactly one of `prompt` and `resource`",
+        ),
+        ("action = \"complete\"\nprompt = \"fs/p\"", "needs `argument"),
+        ("action = \"get_prompt\"\nprompt = \"fs/p\"\nvalue = \"v\"", "`value` does not apply"),
+        ("action = \"read\"\nresource = \"fs/x\"", "unknown variant"),
+        ("tool = \"fs/x\"\naction = \"call_tool\"\nextra = 1", "unknown field"),
+    ] {
+        let text = format!("[[case]]\nname = \"x\"\nagent = \"alice\"\nexpect = \"deny\"\n{body}\n");
+        let err = parse_cases("c.toml", &text).unwrap_err();
+        assert!(matches!(err, PolicyError::Cases(_)), "{body}: {err}");
+        assert!(err.to_string().contains(says), "{body}: {err}");
+    }
+    // A malformed target is reported at its own line.
+    let err = parse_cases(
+        "c.toml",
+        "[[case]]\nname = \"x\"\nagent = \"alice\"\nexpect = \"deny\"\naction = \"read_resource\"\nresource = \"no-server\"\n",
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("c.toml:6:"), "{err}");
+    assert!(err.to_string().contains("server/uri"), "{err}");
+}
+
+// === the documentation's examples ===
+
+/// The fenced blocks of `lang` in the policy reference.
+fn reference_blocks(lang: &str) -> Vec<&'static str> {
+    const REFERENCE: &str = include_str!("../../../docs/policy-reference.md");
+    let fence = format!("```{lang}\n");
+    REFERENCE
+        .split(fence.as_str())
+        .skip(1)
+        .filter_map(|rest| rest.split("\n```").next())
+        .collect()
+}
+
+#[test]
+fn reference_examples_load_and_decide_as_documented() {
+    let schemas: Vec<SourceFile> = reference_blocks("cedarschema")
+        .into_iter()
+        .enumerate()
+        .map(|(i, text)| SourceFile::new(format!("reference-{i}.cedarschema"), text))
+        .collect();
+    assert!(!schemas.is_empty());
+    let policies: Vec<SourceFile> = reference_blocks("cedar")
+        .into_iter()
+        .enumerate()
+        .map(|(i, text)| SourceFile::new(format!("reference-{i}.cedar"), text))
+        .collect();
+    assert!(policies.len() >= 3, "{}", policies.len());
+    let set = match PolicySet::from_sources(&policies, &schemas) {
+        Ok(set) => set,
+        Err(e) => panic!("{e}"),
+    };
+    let mut ran = 0;
+    for text in reference_blocks("toml") {
+        let cases = match parse_cases("reference.toml", text) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}\n{text}"),
+        };
+        for r in run_cases(&set, &cases) {
+            assert!(r.passed, "{r:?}");
+            ran += 1;
+        }
+    }
+    assert!(ran >= 8, "{ran}");
+}
+
+#[test]
+fn example_policy_folder_passes_its_cases() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/policies");
+    let set = match PolicySet::load_dir(&root) {
+        Ok(set) => set,
+        Err(e) => panic!("{e}"),
+    };
+    let cases = match load_cases(&root.join("tests.toml")) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    assert!(cases.len() >= 10);
+    for r in run_cases(&set, &cases) {
+        assert!(r.passed, "{r:?}");
     }
 }

@@ -539,3 +539,28 @@ fn wait_for_record(up: &Up, kind: &str) -> warden_journal::JournalRecord {
         std::thread::yield_now();
     }
 }
+
+#[test]
+fn an_unknown_protocol_version_header_is_refused() {
+    let s = files_setup("");
+    let token = add_agent(&s, "tester");
+    let up = start(s, &["files"]);
+    let sid = open(&up, &token);
+    let ping = rpc(1, "ping", json!({}));
+    let r = post_with(
+        &up,
+        Some(&token),
+        Some(&sid),
+        &ping,
+        &[("MCP-Protocol-Version", "1999-01-01")],
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = post_with(
+        &up,
+        Some(&token),
+        Some(&sid),
+        &ping,
+        &[("MCP-Protocol-Version", "2025-03-26")],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+}

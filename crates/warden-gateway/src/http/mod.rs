@@ -336,7 +336,7 @@ async fn handle_post(
                 Ok(s) => s,
                 Err(response) => return response,
             };
-            if let Err(response) = check_version(&headers, &session) {
+            if let Some(response) = version_mismatch(&headers, &session) {
                 return response;
             }
             let wants_progress = params.pointer("/_meta/progressToken").is_some();
@@ -405,22 +405,24 @@ async fn initialize(gw: &Arc<HttpGateway>, agent: AgentId, id: Value, params: Va
     http
 }
 
-fn check_version(headers: &HeaderMap, session: &HubSession) -> Result<(), Response> {
-    let Some(asked) = headers.get(VERSION_HEADER) else {
-        return Ok(());
-    };
+/// The refusal of a request whose MCP-Protocol-Version Warden does not speak, if so. (A
+/// known version other than the negotiated one is accepted, as clients in the field send
+/// them; Warden governs every version it knows identically.)
+fn version_mismatch(headers: &HeaderMap, session: &HubSession) -> Option<Response> {
+    let asked = headers.get(VERSION_HEADER)?;
     let asked = asked.to_str().unwrap_or("");
-    let negotiated = session.protocol_version();
-    if KNOWN_PROTOCOL_VERSIONS.contains(&asked) && negotiated.as_deref() == Some(asked) {
-        return Ok(());
+    if KNOWN_PROTOCOL_VERSIONS.contains(&asked) {
+        return None;
     }
-    Err(error_response(
+    Some(error_response(
         StatusCode::BAD_REQUEST,
         None,
         code::INVALID_REQUEST,
         &format!(
-            "MCP-Protocol-Version {asked:?} does not match the version negotiated for this session ({})",
-            negotiated.as_deref().unwrap_or("none")
+            "MCP-Protocol-Version {:?} is not one Warden speaks ({}); this session negotiated {}",
+            asked,
+            KNOWN_PROTOCOL_VERSIONS.join(", "),
+            session.protocol_version().as_deref().unwrap_or("none")
         ),
     ))
 }

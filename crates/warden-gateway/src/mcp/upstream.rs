@@ -341,16 +341,18 @@ impl Upstream {
         let link = self.link()?;
         let id = link.next_id.fetch_add(1, Ordering::Relaxed);
         let mut token = None;
-        if let Some(meta) = params.get_mut("_meta").and_then(Value::as_object_mut)
-            && let Some(agent_token) = meta.remove("progressToken")
-        {
-            if let Some(to) = progress {
-                let ours = format!("warden-{id}");
-                meta.insert("progressToken".into(), Value::String(ours.clone()));
-                link.lock_progress()
-                    .insert(ours.clone(), Progress { agent_token, to });
-                token = Some(ours);
-            }
+        // The agent's token is always taken out: on a shared connection it could collide
+        // with another agent's. It is replaced only when the progress has somewhere to go.
+        let agent_token = params
+            .get_mut("_meta")
+            .and_then(Value::as_object_mut)
+            .and_then(|meta| meta.remove("progressToken"));
+        if let (Some(agent_token), Some(to)) = (agent_token, progress) {
+            let ours = format!("warden-{id}");
+            params["_meta"]["progressToken"] = Value::String(ours.clone());
+            link.lock_progress()
+                .insert(ours.clone(), Progress { agent_token, to });
+            token = Some(ours);
         }
         let (tx, rx) = oneshot::channel();
         link.lock_pending().insert(id, tx);

@@ -9,13 +9,17 @@
 //!   arguments nested deeper than the limit; agrees with plain Cedar over the whole set
 //!   (`decide_unsliced`); fails closed, i.e. denies when `path` has a type that makes the
 //!   `no-etc` forbid fail to evaluate; only permits (allow or ask) when `may_call` says so.
+//!
+//! The same name and arguments are also a prompt's (`get_prompt`) and, as a URI, a
+//! resource's (`read_resource`): `RICH` decides those the same as plain Cedar, and only
+//! permits what `may_get_prompt` and `may_read` show.
 #![no_main]
 
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value};
-use warden_core::{Action, AgentId, Effect, ServerName, ToolRef};
+use warden_core::{Action, AgentId, Effect, PromptRef, ResourceRef, ServerName, ToolRef};
 use warden_policy::{MAX_ARGUMENT_DEPTH, PolicySet, SourceFile};
 
 const AGENTS: [&str; 3] = ["alice", "bob", "mallory"];
@@ -31,6 +35,7 @@ type Arguments = {
   price?: decimal,
   flags?: { force?: Bool },
 };
+type PromptArguments = { topic?: String };
 "#;
 
 const RICH: &str = r#"
@@ -40,7 +45,7 @@ when { resource.name == "read_file" && context.arguments has path
        && context.arguments.path like "/home/*" };
 
 @id("no-etc") @reason("system files are off limits")
-forbid(principal, action, resource)
+forbid(principal, action == Action::"call_tool", resource)
 when { context.arguments has path && context.arguments.path like "/etc/*" };
 
 @id("pay-big") @ask("large payment")
@@ -52,7 +57,7 @@ permit(principal == Agent::"alice", action, resource == Tool::"bank/pay")
 when { context.arguments has amount && context.arguments.amount <= 100 };
 
 @id("cheap")
-permit(principal, action, resource in Server::"shop")
+permit(principal, action == Action::"call_tool", resource in Server::"shop")
 when { context.arguments has price && context.arguments.price.lessThan(decimal("10.5")) };
 
 @id("mail")
@@ -60,12 +65,28 @@ permit(principal, action, resource == Tool::"mail/send")
 unless { context.arguments has to && context.arguments.to.contains("ceo@example.com") };
 
 @id("no-force")
-forbid(principal, action, resource)
+forbid(principal, action == Action::"call_tool", resource)
 when { context.arguments has flags && context.arguments.flags has force
        && context.arguments.flags.force };
 
 @id("lists")
-permit(principal, action, resource) when { resource.name like "list_*" };
+permit(principal, action == Action::"call_tool", resource) when { resource.name like "list_*" };
+
+@id("prompts")
+permit(principal, action == Action::"get_prompt", resource in Server::"files")
+when { context.arguments has topic && context.arguments.topic like "q*" };
+
+@id("summaries")
+permit(principal == Agent::"alice", action == Action::"get_prompt", resource)
+when { resource.name like "summar*" };
+
+@id("docs")
+permit(principal, action == Action::"read_resource", resource in Server::"files")
+when { resource.uri like "file:///docs/*" };
+
+@id("no-secret-uris")
+forbid(principal, action == Action::"read_resource", resource)
+when { resource.uri like "*secret*" };
 "#;
 
 fn load(policy: &str, schema: Option<&str>) -> PolicySet {
@@ -117,9 +138,11 @@ fuzz_target!(|data: &[u8]| {
         Value::Number(n) => n.as_i64().is_some(),
         Value::Null | Value::String(_) => false,
     });
+    let prompt = PromptRef::new(tool.server.clone(), name);
+    let resource = ResourceRef::new(tool.server.clone(), name);
     let action = Action::CallTool {
         tool: tool.clone(),
-        arguments,
+        arguments: arguments.clone(),
     };
 
     let open = OPEN_SET.decide(&agent, &action);
@@ -146,6 +169,33 @@ fuzz_target!(|data: &[u8]| {
         rich.decide_unsliced(&agent, &action),
         "slicing changed the decision"
     );
+
+    // Tool and prompt names are checked alike, and a URI is allowed more room.
+    let (Ok(prompt), Ok(resource)) = (prompt, resource) else {
+        panic!("a valid tool name refused as a prompt name or resource URI");
+    };
+    let listed = [
+        rich.may_get_prompt(&agent, &prompt),
+        rich.may_read(&agent, &resource),
+    ];
+    let others = [
+        Action::GetPrompt { prompt, arguments },
+        Action::ReadResource { resource },
+    ];
+    for (action, listed) in others.iter().zip(listed) {
+        let decision = rich.decide(&agent, action);
+        if too_deep {
+            assert_eq!(decision.effect, Effect::Deny, "depth {depth}: {decision:?}");
+        }
+        if decision.effect != Effect::Deny {
+            assert!(listed, "{decision:?} but the listing filter hides it");
+        }
+        assert_eq!(
+            decision,
+            rich.decide_unsliced(&agent, action),
+            "slicing changed the decision"
+        );
+    }
 });
 
 /// How deep containers nest in `v`, counting `v` itself if it is one.

@@ -4,7 +4,8 @@
 //! `*.cedar` policy files, odd pieces `*.cedarschema` fragments. Asserts: loading never
 //! panics; a loaded set's ids are unique, and deciding a call with it never
 //! panics, agrees with plain Cedar over the whole set (`decide_unsliced`), and never permits
-//! (allow or ask) what `may_call` rules out; a refused load reports at least one diagnostic,
+//! (allow or ask) what `may_call` rules out; nor does deciding a resource read, a prompt or a
+//! server's sampling request; a refused load reports at least one diagnostic,
 //! each naming one of the given files (or the base schema) at a line and column counted from 1.
 #![no_main]
 
@@ -12,7 +13,7 @@ use std::collections::HashSet;
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
-use warden_core::{Action, AgentId, Effect, ServerName, ToolRef};
+use warden_core::{Action, AgentId, Effect, PromptRef, ResourceRef, ServerName, ToolRef};
 use warden_policy::{PolicyError, PolicySet, SourceFile};
 
 fuzz_target!(|data: &[u8]| {
@@ -61,23 +62,52 @@ fn loaded(set: &PolicySet) {
         let (Ok(agent), Ok(server)) = (AgentId::new(agent), ServerName::new(server)) else {
             panic!("constant names refused");
         };
-        let Ok(tool) = ToolRef::new(server, tool) else {
+        let Ok(tool) = ToolRef::new(server.clone(), tool) else {
             panic!("constant tool name refused");
         };
         let serde_json::Value::Object(arguments) = arguments else {
             panic!("constant arguments are not an object");
         };
-        let may_call = set.may_call(&agent, &tool);
-        let action = Action::CallTool { tool, arguments };
-        let decision = set.decide(&agent, &action);
-        assert_eq!(
-            decision,
-            set.decide_unsliced(&agent, &action),
-            "slicing changed the decision"
-        );
-        if decision.effect != Effect::Deny {
-            assert!(may_call, "{:?} although may_call is false", decision.effect);
-            assert!(decision.policies.iter().all(|p| ids.contains(&p.as_str())));
+        let (Ok(resource), Ok(prompt)) = (
+            ResourceRef::new(server.clone(), format!("file:///{}", tool.name)),
+            PromptRef::new(server.clone(), tool.name.clone()),
+        ) else {
+            panic!("constant resource or prompt refused");
+        };
+        // Each action with what its listing filter says (`None`: not listed).
+        let requests = [
+            (
+                Some(set.may_call(&agent, &tool)),
+                Action::CallTool {
+                    tool,
+                    arguments: arguments.clone(),
+                },
+            ),
+            (
+                Some(set.may_read(&agent, &resource)),
+                Action::ReadResource { resource },
+            ),
+            (
+                Some(set.may_get_prompt(&agent, &prompt)),
+                Action::GetPrompt { prompt, arguments },
+            ),
+            (None, Action::Sample { server }),
+        ];
+        for (listed, action) in requests {
+            let decision = set.decide(&agent, &action);
+            assert_eq!(
+                decision,
+                set.decide_unsliced(&agent, &action),
+                "slicing changed the decision"
+            );
+            if decision.effect != Effect::Deny {
+                assert!(
+                    listed != Some(false),
+                    "{:?} although the listing hides it",
+                    decision.effect
+                );
+                assert!(decision.policies.iter().all(|p| ids.contains(&p.as_str())));
+            }
         }
     }
 }

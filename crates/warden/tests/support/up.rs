@@ -69,6 +69,15 @@ pub fn files_setup_with(server_args: &[&str], server_keys: &str, extra_config: &
     s
 }
 
+/// A setup with `extra_policy` whose configuration is the journal followed by
+/// `config(&setup)`, for upstreams whose commands name paths inside the setup's directory.
+pub fn setup_with_config(extra_policy: &str, config: impl FnOnce(&Setup) -> String) -> Setup {
+    let s = Setup::new("", extra_policy);
+    let text = format!("[journal]\npath = \"journal.db\"\n\n{}\n", config(&s));
+    std::fs::write(s.config(), text).unwrap();
+    s
+}
+
 /// `warden agent add NAME`: the token.
 pub fn add_agent(s: &Setup, name: &str) -> String {
     let cfg = s.config();
@@ -126,6 +135,13 @@ pub fn start_until(s: Setup, wanted: &[&str]) -> Up {
         addr: addr.expect("no address printed"),
         lines,
         setup: s,
+    }
+}
+
+impl Up {
+    /// The MCP endpoint, as an agent's client is configured with it.
+    pub fn url(&self) -> String {
+        format!("http://{}/mcp", self.addr)
     }
 }
 
