@@ -391,9 +391,9 @@ impl Action {
             Action::ReadResource { resource } => resource.id(),
             Action::GetPrompt { prompt, .. } => prompt.id(),
             Action::Complete { target, .. } => target.id(),
-            Action::Sample { server } | Action::Elicit { server } | Action::ListRoots { server } => {
-                server.as_str().to_owned()
-            }
+            Action::Sample { server }
+            | Action::Elicit { server }
+            | Action::ListRoots { server } => server.as_str().to_owned(),
         }
     }
 
@@ -404,9 +404,9 @@ impl Action {
             Action::ReadResource { resource } => &resource.server,
             Action::GetPrompt { prompt, .. } => &prompt.server,
             Action::Complete { target, .. } => target.server(),
-            Action::Sample { server } | Action::Elicit { server } | Action::ListRoots { server } => {
-                server
-            }
+            Action::Sample { server }
+            | Action::Elicit { server }
+            | Action::ListRoots { server } => server,
         }
     }
 }
@@ -468,8 +468,7 @@ mod tests {
 
     #[test]
     fn deserializing_checks_like_new() {
-        let ok: ResourceRef =
-            serde_json::from_str(r#"{"server":"fs","uri":"file:///a"}"#).unwrap();
+        let ok: ResourceRef = serde_json::from_str(r#"{"server":"fs","uri":"file:///a"}"#).unwrap();
         assert_eq!(ok.id(), "fs/file:///a");
         assert!(serde_json::from_str::<ResourceRef>(r#"{"server":"fs","uri":""}"#).is_err());
         assert!(serde_json::from_str::<ToolRef>(r#"{"server":"fs","name":"a\u202eb"}"#).is_err());

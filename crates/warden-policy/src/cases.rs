@@ -219,7 +219,9 @@ fn checked<'de, D: Deserializer<'de>, T: FromId>(d: D) -> Result<Option<T>, D::E
         D::Error::custom(format!("{} {id:?} must be written server/{form}", T::WHAT))
     })?;
     let server = ServerName::new(server).map_err(D::Error::custom)?;
-    T::from_parts(server, rest).map(Some).map_err(D::Error::custom)
+    T::from_parts(server, rest)
+        .map(Some)
+        .map_err(D::Error::custom)
 }
 
 /// Reads a TOML cases file (`[[case]]` tables; unknown keys are refused).

@@ -9,9 +9,7 @@ use cedar_policy as cedar;
 use cedar_policy::{
     Authorizer, Entities, EntityUid, PolicyId, Request, SchemaFragment, ValidationMode, Validator,
 };
-use warden_core::{
-    Action, ActionKind, AgentId, Decision, Effect, PromptRef, ResourceRef, ToolRef,
-};
+use warden_core::{Action, ActionKind, AgentId, Decision, Effect, PromptRef, ResourceRef, ToolRef};
 
 use crate::error::{Diagnostics, DuplicateIdError, PolicyError, Position, SourceDiagnostic};
 use crate::request::{self, ContextInput, Parts, Target, TargetType};
@@ -411,7 +409,11 @@ fn validate(
         .validation_errors()
         .map(|e| {
             let missing_attribute = matches!(e, cedar::ValidationError::UnsafeAttributeAccess(_));
-            (e.policy_id(), e as &dyn miette::Diagnostic, missing_attribute)
+            (
+                e.policy_id(),
+                e as &dyn miette::Diagnostic,
+                missing_attribute,
+            )
         })
         .chain(fatal_warnings.map(|w| (w.policy_id(), w as &dyn miette::Diagnostic, false)));
     let mut found: Vec<(usize, SourceDiagnostic)> = problems
@@ -828,7 +830,6 @@ fn reads_context(policy: &cedar::Policy) -> bool {
         .to_json()
         .map_or(true, |json| json.get("conditions").is_some_and(mentions))
 }
-
 
 fn request_for(slice: &Slice, input: ContextInput<'_>) -> Result<Request, Decision> {
     let context = request::context(input)?;

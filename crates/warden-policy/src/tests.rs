@@ -678,7 +678,12 @@ fn bad_cases_files_point_at_the_line() {
 const AGENTS: [&str; 3] = ["a0", "a1", "a2"];
 const SERVERS: [&str; 3] = ["s0", "s1", "s2"];
 const TOOLS: [&str; 4] = ["s0/t0", "s0/t1", "s1/t0", "s1/t2"];
-const RESOURCES: [&str; 4] = ["s0/file:///a", "s0/file:///b/c", "s1/file:///a", "s1/mem://x"];
+const RESOURCES: [&str; 4] = [
+    "s0/file:///a",
+    "s0/file:///b/c",
+    "s1/file:///a",
+    "s1/mem://x",
+];
 // "s1/mem://x" is also a resource: `complete` on either must not share a cached slice.
 const PROMPTS: [&str; 3] = ["s0/p0", "s1/p0", "s1/mem://x"];
 
@@ -830,8 +835,7 @@ fn server_policy() -> impl Strategy<Value = (String, String, String, String)> {
         Just("action == Action::\"elicit\"".to_owned()),
         Just("action in [Action::\"sample\", Action::\"list_roots\"]".to_owned()),
         Just(
-            "action in [Action::\"sample\", Action::\"elicit\", Action::\"list_roots\"]"
-                .to_owned()
+            "action in [Action::\"sample\", Action::\"elicit\", Action::\"list_roots\"]".to_owned()
         ),
     ];
     let condition = prop_oneof![
@@ -888,12 +892,10 @@ fn arb_policy() -> impl Strategy<Value = String> {
         2 => server_policy(),
         2 => broad_policy(),
     ];
-    (annotation, prop::bool::ANY, scope_and_condition).prop_map(
-        |(ann, permit, (p, a, r, cond))| {
-            let effect = if permit { "permit" } else { "forbid" };
-            format!("{ann}{effect}({p}, {a}, {r}){cond};")
-        },
-    )
+    (annotation, prop::bool::ANY, scope_and_condition).prop_map(|(ann, permit, (p, a, r, cond))| {
+        let effect = if permit { "permit" } else { "forbid" };
+        format!("{ann}{effect}({p}, {a}, {r}){cond};")
+    })
 }
 
 fn arb_arguments() -> impl Strategy<Value = Value> {
@@ -1071,13 +1073,24 @@ when { resource.uri like "*secret*" };
     );
     let (alice, bob) = (agent("alice"), agent("bob"));
     let d = set.decide(&alice, &read("files/file:///docs/a.md"));
-    assert_eq!((d.effect, d.policies.as_slice()), (Effect::Allow, &["docs".to_owned()][..]));
+    assert_eq!(
+        (d.effect, d.policies.as_slice()),
+        (Effect::Allow, &["docs".to_owned()][..])
+    );
     let d = set.decide(&alice, &read("files/file:///docs/secret.md"));
     assert_eq!(d.effect, Effect::Deny);
     assert_eq!(d.reason, "secrets are off limits");
-    assert_eq!(set.decide(&bob, &read("files/file:///x")).effect, Effect::Allow);
+    assert_eq!(
+        set.decide(&bob, &read("files/file:///x")).effect,
+        Effect::Allow
+    );
     // Byte for byte: no normalization, no case folding.
-    for other in ["files/file:///x/", "files/FILE:///x", "files/file:///./x", "web/file:///x"] {
+    for other in [
+        "files/file:///x/",
+        "files/FILE:///x",
+        "files/file:///./x",
+        "web/file:///x",
+    ] {
         let d = set.decide(&bob, &read(other));
         assert_eq!(d.effect, Effect::Deny, "{other}");
         assert_eq!(
@@ -1087,7 +1100,8 @@ when { resource.uri like "*secret*" };
     }
     // A tool call is another action: the read permits do not grant it.
     assert_eq!(
-        set.decide(&alice, &call("files/file:///docs/a.md", json!({}))).effect,
+        set.decide(&alice, &call("files/file:///docs/a.md", json!({})))
+            .effect,
         Effect::Deny
     );
 }
@@ -1106,10 +1120,16 @@ when { resource.name == "draft" };
         Some(PROMPT_ARGS),
     );
     let alice = agent("alice");
-    let d = set.decide(&alice, &get_prompt("files/summarise", json!({"topic": "q3"})));
+    let d = set.decide(
+        &alice,
+        &get_prompt("files/summarise", json!({"topic": "q3"})),
+    );
     assert_eq!(d.effect, Effect::Allow);
     assert_eq!(d.policies, ["summaries"]);
-    let d = set.decide(&alice, &get_prompt("files/summarise", json!({"topic": "ops"})));
+    let d = set.decide(
+        &alice,
+        &get_prompt("files/summarise", json!({"topic": "ops"})),
+    );
     assert_eq!(d.effect, Effect::Deny);
     assert_eq!(
         d.reason,
@@ -1123,7 +1143,8 @@ when { resource.name == "draft" };
     assert_eq!(d.effect, Effect::Ask);
     assert_eq!(d.reason, "approval required: drafting is reviewed");
     assert_eq!(
-        set.decide(&agent("bob"), &get_prompt("files/draft", json!({}))).effect,
+        set.decide(&agent("bob"), &get_prompt("files/draft", json!({})))
+            .effect,
         Effect::Deny
     );
 }
@@ -1171,7 +1192,8 @@ unless { context.value like "*..*" };
     let summarise = || CompletionRef::Prompt(prompt("files/summarise"));
     let template = || CompletionRef::Resource(resource("files/file:///{path}"));
     assert_eq!(
-        set.decide(&a, &complete(summarise(), "topic", "q")).policies,
+        set.decide(&a, &complete(summarise(), "topic", "q"))
+            .policies,
         ["prompt-topics"]
     );
     assert_eq!(
@@ -1179,7 +1201,8 @@ unless { context.value like "*..*" };
         Effect::Deny
     );
     assert_eq!(
-        set.decide(&a, &complete(template(), "path", "docs/")).policies,
+        set.decide(&a, &complete(template(), "path", "docs/"))
+            .policies,
         ["paths"]
     );
     let d = set.decide(&a, &complete(template(), "path", "../etc"));
@@ -1270,7 +1293,11 @@ fn a_broad_scope_covers_every_action_it_admits() {
             value: String::new(),
         },
     ] {
-        assert_eq!(set.decide(&alice, &action).policies, ["alice-files"], "{action:?}");
+        assert_eq!(
+            set.decide(&alice, &action).policies,
+            ["alice-files"],
+            "{action:?}"
+        );
     }
     // The server is the principal of a sample: alice's permit does not apply to it.
     let sample = Action::Sample {
@@ -1418,7 +1445,12 @@ fn new_actions_share_the_slice_cache() {
     set.decide(&a, &read("fs/file:///a"));
     set.decide(&a, &read("fs/file:///a"));
     set.decide(&a, &get_prompt("fs/file:///a", json!({})));
-    set.decide(&a, &Action::Elicit { server: server("fs") });
+    set.decide(
+        &a,
+        &Action::Elicit {
+            server: server("fs"),
+        },
+    );
     assert_eq!(set.cached_slices(), 3);
 }
 
@@ -1512,21 +1544,43 @@ expect = "deny"
 #[test]
 fn cases_refuse_keys_their_action_does_not_take() {
     for (body, says) in [
-        ("action = \"read_resource\"\ntool = \"fs/x\"", "`tool` does not apply to action read_resource"),
-        ("action = \"read_resource\"", "action read_resource needs `resource = \"server/uri\"`"),
-        ("tool = \"fs/x\"\nserver = \"fs\"", "`server` does not apply to action call_tool"),
+        (
+            "action = \"read_resource\"\ntool = \"fs/x\"",
+            "`tool` does not apply to action read_resource",
+        ),
+        (
+            "action = \"read_resource\"",
+            "action read_resource needs `resource = \"server/uri\"`",
+        ),
+        (
+            "tool = \"fs/x\"\nserver = \"fs\"",
+            "`server` does not apply to action call_tool",
+        ),
         ("action = \"sample\"", "action sample needs `server`"),
-        ("action = \"complete\"\nargument = \"a\"", "exactly one of `prompt` and `resource`"),
+        (
+            "action = \"complete\"\nargument = \"a\"",
+            "exactly one of `prompt` and `resource`",
+        ),
         (
             "action = \"complete\"\nprompt = \"fs/p\"\nresource = \"fs/r\"\nargument = \"a\"",
             "exactly one of `prompt` and `resource`",
         ),
-        ("action = \"complete\"\nprompt = \"fs/p\"", "needs `argument"),
-        ("action = \"get_prompt\"\nprompt = \"fs/p\"\nvalue = \"v\"", "`value` does not apply"),
+        (
+            "action = \"complete\"\nprompt = \"fs/p\"",
+            "needs `argument",
+        ),
+        (
+            "action = \"get_prompt\"\nprompt = \"fs/p\"\nvalue = \"v\"",
+            "`value` does not apply",
+        ),
         ("action = \"read\"\nresource = \"fs/x\"", "unknown variant"),
-        ("tool = \"fs/x\"\naction = \"call_tool\"\nextra = 1", "unknown field"),
+        (
+            "tool = \"fs/x\"\naction = \"call_tool\"\nextra = 1",
+            "unknown field",
+        ),
     ] {
-        let text = format!("[[case]]\nname = \"x\"\nagent = \"alice\"\nexpect = \"deny\"\n{body}\n");
+        let text =
+            format!("[[case]]\nname = \"x\"\nagent = \"alice\"\nexpect = \"deny\"\n{body}\n");
         let err = parse_cases("c.toml", &text).unwrap_err();
         assert!(matches!(err, PolicyError::Cases(_)), "{body}: {err}");
         assert!(err.to_string().contains(says), "{body}: {err}");

@@ -564,3 +564,78 @@ fn an_unknown_protocol_version_header_is_refused() {
     );
     assert_eq!(r.status, 200, "{}", r.body);
 }
+
+#[test]
+fn a_cancelled_call_is_cancelled_upstream_and_journaled() {
+    let s = files_setup("");
+    let token = add_agent(&s, "tester");
+    let up = start(s, &["files"]);
+    let sid = open(&up, &token);
+    let call = {
+        let (addr, token, sid) = (up.addr, token.clone(), sid.clone());
+        std::thread::spawn(move || {
+            let body = rpc(
+                41,
+                "tools/call",
+                json!({"name": "files__slow_count", "arguments": {"n": 1000, "delay_ms": 50}}),
+            );
+            let head = format!(
+                "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nMcp-Session-Id: {sid}\r\nContent-Type: application/json\r\nAccept: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            exchange(addr, &head, &body)
+        })
+    };
+    // The decision is journaled before the call is forwarded: once it is there, the call is
+    // in flight (or about to be) and can be cancelled.
+    wait_for_record(&up, "decision");
+    let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                        "params": {"requestId": 41, "reason": "changed my mind"}});
+    let r = post(&up, Some(&token), Some(&sid), cancel.to_string().as_bytes());
+    assert_eq!(r.status, 202);
+    let answered = call.join().unwrap().json();
+    assert_eq!(answered["error"]["code"], -32800, "{answered}");
+    let outcome = wait_for_record(&up, "outcome");
+    assert_eq!(outcome.body["outcome"], "cancelled", "{:?}", outcome.body);
+}
+
+#[test]
+fn list_changes_reach_the_agent_on_its_event_stream() {
+    let s = support::up::files_setup_with(&["--misbehave", "crash-on-call"], "", "");
+    let token = add_agent(&s, "tester");
+    let up = start(s, &["files"]);
+    let sid = open(&up, &token);
+    let mut stream = TcpStream::connect(up.addr).unwrap();
+    stream.set_read_timeout(Some(HANG_GUARD)).unwrap();
+    write!(
+        stream,
+        "GET /mcp HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nMcp-Session-Id: {sid}\r\nAccept: text/event-stream\r\n\r\n",
+        up.addr
+    )
+    .unwrap();
+    let mut reader = std::io::BufReader::new(stream);
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+    assert!(line.contains("200"), "{line}");
+    // Crash the upstream; when it is back, its tools may have changed: the agent is told.
+    let r = post(
+        &up,
+        Some(&token),
+        Some(&sid),
+        &rpc(
+            1,
+            "tools/call",
+            json!({"name": "files__echo", "arguments": {}}),
+        ),
+    );
+    assert_eq!(r.json()["error"]["code"], -32002);
+    up.wait_line("upstream \"files\" ready");
+    loop {
+        line.clear();
+        let n = std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+        assert!(n > 0, "the event stream ended");
+        if line.contains("notifications/tools/list_changed") {
+            break;
+        }
+    }
+}
