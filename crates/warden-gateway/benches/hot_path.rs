@@ -20,7 +20,7 @@ const SCHEMA: &str = "type Arguments = { path?: String, amount?: Long, to?: Stri
 /// 100 policies over 20 agents and 10 servers, a third with argument conditions.
 fn policies() -> PolicySet {
     let mut text = String::from(
-        "@reason(\"no keys\")\nforbid(principal, action, resource)\n  when { context.arguments has path && context.arguments.path like \"*/.ssh/*\" };\n",
+        "@reason(\"no keys\")\nforbid(principal, action == Action::\"call_tool\", resource)\n  when { context.arguments has path && context.arguments.path like \"*/.ssh/*\" };\n",
     );
     for i in 0..99 {
         let (a, s, t) = (i % 20, i % 10, i % 7);

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
 use serde_json::{Value, json};
-use support::up::{add_agent, post, start};
+use support::up::{EventStream, add_agent, post, start};
 use support::{HANG_GUARD, Setup, repo_root};
 
 struct Server(Child);
@@ -153,4 +153,134 @@ permit (principal == Agent::"tester", action == Action::"call_tool", resource ==
     assert_ne!(init.header("mcp-session-id"), None);
     let decisions: Vec<_> = up.setup.decisions();
     assert_eq!(decisions.len(), 2, "{decisions:?}");
+}
+
+/// An upstream's sampling request in the course of a call reaches the agent on the call's
+/// stream — when policy lets that server sample this agent — and the agent's answer goes
+/// back to the server.
+#[test]
+fn a_sampling_request_of_the_server_is_decided_and_relayed_to_the_agent() {
+    let (_server, port) = everything_over_http();
+    let s = Setup::new(
+        "",
+        r#"
+@id("tester-tools")
+permit (principal == Agent::"tester", action == Action::"call_tool", resource in Server::"everything");
+@id("everything-may-sample-tester")
+permit (principal == Server::"everything", action == Action::"sample", resource == Agent::"tester");
+"#,
+    );
+    std::fs::write(
+        s.config(),
+        format!("[journal]\npath = \"journal.db\"\n\n[servers.everything]\nurl = \"http://127.0.0.1:{port}/mcp\"\n"),
+    )
+    .unwrap();
+    let token = add_agent(&s, "tester");
+    let up = start(s, &["everything"]);
+    let init = post(
+        &up,
+        Some(&token),
+        None,
+        &rpc(
+            0,
+            "initialize",
+            json!({"protocolVersion": "2025-06-18", "capabilities": {"sampling": {}}, "clientInfo": {"name": "t", "version": "1"}}),
+        ),
+    );
+    let sid = init.header("mcp-session-id").unwrap().to_owned();
+
+    let body = rpc(
+        5,
+        "tools/call",
+        json!({"name": "everything__trigger-sampling-request", "arguments": {"prompt": "say hi", "maxTokens": 5}}),
+    );
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nMcp-Session-Id: {sid}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\n\r\n",
+        up.addr,
+        body.len()
+    );
+    let mut events = EventStream::open(up.addr, &head, &body);
+    assert_eq!(events.status, 200);
+    assert!(
+        events.content_type.starts_with("text/event-stream"),
+        "{}",
+        events.content_type
+    );
+    let request = events.next_event().expect("no sampling request");
+    assert_eq!(request["method"], "sampling/createMessage", "{request}");
+    let answer = json!({"jsonrpc": "2.0", "id": request["id"], "result": {
+        "role": "assistant", "model": "fixture-model",
+        "content": {"type": "text", "text": "hello from the model"}}});
+    let r = post(&up, Some(&token), Some(&sid), answer.to_string().as_bytes());
+    assert_eq!(r.status, 202);
+    let response = events
+        .next_event()
+        .expect("no response after the sampling answer");
+    assert_eq!(response["id"], 5, "{response}");
+    let text = response["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("hello from the model"), "{text}");
+
+    let sample = up
+        .setup
+        .decisions()
+        .into_iter()
+        .find(|d| d.body["action"] == "sample")
+        .expect("the sampling request was not journaled");
+    assert_eq!(sample.body["effect"], "allow");
+    assert_eq!(sample.body["target"], "everything");
+}
+
+#[test]
+fn a_sampling_request_policy_does_not_allow_never_reaches_the_agent() {
+    let (_server, port) = everything_over_http();
+    let s = Setup::new(
+        "",
+        r#"
+@id("tester-tools")
+permit (principal == Agent::"tester", action == Action::"call_tool", resource in Server::"everything");
+"#,
+    );
+    std::fs::write(
+        s.config(),
+        format!("[journal]\npath = \"journal.db\"\n\n[servers.everything]\nurl = \"http://127.0.0.1:{port}/mcp\"\n"),
+    )
+    .unwrap();
+    let token = add_agent(&s, "tester");
+    let up = start(s, &["everything"]);
+    let init = post(
+        &up,
+        Some(&token),
+        None,
+        &rpc(
+            0,
+            "initialize",
+            json!({"protocolVersion": "2025-06-18", "capabilities": {"sampling": {}}, "clientInfo": {"name": "t", "version": "1"}}),
+        ),
+    );
+    let sid = init.header("mcp-session-id").unwrap().to_owned();
+    let body = rpc(
+        5,
+        "tools/call",
+        json!({"name": "everything__trigger-sampling-request", "arguments": {"prompt": "say hi"}}),
+    );
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nMcp-Session-Id: {sid}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        up.addr,
+        body.len()
+    );
+    let mut events = EventStream::open(up.addr, &head, &body);
+    // The only message is the call's answer (plain JSON, or the one event of a stream): the
+    // server was told no, and the agent was never asked.
+    assert_eq!(events.status, 200);
+    if events.content_type.starts_with("text/event-stream") {
+        let m = events.next_event().expect("no answer");
+        assert!(m.get("method").is_none(), "the agent was sent {m}");
+    }
+    let sample = up
+        .setup
+        .decisions()
+        .into_iter()
+        .find(|d| d.body["action"] == "sample")
+        .expect("the refused sampling request was not journaled");
+    assert_eq!(sample.body["effect"], "deny", "{:?}", sample.body);
 }

@@ -339,9 +339,8 @@ async fn handle_post(
             if let Some(response) = version_mismatch(&headers, &session) {
                 return response;
             }
-            let wants_progress = params.pointer("/_meta/progressToken").is_some();
-            if wants_progress && accepts(&headers, "text/event-stream") {
-                return stream_request(session, id, method, params);
+            if may_relate(&method) && accepts(&headers, "text/event-stream") {
+                return answer_adaptively(session, id, method, params).await;
             }
             let response = session.request(&id, &method, params, None).await;
             json_response(StatusCode::OK, &response)
@@ -355,9 +354,12 @@ async fn handle_post(
             StatusCode::ACCEPTED.into_response()
         }
         Message::Response { .. } => {
-            // Warden sends agents no requests yet, so there is nothing to match an answer to.
+            // The agent's answer to a request Warden relayed from an upstream.
             match gw.session_of(&agent, &headers, remote).await {
-                Ok(_) => StatusCode::ACCEPTED.into_response(),
+                Ok(session) => {
+                    session.response(&value);
+                    StatusCode::ACCEPTED.into_response()
+                }
                 Err(response) => response,
             }
         }
@@ -427,23 +429,58 @@ fn version_mismatch(headers: &HeaderMap, session: &HubSession) -> Option<Respons
     ))
 }
 
-/// Answers a request as an SSE stream: its progress notifications, then its response.
-fn stream_request(session: Arc<HubSession>, id: Value, method: String, params: Value) -> Response {
-    let (tx, rx) = mpsc::unbounded_channel::<Value>();
-    let progress = tx.clone();
+/// Whether an upstream may send messages in the course of this request (progress, logs, its
+/// own requests), which only a stream can carry.
+fn may_relate(method: &str) -> bool {
+    matches!(
+        method,
+        "tools/call" | "prompts/get" | "resources/read" | "completion/complete"
+    )
+}
+
+/// Answers with plain JSON when the response comes first, or with an SSE stream — the
+/// messages the upstream sent in the request's course, then the response — when something
+/// else does.
+async fn answer_adaptively(
+    session: Arc<HubSession>,
+    id: Value,
+    method: String,
+    params: Value,
+) -> Response {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Value>();
+    let related = tx.clone();
     tokio::spawn(async move {
-        let response = session.request(&id, &method, params, Some(progress)).await;
+        let response = session.request(&id, &method, params, Some(related)).await;
         let _ = tx.send(response);
     });
-    // The stream ends after the response (the one message with an id).
-    let events = stream::unfold(Some(rx), |rx| async move {
+    let Some(first) = rx.recv().await else {
+        return error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            None,
+            code::INTERNAL_ERROR,
+            "the request ended without an answer",
+        );
+    };
+    if is_response(&first) {
+        return json_response(StatusCode::OK, &first);
+    }
+    // The stream ends after the response.
+    let events = stream::unfold((Some(first), Some(rx)), |(first, rx)| async move {
         let mut rx = rx?;
-        let message = rx.recv().await?;
-        let done = message.get("id").is_some();
+        let message = match first {
+            Some(m) => m,
+            None => rx.recv().await?,
+        };
+        let done = is_response(&message);
         let event = SseEvent::default().data(message.to_string());
-        Some((Ok::<_, Infallible>(event), (!done).then_some(rx)))
+        Some((Ok::<_, Infallible>(event), (None, (!done).then_some(rx))))
     });
     Sse::new(events).into_response()
+}
+
+/// A response (an id and no method), as opposed to a notification or a request.
+fn is_response(message: &Value) -> bool {
+    message.get("id").is_some() && message.get("method").is_none()
 }
 
 async fn handle_get(

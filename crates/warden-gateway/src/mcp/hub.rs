@@ -12,6 +12,7 @@
 //! several upstreams there is no single place they could go.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -29,7 +30,7 @@ use super::jsonrpc::{RequestId, code};
 use super::names::Namespaces;
 use super::refusal::{META_KEY, refusal_result};
 use super::session::KNOWN_PROTOCOL_VERSIONS;
-use super::upstream::{Notice, Upstream, UpstreamStatus};
+use super::upstream::{Notice, Related, Upstream, UpstreamStatus};
 use crate::guard::{Guard, Verdict, forwards};
 
 /// Bounds that apply to every agent session.
@@ -142,6 +143,8 @@ impl Hub {
             in_flight: Mutex::new(HashMap::new()),
             protocol_version: Mutex::new(None),
             subscriptions: Mutex::new(HashSet::new()),
+            server_requests: Mutex::new(HashMap::new()),
+            next_server_request: AtomicU64::new(1),
         });
         session
             .record(EventBody::SessionStarted {
@@ -184,6 +187,15 @@ pub struct HubSession {
     in_flight: Mutex<HashMap<RequestId, oneshot::Sender<String>>>,
     protocol_version: Mutex<Option<String>>,
     subscriptions: Mutex<HashSet<String>>,
+    server_requests: Mutex<HashMap<String, ServerRequest>>,
+    next_server_request: AtomicU64,
+}
+
+/// A request of an upstream relayed to the agent, awaiting the agent's answer.
+struct ServerRequest {
+    server: ServerName,
+    upstream_id: Value,
+    seq: u64,
 }
 
 /// A JSON-RPC error an agent receives.
@@ -382,6 +394,103 @@ impl HubSession {
             // Log messages of a shared upstream may concern any agent: not forwarded.
             _ => None,
         }
+    }
+
+    /// Passes what an upstream sent in the course of a request on to the agent. The
+    /// upstream's own requests are actions of that server toward this agent: decided and
+    /// journaled first, then sent to the agent under an id of Warden's.
+    async fn relay(
+        &self,
+        upstream: &Upstream,
+        message: Related,
+        to_agent: &mpsc::UnboundedSender<Value>,
+    ) {
+        let (upstream_id, method, params) = match message {
+            Related::Message(m) => {
+                let _ = to_agent.send(m);
+                return;
+            }
+            Related::ServerRequest { id, method, params } => (id, method, params),
+        };
+        let server = upstream.name().clone();
+        let action = match method.as_str() {
+            "sampling/createMessage" => Action::Sample {
+                server: server.clone(),
+            },
+            "elicitation/create" => Action::Elicit {
+                server: server.clone(),
+            },
+            "roots/list" => Action::ListRoots {
+                server: server.clone(),
+            },
+            _ => {
+                upstream.respond(
+                    &upstream_id,
+                    Err((
+                        code::METHOD_NOT_FOUND,
+                        format!("Warden does not relay {method} to agents"),
+                    )),
+                );
+                return;
+            }
+        };
+        let verdict = self.guard(&server).check(&action).await;
+        if !forwards(&verdict) {
+            let refusal = refusal_error(&self.agent, &verdict);
+            upstream.respond(&upstream_id, Err((refusal.code, refusal.message)));
+            return;
+        }
+        let n = self.next_server_request.fetch_add(1, Ordering::Relaxed);
+        let ours = format!("warden-{n}");
+        lock(&self.server_requests).insert(
+            ours.clone(),
+            ServerRequest {
+                server,
+                upstream_id,
+                seq: verdict.seq.unwrap_or_default(),
+            },
+        );
+        let _ = to_agent.send(json!({
+            "jsonrpc": "2.0",
+            "id": ours,
+            "method": method,
+            "params": params,
+        }));
+    }
+
+    /// Takes the agent's answer to a request Warden relayed from an upstream.
+    pub fn response(&self, message: &Value) {
+        let Some(id) = message.get("id").and_then(Value::as_str) else {
+            return;
+        };
+        let Some(request) = lock(&self.server_requests).remove(id) else {
+            return;
+        };
+        let Some(upstream) = self.hub.upstreams.get(&request.server) else {
+            return;
+        };
+        let outcome = match (message.get("result"), message.get("error")) {
+            (Some(result), _) => Ok(result.clone()),
+            (None, Some(error)) => Err((
+                error
+                    .get("code")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(code::INTERNAL_ERROR),
+                error
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("the agent refused without a message")
+                    .to_owned(),
+            )),
+            (None, None) => return,
+        };
+        let (journaled, detail) = match &outcome {
+            Ok(_) => (Outcome::Ok, String::new()),
+            Err((_, message)) => (Outcome::RpcError, excerpt(message)),
+        };
+        self.guard(&request.server)
+            .record_outcome(request.seq, journaled, detail);
+        upstream.respond(&request.upstream_id, outcome);
     }
 
     fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Failure> {
@@ -881,6 +990,8 @@ impl HubSession {
     }
 
     /// Sends a request to an upstream and waits for its answer, a timeout or a cancellation.
+    /// Meanwhile, what the upstream sends in its course is relayed to the agent on `related`
+    /// (when the agent's transport can carry it), its own requests decided first.
     async fn ask(
         &self,
         upstream: &Upstream,
@@ -889,31 +1000,47 @@ impl HubSession {
         related: Option<mpsc::UnboundedSender<Value>>,
         cancel: Option<oneshot::Receiver<String>>,
     ) -> Reply {
+        let (from_upstream, mut relayed) = match &related {
+            Some(_) => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
         let mut flight = upstream
-            .request(method, params, related)
+            .request(method, params, from_upstream)
             .map_err(|e| Failure::new(e.code(), e.to_string()))?;
         let timeout = self.hub.options.call_timeout;
-        let cancelled = async {
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut cancelled = std::pin::pin!(async {
             match cancel {
                 Some(rx) => rx.await.ok(),
                 None => std::future::pending().await,
             }
-        };
-        let answer = tokio::select! {
-            answer = flight.answer() => answer,
-            () = tokio::time::sleep(timeout) => {
-                flight.cancel("Warden's time limit for the request expired");
-                return Err(Failure::new(
-                    code::UPSTREAM_TIMEOUT,
-                    format!(
-                        "upstream server \"{}\" did not answer {method} within {timeout:?}",
-                        upstream.name()
-                    ),
-                ));
-            }
-            Some(reason) = cancelled => {
-                flight.cancel(&reason);
-                return Err(Failure::new(REQUEST_CANCELLED, format!("cancelled: {reason}")));
+        });
+        let answer = loop {
+            tokio::select! {
+                answer = flight.answer() => break answer,
+                () = &mut deadline => {
+                    flight.cancel("Warden's time limit for the request expired");
+                    return Err(Failure::new(
+                        code::UPSTREAM_TIMEOUT,
+                        format!(
+                            "upstream server \"{}\" did not answer {method} within {timeout:?}",
+                            upstream.name()
+                        ),
+                    ));
+                }
+                Some(reason) = &mut cancelled => {
+                    flight.cancel(&reason);
+                    return Err(Failure::new(REQUEST_CANCELLED, format!("cancelled: {reason}")));
+                }
+                Some(message) = recv_some(&mut relayed) => {
+                    if let Some(to_agent) = &related {
+                        self.relay(upstream, message, to_agent).await;
+                    }
+                }
             }
         };
         let answer = answer.map_err(|e| Failure::new(e.code(), e.to_string()))?;
@@ -932,6 +1059,14 @@ impl HubSession {
             });
         }
         Ok(answer.get("result").cloned().unwrap_or_else(|| json!({})))
+    }
+}
+
+/// The next message on `rx`, or never when there is no channel.
+async fn recv_some(rx: &mut Option<mpsc::UnboundedReceiver<Related>>) -> Option<Related> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

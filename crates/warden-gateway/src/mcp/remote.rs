@@ -84,7 +84,10 @@ pub(super) async fn run_http(
             .await
             .unwrap_or_else(|| "the connection ended".to_owned())
     };
-    let reason = serve_link(upstream, &link, options, ended).await;
+    // Over HTTP a server's request arrives on the stream of the request it serves, so
+    // Warden knows which agent it is for and can relay it (decided by policy first).
+    let capabilities = serde_json::json!({ "sampling": {}, "elicitation": {} });
+    let reason = serve_link(upstream, &link, options, capabilities, ended).await;
     sender.abort();
     remote.end_session().await;
     link.fail_all(&UpstreamError::Gone(upstream.name().clone()));
@@ -166,10 +169,12 @@ impl Remote {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|t| t.starts_with("text/event-stream"));
+        // Messages on the answer to request `id` belong to it (its log messages, the
+        // server's requests in its course).
         let result = if is_stream {
-            self.read_stream(response).await
+            self.read_stream(response, id).await
         } else {
-            self.read_json(response).await
+            self.read_json(response, id).await
         };
         if let Err(len) = result
             && let Some(id) = id
@@ -193,7 +198,7 @@ impl Remote {
     }
 
     /// A JSON body: one message. `Err(len)` when it exceeds the bound.
-    async fn read_json(&self, response: reqwest::Response) -> Result<(), usize> {
+    async fn read_json(&self, response: reqwest::Response, context: Option<u64>) -> Result<(), usize> {
         let mut body = Vec::new();
         let mut stream = response.bytes_stream();
         while let Some(chunk) = stream.next().await {
@@ -203,18 +208,18 @@ impl Remote {
                 return Err(body.len());
             }
         }
-        route(&self.upstream, &self.link, &body);
+        route(&self.upstream, &self.link, &body, context);
         Ok(())
     }
 
     /// An SSE stream: each event's data is one message, routed as it arrives.
-    async fn read_stream(&self, response: reqwest::Response) -> Result<(), usize> {
+    async fn read_stream(&self, response: reqwest::Response, context: Option<u64>) -> Result<(), usize> {
         let mut events = SseParser::new(self.max);
         let mut stream = response.bytes_stream();
         while let Some(chunk) = stream.next().await {
             let Ok(chunk) = chunk else { return Ok(()) };
             for data in events.feed(&chunk)? {
-                route(&self.upstream, &self.link, data.as_bytes());
+                route(&self.upstream, &self.link, data.as_bytes(), context);
             }
         }
         Ok(())

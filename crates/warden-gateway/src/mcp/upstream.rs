@@ -187,13 +187,32 @@ pub(super) struct Link {
     to_server: mpsc::Sender<Vec<u8>>,
     pending: Mutex<HashMap<u64, oneshot::Sender<Answer>>>,
     progress: Mutex<HashMap<String, Progress>>,
+    related: Mutex<HashMap<u64, mpsc::UnboundedSender<Related>>>,
     next_id: AtomicU64,
 }
 
 /// Where progress notifications for one request go, and the token the agent chose.
 struct Progress {
     agent_token: Value,
-    to: mpsc::UnboundedSender<Value>,
+    to: mpsc::UnboundedSender<Related>,
+}
+
+/// What the upstream sends in the course of one request, for the agent that made it.
+#[derive(Debug, Clone)]
+pub enum Related {
+    /// A notification for the agent, ready to send: progress (with the agent's own token) or a
+    /// log message.
+    Message(Value),
+    /// A request of the server to the agent (sampling, elicitation, roots), to be decided
+    /// and relayed. Answer it with [`Upstream::respond`].
+    ServerRequest {
+        /// The server's id for it.
+        id: Value,
+        /// The method.
+        method: String,
+        /// Its params.
+        params: Value,
+    },
 }
 
 /// A request sent to the upstream, awaiting its answer. Dropping it forgets the request.
@@ -227,6 +246,11 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.link.lock_pending().remove(&self.id);
+        self.link
+            .related
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
         if let Some(token) = &self.token {
             self.link.lock_progress().remove(token);
         }
@@ -242,6 +266,7 @@ impl Link {
             to_server,
             pending: Mutex::new(HashMap::new()),
             progress: Mutex::new(HashMap::new()),
+            related: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
         });
         (link, rx)
@@ -268,12 +293,24 @@ impl Link {
         self.progress.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn related_to(&self, id: u64) -> Option<mpsc::UnboundedSender<Related>> {
+        self.related
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
     pub(super) fn fail_all(&self, err: &UpstreamError) {
         let pending: Vec<_> = self.lock_pending().drain().collect();
         for (_, tx) in pending {
             let _ = tx.send(Err(err.clone()));
         }
         self.lock_progress().clear();
+        self.related
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 }
 
@@ -329,14 +366,15 @@ impl Upstream {
             .is_ok_and(|r| r.is_ok())
     }
 
-    /// Sends a request. If `params._meta.progressToken` is present it is replaced by one of
-    /// Warden's, and the server's progress notifications for it (whole messages) are sent to
-    /// `progress` with the agent's token restored.
+    /// Sends a request. What the server sends in its course reaches `related`: progress
+    /// (`params._meta.progressToken` is replaced by one of Warden's, and the agent's restored
+    /// on the way back), and — where the transport ties them to this request — log messages
+    /// and the server's own requests.
     pub fn request(
         &self,
         method: &str,
         mut params: Value,
-        progress: Option<mpsc::UnboundedSender<Value>>,
+        related: Option<mpsc::UnboundedSender<Related>>,
     ) -> Result<InFlight, UpstreamError> {
         let link = self.link()?;
         let id = link.next_id.fetch_add(1, Ordering::Relaxed);
@@ -347,7 +385,10 @@ impl Upstream {
             .get_mut("_meta")
             .and_then(Value::as_object_mut)
             .and_then(|meta| meta.remove("progressToken"));
-        if let (Some(agent_token), Some(to)) = (agent_token, progress) {
+        if let Some(to) = &related {
+            self_related(&link).insert(id, to.clone());
+        }
+        if let (Some(agent_token), Some(to)) = (agent_token, related) {
             let ours = format!("warden-{id}");
             params["_meta"]["progressToken"] = Value::String(ours.clone());
             link.lock_progress()
@@ -380,6 +421,23 @@ impl Upstream {
             }
         }
         Ok(flight)
+    }
+
+    /// Answers a request the server sent (see [`Related::ServerRequest`]): with `Ok(result)`
+    /// or `Err((code, message))`.
+    pub fn respond(&self, id: &Value, outcome: Result<Value, (i64, String)>) {
+        let Ok(link) = self.link() else {
+            return;
+        };
+        let message = match outcome {
+            Ok(result) => json!({ "jsonrpc": "2.0", "id": id, "result": result }),
+            Err((code, message)) => json!({
+                "jsonrpc": "2.0",
+                "id": id,
+                "error": { "code": code, "message": message },
+            }),
+        };
+        let _ = link.to_server.try_send(jsonrpc::line(&message));
     }
 
     /// Sends a notification.
@@ -499,7 +557,8 @@ async fn run_stdio(
         stdout,
         options.max_message_bytes,
     ));
-    let reason = serve_link(upstream, &link, options, wait_exit(&mut child)).await;
+    // A stdio connection cannot tie a server's request to the agent it is for: offer none.
+    let reason = serve_link(upstream, &link, options, json!({}), wait_exit(&mut child)).await;
     reader.abort();
     writer.abort();
     let _ = child.start_kill();
@@ -513,9 +572,10 @@ pub(super) async fn serve_link(
     upstream: &Arc<Upstream>,
     link: &Arc<Link>,
     options: &UpstreamOptions,
+    capabilities: Value,
     ended: impl Future<Output = String>,
 ) -> String {
-    match initialize(upstream, link, options.initialize_timeout).await {
+    match initialize(upstream, link, options.initialize_timeout, capabilities).await {
         Ok(description) => {
             tracing::info!(server = %upstream.name, version = %description.protocol_version, "upstream server ready");
             {
@@ -546,6 +606,7 @@ async fn initialize(
     upstream: &Upstream,
     link: &Arc<Link>,
     timeout: Duration,
+    capabilities: Value,
 ) -> Result<ServerDescription, String> {
     let (tx, rx) = oneshot::channel();
     link.lock_pending().insert(0, tx);
@@ -555,7 +616,7 @@ async fn initialize(
         "method": "initialize",
         "params": {
             "protocolVersion": UPSTREAM_PROTOCOL_VERSION,
-            "capabilities": {},
+            "capabilities": capabilities,
             "clientInfo": { "name": "warden", "version": env!("CARGO_PKG_VERSION") },
         },
     });
@@ -628,16 +689,22 @@ async fn read_loop(
                     }));
                 }
             }
-            Ok(Frame::Line(bytes)) => route(&upstream, &link, &bytes),
+            Ok(Frame::Line(bytes)) => route(&upstream, &link, &bytes, None),
         }
     }
     link.fail_all(&UpstreamError::Gone(link.server.clone()));
 }
 
+fn self_related(link: &Link) -> MutexGuard<'_, HashMap<u64, mpsc::UnboundedSender<Related>>> {
+    link.related.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Routes one message of the upstream: answers to their waiters, progress to its request,
-/// other notifications to subscribers, and its own requests refused (Warden offers the
-/// upstream no client capabilities yet).
-pub(super) fn route(upstream: &Upstream, link: &Link, bytes: &[u8]) {
+/// other notifications to subscribers. `context` is the request whose stream the message
+/// arrived on, when the transport says (Streamable HTTP does, stdio does not): log messages
+/// and the server's own requests go to that request's agent; without one, log messages are
+/// not forwarded (a shared connection cannot say whose they are) and requests are refused.
+pub(super) fn route(upstream: &Upstream, link: &Link, bytes: &[u8], context: Option<u64>) {
     let Ok(value) = serde_json::from_slice::<Value>(bytes) else {
         tracing::warn!(server = %link.server, "the upstream sent a line that is not JSON; dropped");
         return;
@@ -660,18 +727,29 @@ pub(super) fn route(upstream: &Upstream, link: &Link, bytes: &[u8]) {
                 if let Some(p) = token.and_then(|t| progress.get(t)) {
                     let mut params = params.clone();
                     params["progressToken"] = p.agent_token.clone();
-                    let _ = p.to.send(json!({
+                    let _ = p.to.send(Related::Message(json!({
                         "jsonrpc": "2.0",
                         "method": "notifications/progress",
                         "params": params,
-                    }));
+                    })));
+                }
+                return;
+            }
+            if method == "notifications/message" {
+                if let Some(to) = context.and_then(|c| link.related_to(c)) {
+                    let _ = to.send(Related::Message(value));
                 }
                 return;
             }
             let _ = upstream.notices.send(Notice { method, params });
         }
-        Ok(Message::Request { method, .. }) => {
-            let id = value.get("id").cloned();
+        Ok(Message::Request { method, id, .. }) => {
+            if let Some(to) = context.and_then(|c| link.related_to(c)) {
+                let params = value.get("params").cloned().unwrap_or(Value::Null);
+                let _ = to.send(Related::ServerRequest { id, method, params });
+                return;
+            }
+            let id = Some(id);
             let reply = jsonrpc::error_line(
                 id.as_ref(),
                 code::METHOD_NOT_FOUND,

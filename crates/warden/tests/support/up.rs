@@ -242,3 +242,77 @@ pub fn post_with(
     head.push_str("\r\n");
     exchange(up.addr, &head, body)
 }
+
+/// A response read as it arrives: an SSE stream over chunked transfer encoding.
+pub struct EventStream {
+    reader: BufReader<TcpStream>,
+    pending: String,
+    /// The response's status.
+    pub status: u16,
+    /// Its content type.
+    pub content_type: String,
+}
+
+impl EventStream {
+    /// Sends the request and reads the head of the response.
+    pub fn open(addr: SocketAddr, head: &str, body: &[u8]) -> EventStream {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(HANG_GUARD)).unwrap();
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(body).unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let status = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let mut content_type = String::new();
+        loop {
+            let mut h = String::new();
+            reader.read_line(&mut h).unwrap();
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':')
+                && k.eq_ignore_ascii_case("content-type")
+            {
+                content_type = v.trim().to_owned();
+            }
+        }
+        EventStream {
+            reader,
+            pending: String::new(),
+            status,
+            content_type,
+        }
+    }
+
+    /// The next event's data as JSON; `None` when the stream ends.
+    pub fn next_event(&mut self) -> Option<Value> {
+        loop {
+            if let Some(end) = self.pending.find("\n\n") {
+                let event: String = self.pending.drain(..end + 2).collect();
+                let data: Vec<&str> = event
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                    .collect();
+                if data.is_empty() {
+                    continue;
+                }
+                return Some(serde_json::from_str(&data.join("\n")).unwrap());
+            }
+            let mut size = String::new();
+            if self.reader.read_line(&mut size).unwrap() == 0 {
+                return None;
+            }
+            let n = usize::from_str_radix(size.trim(), 16).unwrap();
+            if n == 0 {
+                return None;
+            }
+            let mut chunk = vec![0; n + 2];
+            self.reader.read_exact(&mut chunk).unwrap();
+            self.pending
+                .push_str(&String::from_utf8_lossy(&chunk[..n]).replace("\r\n", "\n"));
+        }
+    }
+}
