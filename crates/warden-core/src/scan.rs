@@ -59,9 +59,7 @@ fn private_keys(text: &str) -> Vec<Finding> {
     let mut from = 0;
     while let Some(at) = text[from..].find("-----BEGIN ") {
         let start = from + at;
-        let header_end = text[start + 11..]
-            .find("-----")
-            .map(|i| start + 11 + i + 5);
+        let header_end = text[start + 11..].find("-----").map(|i| start + 11 + i + 5);
         let Some(header_end) = header_end else { break };
         if !text[start..header_end].contains("PRIVATE KEY") {
             from = header_end;
@@ -128,7 +126,8 @@ fn assignments(text: &str) -> Vec<Finding> {
         if name.is_empty() || !NAMES.iter().any(|n| folded.contains(n)) {
             continue;
         }
-        let value_start = i + 1 + text[i + 1..].len() - text[i + 1..].trim_start_matches([' ', '"', '\'']).len();
+        let value_start =
+            i + 1 + text[i + 1..].len() - text[i + 1..].trim_start_matches([' ', '"', '\'']).len();
         let value_len = text[value_start..]
             .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ',' | ';' | '}' | '&'))
             .unwrap_or(text.len() - value_start);
@@ -148,8 +147,24 @@ fn words(text: &str) -> impl Iterator<Item = (Range<usize>, &str)> {
         c.is_whitespace()
             || matches!(
                 c,
-                '"' | '\'' | '=' | ':' | ',' | '/' | ';' | '&' | '?' | '@' | '(' | ')' | '[' | ']'
-                    | '<' | '>' | '{' | '}' | '`'
+                '"' | '\''
+                    | '='
+                    | ':'
+                    | ','
+                    | '/'
+                    | ';'
+                    | '&'
+                    | '?'
+                    | '@'
+                    | '('
+                    | ')'
+                    | '['
+                    | ']'
+                    | '<'
+                    | '>'
+                    | '{'
+                    | '}'
+                    | '`'
             )
     };
     let mut out = Vec::new();
@@ -188,7 +203,10 @@ mod tests {
         let text = format!("key:\n{PEM}\nbye");
         let found = scan_text(&text);
         assert_eq!(labels(&text), ["private-key"]);
-        assert_eq!(redact_findings(&text, &found), "key:\n[REDACTED:private-key]\nbye");
+        assert_eq!(
+            redact_findings(&text, &found),
+            "key:\n[REDACTED:private-key]\nbye"
+        );
 
         let text = "id AKIAABCDEFGHIJKLMNOP in config";
         assert_eq!(
@@ -211,7 +229,10 @@ mod tests {
             redact_findings(text, &scan_text(text)),
             "db at postgres://app:[REDACTED:url-credentials]@db.internal/prod"
         );
-        assert_eq!(labels("token ghp_abcdefghijklmnopqrstuvwxyz0123456789"), ["github-token"]);
+        assert_eq!(
+            labels("token ghp_abcdefghijklmnopqrstuvwxyz0123456789"),
+            ["github-token"]
+        );
     }
 
     #[test]
@@ -230,7 +251,10 @@ mod tests {
     #[test]
     fn an_unterminated_key_is_redacted_to_the_end() {
         let text = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk";
-        assert_eq!(redact_findings(text, &scan_text(text)), "[REDACTED:private-key]");
+        assert_eq!(
+            redact_findings(text, &scan_text(text)),
+            "[REDACTED:private-key]"
+        );
     }
 
     proptest! {

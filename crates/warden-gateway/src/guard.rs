@@ -26,6 +26,8 @@ pub struct Verdict {
     pub seq: Option<u64>,
     /// The target as recorded (`server/tool`).
     pub target: String,
+    /// The verb.
+    pub action: ActionKind,
 }
 
 /// Decides and records the actions of one agent session toward one upstream server.
@@ -59,6 +61,16 @@ impl Guard {
     /// The agent this guard acts for.
     pub fn agent(&self) -> &AgentId {
         &self.agent
+    }
+
+    /// The upstream server.
+    pub fn server(&self) -> &ServerName {
+        &self.server
+    }
+
+    /// The policies in force.
+    pub fn policies(&self) -> &PolicySet {
+        &self.policies
     }
 
     /// The session.
@@ -160,6 +172,7 @@ impl Guard {
                 decision,
                 seq: Some(seq),
                 target,
+                action,
             },
             Err(err) => Verdict {
                 decision: Decision::refuse(format!(
@@ -168,6 +181,7 @@ impl Guard {
                 )),
                 seq: None,
                 target,
+                action,
             },
         }
     }

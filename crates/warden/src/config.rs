@@ -486,6 +486,7 @@ impl Config {
             max_in_flight: self.limits.max_in_flight,
             initialize_timeout: Duration::from_secs_f64(self.limits.initialize_timeout_secs),
             call_timeout: Duration::from_secs_f64(self.limits.call_timeout_secs),
+            redact_secrets: self.responses.redact_secrets,
             ..SessionOptions::default()
         }
     }

@@ -217,8 +217,24 @@ when {{ context.arguments has path && context.arguments.path like "{dir}*" }};
     }
     assert!(!shared.join("new.txt").exists());
     let decisions = setup.decisions();
-    assert_eq!(decisions.len(), 3);
-    assert_eq!(decisions[0].body["policies"], json!(["fs-read-shared"]));
+    let calls: Vec<_> = decisions
+        .iter()
+        .filter(|d| d.body["action"] == "call_tool")
+        .collect();
+    assert_eq!(calls.len(), 3, "{decisions:?}");
+    assert_eq!(calls[0].body["policies"], json!(["fs-read-shared"]));
+    // The server asked the agent for its roots; no policy lets it, so the agent never saw
+    // the request, and the refusal is on record.
+    let roots: Vec<_> = decisions
+        .iter()
+        .filter(|d| d.body["action"] == "list_roots")
+        .collect();
+    assert!(
+        roots
+            .iter()
+            .all(|d| d.body["effect"] == "deny" && d.body["target"] == "fs"),
+        "{roots:?}"
+    );
 }
 
 #[test]
@@ -228,6 +244,8 @@ fn reference_everything_server_behind_warden() {
         r#"@id("everything-safe-tools")
 permit (principal == Agent::"tester", action == Action::"call_tool", resource in Server::"everything")
 when { ["get-sum", "trigger-long-running-operation", "get-roots-list", "echo"].contains(resource.name) };
+@id("everything-may-ask-roots")
+permit (principal == Server::"everything", action == Action::"list_roots", resource == Agent::"tester");
 "#,
     );
     let upstream = vec![

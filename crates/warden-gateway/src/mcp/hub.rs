@@ -16,19 +16,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use warden_core::{
-    Action, ActionKind, AgentId, CompletionRef, EventBody, Outcome, PromptRef, ResourceRef,
-    ServerName, SessionId, ToolRef,
+    AgentId, EventBody, Outcome, PromptRef, ResourceRef, ServerName, SessionId, ToolRef,
 };
 use warden_journal::{Journal, JournalError};
 use warden_policy::PolicySet;
 
+use super::actions::{self, Requested};
 use super::inspect::inspect;
 use super::jsonrpc::{RequestId, code};
 use super::names::Namespaces;
-use super::refusal::{META_KEY, refusal_result};
+use super::refusal::refusal_result;
 use super::session::KNOWN_PROTOCOL_VERSIONS;
 use super::upstream::{Notice, Related, Upstream, UpstreamStatus};
 use crate::guard::{Guard, Verdict, forwards};
@@ -413,17 +413,9 @@ impl HubSession {
             Related::ServerRequest { id, method, params } => (id, method, params),
         };
         let server = upstream.name().clone();
-        let action = match method.as_str() {
-            "sampling/createMessage" => Action::Sample {
-                server: server.clone(),
-            },
-            "elicitation/create" => Action::Elicit {
-                server: server.clone(),
-            },
-            "roots/list" => Action::ListRoots {
-                server: server.clone(),
-            },
-            _ => {
+        let action = match actions::server_request(&server, &method) {
+            Some(action) => action,
+            None => {
                 upstream.respond(
                     &upstream_id,
                     Err((
@@ -541,13 +533,12 @@ impl HubSession {
             "prompts/list" => self.list(ListKind::Prompts, &params).await,
             "resources/list" => self.list(ListKind::Resources, &params).await,
             "resources/templates/list" => self.list(ListKind::Templates, &params).await,
-            "tools/call" => self.call_tool(params, related, cancel).await,
-            "prompts/get" => self.get_prompt(params, related, cancel).await,
-            "resources/read" | "resources/subscribe" => {
-                self.read_resource(method, params, related, cancel).await
-            }
+            "tools/call"
+            | "prompts/get"
+            | "resources/read"
+            | "resources/subscribe"
+            | "completion/complete" => self.govern(method, params, related, cancel).await,
             "resources/unsubscribe" => self.unsubscribe(params, cancel).await,
-            "completion/complete" => self.complete(params, cancel).await,
             _ => Err(Failure::new(
                 code::METHOD_NOT_FOUND,
                 format!("Warden does not offer the method {method:?}"),
@@ -714,111 +705,99 @@ impl HubSession {
         }
     }
 
-    async fn call_tool(
-        &self,
-        params: Value,
-        related: Option<mpsc::UnboundedSender<Value>>,
-        cancel: oneshot::Receiver<String>,
-    ) -> Reply {
-        let (presented, arguments) = named_params(&params, "name")?;
-        let (server, name) = self.resolve_name(&presented)?;
-        let guard = self.guard(&server);
-        let verdict = match ToolRef::new(server.clone(), name) {
-            Ok(tool) => guard.check(&Action::CallTool { tool, arguments }).await,
-            Err(err) => {
-                let target = format!("{server}/{}", name.escape_debug());
-                guard
-                    .refuse(ActionKind::CallTool, target, &arguments, &err.to_string())
-                    .await
-            }
-        };
-        if !forwards(&verdict) {
-            return Ok(refusal_result(&self.agent, &verdict));
-        }
-        let upstream_params = with_name(params, "name", name);
-        self.forward(
-            &server,
-            "tools/call",
-            upstream_params,
-            verdict,
-            related,
-            cancel,
-        )
-        .await
-    }
-
-    async fn get_prompt(
-        &self,
-        params: Value,
-        related: Option<mpsc::UnboundedSender<Value>>,
-        cancel: oneshot::Receiver<String>,
-    ) -> Reply {
-        let (presented, arguments) = named_params(&params, "name")?;
-        let (server, name) = self.resolve_name(&presented)?;
-        let guard = self.guard(&server);
-        let verdict = match PromptRef::new(server.clone(), name) {
-            Ok(prompt) => guard.check(&Action::GetPrompt { prompt, arguments }).await,
-            Err(err) => {
-                let target = format!("{server}/{}", name.escape_debug());
-                guard
-                    .refuse(ActionKind::GetPrompt, target, &arguments, &err.to_string())
-                    .await
-            }
-        };
-        if !forwards(&verdict) {
-            return Err(refusal_error(&self.agent, &verdict));
-        }
-        let upstream_params = with_name(params, "name", name);
-        self.forward(
-            &server,
-            "prompts/get",
-            upstream_params,
-            verdict,
-            related,
-            cancel,
-        )
-        .await
-    }
-
-    async fn read_resource(
+    /// Decides a governed request (see `actions`), journals the decision, and forwards it to
+    /// its upstream in the upstream's own names if allowed.
+    async fn govern(
         &self,
         method: &str,
         params: Value,
         related: Option<mpsc::UnboundedSender<Value>>,
         cancel: oneshot::Receiver<String>,
     ) -> Reply {
-        let presented = params
-            .get("uri")
-            .and_then(Value::as_str)
-            .ok_or_else(|| Failure::new(code::INVALID_PARAMS, "\"uri\" must be a string"))?
-            .to_owned();
-        let (server, uri) = self.resolve_uri(&presented)?;
+        let (server, upstream_params, presented_uri) = self.to_upstream(method, params)?;
+        let requested = actions::requested(&server, method, &upstream_params)
+            .map_err(|why| Failure::new(code::INVALID_PARAMS, why))?;
         let guard = self.guard(&server);
-        let verdict = match ResourceRef::new(server.clone(), uri) {
-            Ok(resource) => guard.check(&Action::ReadResource { resource }).await,
-            Err(err) => {
-                let target = format!("{server}/{}", uri.escape_debug());
-                guard
-                    .refuse(
-                        ActionKind::ReadResource,
-                        target,
-                        &Map::new(),
-                        &err.to_string(),
-                    )
-                    .await
-            }
+        let verdict = match requested {
+            Requested::Action(action) => guard.check(&action).await,
+            Requested::Unusable {
+                kind,
+                target,
+                arguments,
+                why,
+            } => guard.refuse(kind, target, &arguments, &why).await,
         };
         if !forwards(&verdict) {
-            return Err(refusal_error(&self.agent, &verdict));
+            // A refused tool call is a tool result the model can read; there is no such
+            // form for the others.
+            return if method == "tools/call" {
+                Ok(refusal_result(&self.agent, &verdict))
+            } else {
+                Err(refusal_error(&self.agent, &verdict))
+            };
         }
-        let upstream_params = with_name(params, "uri", uri);
         let result = self
             .forward(&server, method, upstream_params, verdict, related, cancel)
             .await?;
-        if method == "resources/subscribe" {
-            lock(&self.subscriptions).insert(presented);
+        if method == "resources/subscribe"
+            && let Some(uri) = presented_uri
+        {
+            lock(&self.subscriptions).insert(uri);
         }
         Ok(result)
+    }
+
+    /// The upstream a governed request goes to, and its params in that upstream's names (and
+    /// the URI as the agent presented it, for a resource).
+    fn to_upstream(
+        &self,
+        method: &str,
+        mut params: Value,
+    ) -> Result<(ServerName, Value, Option<String>), Failure> {
+        let field = |params: &Value, pointer: &str| {
+            params
+                .pointer(pointer)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| {
+                    Failure::new(
+                        code::INVALID_PARAMS,
+                        format!("\"{}\" must be a string", &pointer[1..].replace('/', ".")),
+                    )
+                })
+        };
+        match method {
+            "tools/call" | "prompts/get" => {
+                let presented = field(&params, "/name")?;
+                let (server, name) = self.resolve_name(&presented)?;
+                params["name"] = Value::String(name.to_owned());
+                Ok((server, params, None))
+            }
+            "resources/read" | "resources/subscribe" => {
+                let presented = field(&params, "/uri")?;
+                let (server, uri) = self.resolve_uri(&presented)?;
+                params["uri"] = Value::String(uri.to_owned());
+                Ok((server, params, Some(presented)))
+            }
+            "completion/complete" => {
+                let kind = field(&params, "/ref/type")?;
+                let (server, pointer, upstream) = if kind == "ref/resource" {
+                    let presented = field(&params, "/ref/uri")?;
+                    let (server, uri) = self.resolve_uri(&presented)?;
+                    (server, "uri", uri.to_owned())
+                } else {
+                    let presented = field(&params, "/ref/name")?;
+                    let (server, name) = self.resolve_name(&presented)?;
+                    (server, "name", name.to_owned())
+                };
+                params["ref"][pointer] = Value::String(upstream);
+                Ok((server, params, None))
+            }
+            _ => Err(Failure::new(
+                code::METHOD_NOT_FOUND,
+                format!("{method} is not an action"),
+            )),
+        }
     }
 
     async fn unsubscribe(&self, params: Value, cancel: oneshot::Receiver<String>) -> Reply {
@@ -837,83 +816,6 @@ impl HubSession {
             upstream_params,
             None,
             Some(cancel),
-        )
-        .await
-    }
-
-    async fn complete(&self, params: Value, cancel: oneshot::Receiver<String>) -> Reply {
-        let reference = params
-            .get("ref")
-            .and_then(Value::as_object)
-            .ok_or_else(|| Failure::new(code::INVALID_PARAMS, "\"ref\" must be an object"))?;
-        let argument = params.pointer("/argument/name").and_then(Value::as_str);
-        let value = params.pointer("/argument/value").and_then(Value::as_str);
-        let (Some(argument), Some(value)) = (argument, value) else {
-            return Err(Failure::new(
-                code::INVALID_PARAMS,
-                "\"argument\" must have a string \"name\" and \"value\"",
-            ));
-        };
-        let (server, target, field, inner) = match reference.get("type").and_then(Value::as_str) {
-            Some("ref/prompt") => {
-                let presented = reference.get("name").and_then(Value::as_str).unwrap_or("");
-                let (server, name) = self.resolve_name(presented)?;
-                let target = PromptRef::new(server.clone(), name).map(CompletionRef::Prompt);
-                (
-                    server,
-                    target.map_err(|e| e.to_string()),
-                    "name",
-                    name.to_owned(),
-                )
-            }
-            Some("ref/resource") => {
-                let presented = reference.get("uri").and_then(Value::as_str).unwrap_or("");
-                let (server, uri) = self.resolve_uri(presented)?;
-                let target = ResourceRef::new(server.clone(), uri).map(CompletionRef::Resource);
-                (
-                    server,
-                    target.map_err(|e| e.to_string()),
-                    "uri",
-                    uri.to_owned(),
-                )
-            }
-            _ => {
-                return Err(Failure::new(
-                    code::INVALID_PARAMS,
-                    "\"ref.type\" must be \"ref/prompt\" or \"ref/resource\"",
-                ));
-            }
-        };
-        let guard = self.guard(&server);
-        let verdict = match target {
-            Ok(target) => {
-                guard
-                    .check(&Action::Complete {
-                        target,
-                        argument: argument.to_owned(),
-                        value: value.to_owned(),
-                    })
-                    .await
-            }
-            Err(why) => {
-                let target = format!("{server}/{}", inner.escape_debug());
-                guard
-                    .refuse(ActionKind::Complete, target, &Map::new(), &why)
-                    .await
-            }
-        };
-        if !forwards(&verdict) {
-            return Err(refusal_error(&self.agent, &verdict));
-        }
-        let mut upstream_params = params;
-        upstream_params["ref"][field] = Value::String(inner);
-        self.forward(
-            &server,
-            "completion/complete",
-            upstream_params,
-            verdict,
-            None,
-            cancel,
         )
         .await
     }
@@ -1073,43 +975,13 @@ async fn recv_some(rx: &mut Option<mpsc::UnboundedReceiver<Related>>) -> Option<
 /// The code of the error answering a request the agent cancelled.
 const REQUEST_CANCELLED: i64 = -32800;
 
-/// The code of the error refusing a resource read, prompt or completion.
-pub const REFUSED: i64 = -32010;
-
 fn refusal_error(agent: &AgentId, verdict: &Verdict) -> Failure {
-    let result = refusal_result(agent, verdict);
-    let message = result
-        .pointer("/content/0/text")
-        .and_then(Value::as_str)
-        .unwrap_or("Warden refused this request")
-        .to_owned();
-    let meta = result.pointer(&format!("/_meta/{}", META_KEY.replace('/', "~1")));
+    let (code, message, data) = super::refusal::refusal_error(agent, verdict);
     Failure {
-        code: REFUSED,
+        code,
         message,
-        data: meta.map(|m| json!({ META_KEY: m })),
+        data: Some(data),
     }
-}
-
-/// `params[field]` as a string, and `params.arguments` as an object (absent = empty).
-fn named_params(params: &Value, field: &str) -> Result<(String, Map<String, Value>), Failure> {
-    let name = params.get(field).and_then(Value::as_str).ok_or_else(|| {
-        Failure::new(
-            code::INVALID_PARAMS,
-            format!("\"{field}\" must be a string"),
-        )
-    })?;
-    let arguments = match params.get("arguments") {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(map)) => map.clone(),
-        Some(_) => {
-            return Err(Failure::new(
-                code::INVALID_PARAMS,
-                "\"arguments\" must be an object",
-            ));
-        }
-    };
-    Ok((name.to_owned(), arguments))
 }
 
 fn with_name(mut params: Value, field: &str, value: &str) -> Value {

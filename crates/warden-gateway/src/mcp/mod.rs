@@ -1,6 +1,7 @@
 //! The MCP channel: stdio framing, JSON-RPC routing, refusals, and the session that ties them.
 //! See `session` for the path of a `tools/call`.
 
+pub mod actions;
 pub mod framing;
 pub mod hub;
 pub mod inspect;

@@ -7,12 +7,33 @@
 //! carries the same facts for programs.
 
 use serde_json::{Value, json};
-use warden_core::{AgentId, Effect};
+use warden_core::{ActionKind, AgentId, Effect};
 
 use crate::guard::Verdict;
 
 /// The `_meta` key under which Warden puts its decision.
 pub const META_KEY: &str = "warden/decision";
+
+/// The JSON-RPC error code of a refused request that is not a tool call (a resource read, a
+/// prompt, a completion, a server's request to the agent).
+pub const REFUSED: i64 = -32010;
+
+/// The error refusing a request that is not a tool call: code, message (the same text a
+/// refused tool call carries) and `data` with `warden/decision`.
+pub fn refusal_error(agent: &AgentId, verdict: &Verdict) -> (i64, String, Value) {
+    let result = refusal_result(agent, verdict);
+    let message = result
+        .pointer("/content/0/text")
+        .and_then(Value::as_str)
+        .unwrap_or("Warden refused this request")
+        .to_owned();
+    let decision = result
+        .get("_meta")
+        .and_then(|m| m.get(META_KEY))
+        .cloned()
+        .unwrap_or(Value::Null);
+    (REFUSED, message, json!({ META_KEY: decision }))
+}
 
 /// The result of a refused call.
 pub fn refusal_result(agent: &AgentId, verdict: &Verdict) -> Value {
@@ -29,17 +50,29 @@ pub fn refusal_result(agent: &AgentId, verdict: &Verdict) -> Value {
         _ if !d.policies.is_empty() => {
             format!("Do not retry it: a policy forbids it for agent \"{agent}\".")
         }
+        _ if verdict.action.is_server_initiated() => format!(
+            "If it is needed, ask the operator to grant server \"{}\" {} on agent \"{agent}\" \
+             in Warden's policy.",
+            verdict.target, verdict.action
+        ),
         _ => format!(
             "Do not retry it. If the task needs it, ask the operator to grant agent \"{agent}\" \
-             call_tool on \"{}\" in Warden's policy.",
-            verdict.target
+             {} on \"{}\" in Warden's policy.",
+            verdict.action, verdict.target
         ),
     };
     let record = verdict
         .seq
         .map_or_else(String::new, |seq| format!(" Journal record #{seq}."));
+    let what = match verdict.action {
+        ActionKind::CallTool => "this call to",
+        ActionKind::ReadResource => "reading",
+        ActionKind::GetPrompt => "the prompt",
+        ActionKind::Complete => "completion on",
+        _ => "this request of",
+    };
     let text = format!(
-        "Warden refused this call to \"{}\": {} ({grounds}). {next}{record}",
+        "Warden refused {what} \"{}\": {} ({grounds}). {next}{record}",
         verdict.target, d.reason
     );
     json!({
@@ -73,6 +106,7 @@ mod tests {
             },
             seq: Some(12),
             target: "files/read_file".into(),
+            action: ActionKind::CallTool,
         };
         let r = refusal_result(&agent, &verdict);
         assert_eq!(r["isError"], true);
@@ -96,6 +130,7 @@ mod tests {
             },
             seq: Some(1),
             target: "bank/transfer".into(),
+            action: ActionKind::CallTool,
         };
         let r = refusal_result(&agent, &verdict);
         assert!(
@@ -105,5 +140,23 @@ mod tests {
                 .contains("approve")
         );
         assert_eq!(r["_meta"][META_KEY]["effect"], "ask");
+    }
+
+    #[test]
+    fn a_server_request_names_the_server_as_the_one_to_grant() {
+        let agent = AgentId::new("alice").unwrap();
+        let verdict = Verdict {
+            decision: Decision::refuse("no policy permits it"),
+            seq: Some(3),
+            target: "wiki".into(),
+            action: ActionKind::Sample,
+        };
+        let (code, message, data) = refusal_error(&agent, &verdict);
+        assert_eq!(code, REFUSED);
+        assert!(
+            message.contains("grant server \"wiki\" sample on agent \"alice\""),
+            "{message}"
+        );
+        assert_eq!(data[META_KEY]["journal_seq"], 3);
     }
 }

@@ -198,7 +198,11 @@ impl Remote {
     }
 
     /// A JSON body: one message. `Err(len)` when it exceeds the bound.
-    async fn read_json(&self, response: reqwest::Response, context: Option<u64>) -> Result<(), usize> {
+    async fn read_json(
+        &self,
+        response: reqwest::Response,
+        context: Option<u64>,
+    ) -> Result<(), usize> {
         let mut body = Vec::new();
         let mut stream = response.bytes_stream();
         while let Some(chunk) = stream.next().await {
@@ -213,7 +217,11 @@ impl Remote {
     }
 
     /// An SSE stream: each event's data is one message, routed as it arrives.
-    async fn read_stream(&self, response: reqwest::Response, context: Option<u64>) -> Result<(), usize> {
+    async fn read_stream(
+        &self,
+        response: reqwest::Response,
+        context: Option<u64>,
+    ) -> Result<(), usize> {
         let mut events = SseParser::new(self.max);
         let mut stream = response.bytes_stream();
         while let Some(chunk) = stream.next().await {

@@ -20,16 +20,18 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinHandle};
-use warden_core::{EventBody, Outcome};
+use warden_core::{EventBody, Outcome, PromptRef, ResourceRef};
 
+use super::actions::{self, Requested};
 use super::framing::{Frame, FrameReader};
+use super::inspect::inspect;
 use super::jsonrpc::{self, Message, RequestId, code, error_line, result_line, sniff_id};
-use super::refusal::refusal_result;
+use super::refusal::{refusal_error, refusal_result};
 use crate::guard::{Guard, forwards};
 
 /// MCP protocol versions whose messages this gateway knows how to govern.
@@ -60,12 +62,15 @@ pub struct SessionOptions {
     pub call_timeout: Duration,
     /// How long the upstream may take to exit once its input is closed.
     pub shutdown_grace: Duration,
+    /// Replace the secrets the response scanner finds before the agent sees them.
+    pub redact_secrets: bool,
 }
 
 impl Default for SessionOptions {
     fn default() -> Self {
         Self {
             max_message_bytes: 4 * 1024 * 1024,
+            redact_secrets: true,
             max_in_flight: 256,
             initialize_timeout: Duration::from_secs(30),
             call_timeout: Duration::from_secs(300),
@@ -234,10 +239,12 @@ enum PendingKind {
     Deciding,
     /// `initialize`: the answer's protocol version is checked.
     Initialize,
-    /// `tools/list`: the answer is filtered to what the agent may call.
-    ToolsList,
-    /// An allowed `tools/call`: its outcome is journaled.
-    ToolCall { seq: u64 },
+    /// A list (`tools/list`, `prompts/list`, …): the answer is filtered to what the agent
+    /// may use.
+    List(ListKind),
+    /// An allowed action (`tools/call`, `resources/read`, …): its result is scanned and its
+    /// outcome journaled.
+    Governed { seq: u64 },
     /// Anything else: passed through.
     Other,
 }
@@ -353,9 +360,8 @@ impl Session {
             Message::Request { id, key, method } => {
                 let kind = match method.as_str() {
                     "initialize" => PendingKind::Initialize,
-                    "tools/list" => PendingKind::ToolsList,
-                    "tools/call" => PendingKind::Deciding,
-                    _ => PendingKind::Other,
+                    m if actions::is_governed(m) => PendingKind::Deciding,
+                    m => ListKind::of(m).map_or(PendingKind::Other, PendingKind::List),
                 };
                 if let Err((code, why)) = self.register(&key, &id, &method, kind) {
                     return reply(Some(&id), code, why);
@@ -367,11 +373,12 @@ impl Session {
                         cancels: None,
                     });
                 }
-                let (name, arguments) = match tool_call_params(&value) {
-                    Ok(p) => p,
+                let params = value.get("params").cloned().unwrap_or(Value::Null);
+                let requested = match actions::requested(self.guard.server(), &method, &params) {
+                    Ok(r) => r,
                     Err(why) => {
                         self.lock().remove(&key);
-                        return reply(Some(&id), code::INVALID_PARAMS, why);
+                        return reply(Some(&id), code::INVALID_PARAMS, &why);
                     }
                 };
                 let session = self.clone();
@@ -379,7 +386,7 @@ impl Session {
                 let decision_id = id.clone();
                 let decision = tokio::spawn(async move {
                     session
-                        .decide_call(decision_key, decision_id, name, arguments, bytes)
+                        .decide(decision_key, decision_id, method, requested, bytes)
                         .await
                 });
                 Step::Deciding { id, key, decision }
@@ -390,8 +397,8 @@ impl Session {
                 // the decision), so it goes nowhere.
                 if !method.starts_with("notifications/") {
                     tracing::warn!(%method, "dropped a request sent without an id");
-                    if method == "tools/call" {
-                        self.refuse_unanswerable_call(&value);
+                    if actions::is_governed(&method) {
+                        self.refuse_unanswerable(&method, &value);
                     }
                     return Step::Ready(Routed::Nothing);
                 }
@@ -449,45 +456,57 @@ impl Session {
         Ok(())
     }
 
-    /// Journals the refusal of a `tools/call` that cannot be answered (it has no id), so the
+    /// Journals the refusal of an action that cannot be answered (it has no id), so the
     /// attempt is on record even though the agent hears nothing, as JSON-RPC requires.
-    fn refuse_unanswerable_call(&self, value: &Value) {
-        let name = value
-            .pointer("/params/name")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned();
-        let arguments = value
-            .pointer("/params/arguments")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
+    fn refuse_unanswerable(&self, method: &str, value: &Value) {
+        let params = value.get("params").cloned().unwrap_or(Value::Null);
+        let why = format!("{method} sent as a notification (without an id); refused");
+        let (kind, target, arguments) =
+            match actions::requested(self.guard.server(), method, &params) {
+                Ok(Requested::Action(action)) => {
+                    let arguments = params
+                        .get("arguments")
+                        .and_then(Value::as_object)
+                        .cloned()
+                        .unwrap_or_default();
+                    (action.kind(), action.target(), arguments)
+                }
+                Ok(Requested::Unusable {
+                    kind,
+                    target,
+                    arguments,
+                    ..
+                }) => (kind, target, arguments),
+                Err(_) => return,
+            };
         let guard = self.guard.clone();
         tokio::spawn(async move {
-            guard
-                .refuse_call(
-                    &name,
-                    arguments,
-                    "tools/call sent as a notification (without an id); refused",
-                )
-                .await;
+            guard.refuse(kind, target, &arguments, &why).await;
         });
     }
 
-    async fn decide_call(
+    async fn decide(
         self: Arc<Self>,
         key: RequestId,
         id: Value,
-        name: String,
-        arguments: Map<String, Value>,
+        method: String,
+        requested: Requested,
         bytes: Vec<u8>,
     ) -> Routed {
-        let verdict = self.guard.tool_call(&name, arguments).await;
+        let verdict = match requested {
+            Requested::Action(action) => self.guard.check(&action).await,
+            Requested::Unusable {
+                kind,
+                target,
+                arguments,
+                why,
+            } => self.guard.refuse(kind, target, &arguments, &why).await,
+        };
         match verdict.seq {
             Some(seq) if forwards(&verdict) => {
                 let mut pending = self.lock();
                 if let Some(entry) = pending.get_mut(&key) {
-                    entry.kind = PendingKind::ToolCall { seq };
+                    entry.kind = PendingKind::Governed { seq };
                     return Routed::Upstream {
                         bytes,
                         request: Some(key),
@@ -500,34 +519,57 @@ impl Session {
                 self.guard.record_outcome(
                     seq,
                     Outcome::UpstreamGone,
-                    "the upstream server exited before the call was forwarded",
+                    "the upstream server exited before the request was forwarded",
                 );
                 Routed::Nothing
             }
             _ => {
                 self.lock().remove(&key);
-                Routed::Agent(result_line(
-                    &id,
-                    refusal_result(self.guard.agent(), &verdict),
-                ))
+                // A refused tool call is a tool result the model can read; there is no such
+                // form for the other actions.
+                if method == "tools/call" {
+                    Routed::Agent(result_line(
+                        &id,
+                        refusal_result(self.guard.agent(), &verdict),
+                    ))
+                } else {
+                    let (code, message, data) = refusal_error(self.guard.agent(), &verdict);
+                    Routed::Agent(error_line(Some(&id), code, &message, Some(data)))
+                }
             }
         }
     }
 }
 
-/// The tool name and arguments of a `tools/call`.
-fn tool_call_params(value: &Value) -> Result<(String, Map<String, Value>), &'static str> {
-    let params = value.get("params").and_then(Value::as_object);
-    let name = params
-        .and_then(|p| p.get("name"))
-        .and_then(Value::as_str)
-        .ok_or("tools/call needs \"params.name\", a string")?;
-    let arguments = match params.and_then(|p| p.get("arguments")) {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(map)) => map.clone(),
-        Some(_) => return Err("\"params.arguments\" of tools/call must be an object"),
-    };
-    Ok((name.to_owned(), arguments))
+/// The lists whose answers are filtered to what the agent may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ListKind {
+    Tools,
+    Prompts,
+    Resources,
+    Templates,
+}
+
+impl ListKind {
+    fn of(method: &str) -> Option<Self> {
+        Some(match method {
+            "tools/list" => ListKind::Tools,
+            "prompts/list" => ListKind::Prompts,
+            "resources/list" => ListKind::Resources,
+            "resources/templates/list" => ListKind::Templates,
+            _ => return None,
+        })
+    }
+
+    /// Where the items are, and the field naming each.
+    fn path(self) -> (&'static str, &'static str) {
+        match self {
+            ListKind::Tools => ("/result/tools", "name"),
+            ListKind::Prompts => ("/result/prompts", "name"),
+            ListKind::Resources => ("/result/resources", "uri"),
+            ListKind::Templates => ("/result/resourceTemplates", "uriTemplate"),
+        }
+    }
 }
 
 // === impl Session: in the agent's order ===
@@ -598,7 +640,7 @@ impl Session {
         let Some(entry) = pending.get(key) else {
             return;
         };
-        if let PendingKind::ToolCall { seq } = entry.kind {
+        if let PendingKind::Governed { seq } = entry.kind {
             if let Some(entry) = pending.remove(key)
                 && let Some(timer) = entry.timer
             {
@@ -646,7 +688,7 @@ impl Session {
             entry.method,
             after.as_secs_f64()
         );
-        if let PendingKind::ToolCall { seq } = entry.kind {
+        if let PendingKind::Governed { seq } = entry.kind {
             self.guard.record_outcome(seq, Outcome::Timeout, &message);
         }
         self.send_agent(error_line(
@@ -676,7 +718,7 @@ impl Session {
         if let Some(timer) = entry.timer {
             timer.abort();
         }
-        if let PendingKind::ToolCall { seq } = entry.kind {
+        if let PendingKind::Governed { seq } = entry.kind {
             self.guard.record_outcome(seq, outcome, message);
         }
         self.send_agent(error_line(Some(&entry.id), code, message, None))
@@ -736,6 +778,25 @@ impl Session {
         bytes.push(b'\n');
         let key = match jsonrpc::classify(&value) {
             Ok(Message::Response { key: Some(key), .. }) => key,
+            Ok(Message::Request { id, method, .. }) => {
+                // The server asks the agent for something (its model, its user, its roots):
+                // an action of that server, decided before the agent sees it. On stdio the
+                // session has one agent, so there is no doubt whom it is for.
+                let Some(action) = actions::server_request(self.guard.server(), &method) else {
+                    return self.send_agent(bytes).await;
+                };
+                let verdict = self.guard.check(&action).await;
+                if forwards(&verdict) {
+                    return self.send_agent(bytes).await;
+                }
+                let (code, message, data) = refusal_error(self.guard.agent(), &verdict);
+                let refusal = error_line(Some(&id), code, &message, Some(data));
+                let sender = self.to_upstream.lock().ok().and_then(|s| s.clone());
+                if let Some(tx) = sender {
+                    let _ = tx.send(refusal).await;
+                }
+                return;
+            }
             Ok(_) => return self.send_agent(bytes).await,
             Err(err) => {
                 tracing::warn!(%err, "the upstream server sent an invalid JSON-RPC message; dropped");
@@ -750,23 +811,30 @@ impl Session {
             timer.abort();
         }
         match entry.kind {
-            PendingKind::ToolsList => {
-                if let Some(tools) = value
-                    .pointer_mut("/result/tools")
-                    .and_then(Value::as_array_mut)
-                {
-                    tools.retain(|tool| {
-                        tool.get("name")
+            PendingKind::List(list) => {
+                let (path, field) = list.path();
+                if let Some(items) = value.pointer_mut(path).and_then(Value::as_array_mut) {
+                    items.retain(|item| {
+                        item.get(field)
                             .and_then(Value::as_str)
-                            .is_some_and(|name| self.guard.may_list(name))
+                            .is_some_and(|name| self.may_see(list, name))
                     });
                 }
                 self.send_agent(jsonrpc::line(&value)).await;
             }
-            PendingKind::ToolCall { seq } => {
+            PendingKind::Governed { seq } => {
+                let labels = match value.get_mut("result") {
+                    Some(result) => inspect(result, self.options.redact_secrets),
+                    None => Vec::new(),
+                };
                 let (outcome, detail) = call_outcome(&value);
-                self.guard.record_outcome(seq, outcome, detail);
-                self.send_agent(bytes).await;
+                self.guard
+                    .record_outcome_labelled(seq, outcome, detail, labels.clone());
+                if labels.is_empty() || !self.options.redact_secrets {
+                    self.send_agent(bytes).await;
+                } else {
+                    self.send_agent(jsonrpc::line(&value)).await;
+                }
             }
             PendingKind::Initialize => {
                 let version = value
@@ -791,6 +859,20 @@ impl Session {
                 }
             }
             PendingKind::Deciding | PendingKind::Other => self.send_agent(bytes).await,
+        }
+    }
+
+    fn may_see(&self, list: ListKind, name: &str) -> bool {
+        let server = self.guard.server().clone();
+        let (policies, agent) = (self.guard.policies(), self.guard.agent());
+        match list {
+            ListKind::Tools => self.guard.may_list(name),
+            ListKind::Prompts => {
+                PromptRef::new(server, name).is_ok_and(|p| policies.may_get_prompt(agent, &p))
+            }
+            ListKind::Resources | ListKind::Templates => {
+                ResourceRef::new(server, name).is_ok_and(|r| policies.may_read(agent, &r))
+            }
         }
     }
 

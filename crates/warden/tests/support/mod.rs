@@ -35,10 +35,13 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Policies that let the agent "tester" call every tool of "files", for pass-through tests.
+/// Policies that let the agent "tester" call every tool of "files", and "files" ask the
+/// tester for its roots, for pass-through tests.
 pub const TESTER_POLICY: &str = r#"
 @id("tester-all")
 permit (principal == Agent::"tester", action == Action::"call_tool", resource in Server::"files");
+@id("files-may-ask-tester-roots")
+permit (principal == Server::"files", action == Action::"list_roots", resource == Agent::"tester");
 "#;
 
 /// A temporary Warden setup: config, the example policies plus `extra_policy`, a workspace.
