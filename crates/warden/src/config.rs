@@ -186,6 +186,10 @@ pub struct HttpSection {
     pub requests_per_second_per_agent: f64,
     #[serde(default = "default_agent_burst")]
     pub burst_per_agent: f64,
+    /// Serve HTTPS with this PEM certificate chain (and `tls_key`), relative to this file.
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for HttpSection {
@@ -322,6 +326,9 @@ impl Config {
             bail!("journal.checkpoint_every must be at least 1");
         }
         let h = &self.http;
+        if h.tls_cert.is_some() != h.tls_key.is_some() {
+            bail!("http.tls_cert and http.tls_key go together: give both or neither");
+        }
         for (name, secs) in [
             ("body_timeout_secs", h.body_timeout_secs),
             ("session_idle_secs", h.session_idle_secs),

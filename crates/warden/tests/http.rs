@@ -639,3 +639,63 @@ fn list_changes_reach_the_agent_on_its_event_stream() {
         }
     }
 }
+
+#[test]
+fn tls_is_served_when_configured() {
+    // A self-signed certificate made for this test only.
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let s = files_setup("tls_cert = \"cert.pem\"\ntls_key = \"key.pem\"");
+    std::fs::write(s.path("cert.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(s.path("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+    let token = add_agent(&s, "tester");
+    let up = start(s, &["files"]);
+    let url = format!("https://localhost:{}/mcp", up.addr.port());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap(),
+            )
+            .build()
+            .unwrap();
+        let r = client
+            .post(&url)
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(
+                json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"}}})
+                .to_string(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.headers().contains_key("mcp-session-id"));
+        let body: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+        assert_eq!(body["result"]["serverInfo"]["name"], "warden");
+        // A client that does not trust the certificate gets no answer at all.
+        let untrusting = reqwest::Client::new();
+        assert!(untrusting.post(&url).body("{}").send().await.is_err());
+    });
+    // Plain HTTP to the TLS port is not served.
+    let mut stream = TcpStream::connect(up.addr).unwrap();
+    stream.set_read_timeout(Some(HANG_GUARD)).unwrap();
+    write!(
+        stream,
+        "POST /mcp HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nContent-Length: 2\r\n\r\n{{}}",
+        up.addr
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut stream, &mut answer);
+    assert!(
+        !answer.starts_with(b"HTTP/"),
+        "plain HTTP was served over the TLS port"
+    );
+}

@@ -13,6 +13,7 @@
 
 pub mod access;
 mod sessions;
+pub mod tls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

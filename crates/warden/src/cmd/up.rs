@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use warden_gateway::http::access::AllowedPeers;
+use warden_gateway::http::tls;
 use warden_gateway::http::{HttpGateway, HttpOptions, SessionLimits};
 use warden_gateway::identity::Authenticator;
 use warden_gateway::mcp::hub::{Hub, HubOptions};
@@ -143,17 +144,37 @@ async fn serve(
         })
     };
 
-    say!("warden: serving MCP at http://{local}/mcp");
+    let tls = match (&h.tls_cert, &h.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            tls::acceptor(&config.resolve(cert), &config.resolve(key)).context("setting up TLS")?,
+        ),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    say!("warden: serving MCP at {scheme}://{local}/mcp");
     for upstream in hub.upstreams() {
         tokio::spawn(report_status(upstream.clone()));
     }
-    let app = gateway
-        .router()
-        .into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(super::mcp::shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    match tls {
+        Some(acceptor) => {
+            tls::serve(
+                listener,
+                acceptor,
+                gateway.router(),
+                super::mcp::shutdown_signal(),
+            )
+            .await;
+        }
+        None => {
+            let app = gateway
+                .router()
+                .into_make_service_with_connect_info::<SocketAddr>();
+            axum::serve(listener, app)
+                .with_graceful_shutdown(super::mcp::shutdown_signal())
+                .await
+                .context("serving HTTP")?;
+        }
+    }
     sweeper.abort();
     gateway.close_all("Warden shut down").await;
     if let Err(err) = journal.close().await {

@@ -125,7 +125,10 @@ pub fn start_until(s: Setup, wanted: &[&str]) -> Up {
         let line = lines
             .recv_timeout(HANG_GUARD)
             .expect("warden up printed nothing");
-        if let Some(rest) = line.strip_prefix("warden: serving MCP at http://") {
+        if let Some(rest) = line
+            .strip_prefix("warden: serving MCP at http://")
+            .or_else(|| line.strip_prefix("warden: serving MCP at https://"))
+        {
             addr = Some(rest.trim_end_matches("/mcp").parse().unwrap());
         }
         waiting.retain(|w| !line.contains(w));
