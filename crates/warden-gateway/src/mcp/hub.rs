@@ -68,6 +68,33 @@ pub struct Hub {
     journal: Journal,
     options: HubOptions,
     agents: Mutex<HashMap<AgentId, Arc<AgentLimits>>>,
+    subscribers: Mutex<Subscribers>,
+}
+
+/// How many sessions follow each presented resource URI. An upstream is shared, so it is
+/// told to unsubscribe only when the last session does.
+#[derive(Default)]
+struct Subscribers(HashMap<String, usize>);
+
+impl Subscribers {
+    fn add(&mut self, uri: String) {
+        *self.0.entry(uri).or_default() += 1;
+    }
+
+    /// One session fewer follows `uri`; whether none is left.
+    fn release(&mut self, uri: &str) -> bool {
+        match self.0.get_mut(uri) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                false
+            }
+            Some(_) => {
+                self.0.remove(uri);
+                true
+            }
+            None => true,
+        }
+    }
 }
 
 /// What one agent is allowed to load Warden with.
@@ -101,6 +128,7 @@ impl Hub {
             journal,
             options,
             agents: Mutex::new(HashMap::new()),
+            subscribers: Mutex::new(Subscribers::default()),
         })
     }
 
@@ -158,6 +186,11 @@ impl Hub {
             })
             .await?;
         Ok(session)
+    }
+
+    /// One session fewer follows `uri`; whether it was the last.
+    fn release_subscription(&self, uri: &str) -> bool {
+        lock(&self.subscribers).release(uri)
     }
 
     fn limits(&self, agent: &AgentId) -> Arc<AgentLimits> {
@@ -296,7 +329,8 @@ impl HubSession {
     pub async fn close(&self, detail: &str) {
         let subscriptions: Vec<String> = lock(&self.subscriptions).drain().collect();
         for uri in subscriptions {
-            if let Some((server, inner)) = self.hub.names.route_uri(&uri)
+            if self.hub.release_subscription(&uri)
+                && let Some((server, inner)) = self.hub.names.route_uri(&uri)
                 && let Some(upstream) = self.hub.upstreams.get(&server)
             {
                 // The answer is not awaited: dropping the request forgets it.
@@ -742,7 +776,9 @@ impl HubSession {
         if method == "resources/subscribe"
             && let Some(uri) = presented_uri
         {
-            lock(&self.subscriptions).insert(uri);
+            if lock(&self.subscriptions).insert(uri.clone()) {
+                lock(&self.hub.subscribers).add(uri);
+            }
         }
         Ok(result)
     }
@@ -807,7 +843,11 @@ impl HubSession {
             .ok_or_else(|| Failure::new(code::INVALID_PARAMS, "\"uri\" must be a string"))?
             .to_owned();
         let (server, uri) = self.resolve_uri(&presented)?;
-        lock(&self.subscriptions).remove(&presented);
+        let was_subscribed = lock(&self.subscriptions).remove(&presented);
+        if !was_subscribed || !self.hub.release_subscription(&presented) {
+            // Other sessions still follow it (or this one never did): the upstream keeps it.
+            return Ok(json!({}));
+        }
         let upstream = &self.hub.upstreams[&server];
         let upstream_params = with_name(params, "uri", uri);
         self.ask(
@@ -1033,4 +1073,22 @@ fn excerpt(s: &str) -> String {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_upstream_unsubscribes_only_when_the_last_session_does() {
+        let mut s = Subscribers::default();
+        s.add("files+file:///a".into());
+        s.add("files+file:///a".into());
+        assert!(
+            !s.release("files+file:///a"),
+            "another session still follows it"
+        );
+        assert!(s.release("files+file:///a"));
+        assert!(s.release("files+file:///never"), "nobody follows it");
+    }
 }
