@@ -775,10 +775,9 @@ impl HubSession {
             .await?;
         if method == "resources/subscribe"
             && let Some(uri) = presented_uri
+            && lock(&self.subscriptions).insert(uri.clone())
         {
-            if lock(&self.subscriptions).insert(uri.clone()) {
-                lock(&self.hub.subscribers).add(uri);
-            }
+            lock(&self.hub.subscribers).add(uri);
         }
         Ok(result)
     }

@@ -172,7 +172,12 @@ impl Remote {
         // Messages on the answer to request `id` belong to it (its log messages, the
         // server's requests in its course).
         let result = if is_stream {
-            self.read_stream(response, id).await
+            let mut events = SseParser::new(self.max);
+            let read = self.read_stream(response, id, &mut events).await;
+            match (read, id) {
+                (Ok(()), Some(id)) => self.resume(id, &mut events).await,
+                (read, _) => read,
+            }
         } else {
             self.read_json(response, id).await
         };
@@ -216,13 +221,50 @@ impl Remote {
         Ok(())
     }
 
+    /// A server may close a request's stream before answering, having given its events ids
+    /// (and a `retry` delay): the answer is then fetched by reconnecting with `GET` and
+    /// `Last-Event-ID`, for as long as the request still waits.
+    async fn resume(&self, id: u64, events: &mut SseParser) -> Result<(), usize> {
+        const MAX_RECONNECTS: usize = 100;
+        for _ in 0..MAX_RECONNECTS {
+            let Some(last) = events.last_id.clone() else {
+                return Ok(());
+            };
+            if !self.link.is_pending(id) {
+                return Ok(());
+            }
+            tokio::time::sleep(events.retry.min(Duration::from_secs(30))).await;
+            let mut request = self
+                .client
+                .get(&self.url)
+                .headers(self.headers.clone())
+                .header(ACCEPT, "text/event-stream")
+                .header("last-event-id", last);
+            if let Some(session) = self.session_id() {
+                request = request.header("mcp-session-id", session);
+            }
+            if let Some(d) = self.upstream.description() {
+                request = request.header("mcp-protocol-version", d.protocol_version.as_str());
+            }
+            let Ok(response) = request.send().await else {
+                continue;
+            };
+            if !response.status().is_success() {
+                // The server cannot resume this stream: the request ends by its timeout.
+                return Ok(());
+            }
+            self.read_stream(response, Some(id), events).await?;
+        }
+        Ok(())
+    }
+
     /// An SSE stream: each event's data is one message, routed as it arrives.
     async fn read_stream(
         &self,
         response: reqwest::Response,
         context: Option<u64>,
+        events: &mut SseParser,
     ) -> Result<(), usize> {
-        let mut events = SseParser::new(self.max);
         let mut stream = response.bytes_stream();
         while let Some(chunk) = stream.next().await {
             let Ok(chunk) = chunk else { return Ok(()) };
@@ -257,11 +299,14 @@ fn without_url(err: &reqwest::Error) -> String {
     text
 }
 
-/// Splits a Server-Sent Events byte stream into the data of its events.
+/// Splits a Server-Sent Events byte stream into the data of its events, keeping the last
+/// event id and the reconnection delay the server asked for.
 pub(crate) struct SseParser {
     buffer: Vec<u8>,
     data: String,
     max: usize,
+    last_id: Option<String>,
+    retry: Duration,
 }
 
 impl SseParser {
@@ -271,6 +316,8 @@ impl SseParser {
             buffer: Vec::new(),
             data: String::new(),
             max,
+            last_id: None,
+            retry: Duration::from_secs(1),
         }
     }
 
@@ -292,8 +339,18 @@ impl SseParser {
                     self.data.push('\n');
                 }
                 self.data.push_str(value.strip_prefix(' ').unwrap_or(value));
+            } else if let Some(value) = line.strip_prefix("id:") {
+                let value = value.strip_prefix(' ').unwrap_or(value);
+                // An id with NUL is ignored, as the SSE standard says.
+                if !value.contains('\0') {
+                    self.last_id = Some(value.to_owned());
+                }
+            } else if let Some(value) = line.strip_prefix("retry:")
+                && let Ok(ms) = value.trim().parse::<u64>()
+            {
+                self.retry = Duration::from_millis(ms);
             }
-            // `event:`, `id:`, `retry:` and comments carry nothing Warden routes.
+            // `event:` and comments carry nothing Warden routes.
         }
         let pending = self.buffer.len() + self.data.len();
         if pending > self.max {
@@ -313,6 +370,20 @@ mod tests {
         assert!(p.feed(b"event: message\ndata: {\"a\"").unwrap().is_empty());
         assert_eq!(p.feed(b":1}\n\ndata: x\r\n").unwrap(), vec!["{\"a\":1}"]);
         assert_eq!(p.feed(b"data: y\n\n: comment\n\n").unwrap(), vec!["x\ny"]);
+    }
+
+    #[test]
+    fn event_ids_and_retry_are_kept_for_resumption() {
+        let mut p = SseParser::new(1024);
+        assert!(
+            p.feed(b"id: ev-1\nretry: 250\ndata:\n\n")
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(p.last_id.as_deref(), Some("ev-1"));
+        assert_eq!(p.retry, Duration::from_millis(250));
+        p.feed(b"id: ev-2\ndata: {}\n\n").unwrap();
+        assert_eq!(p.last_id.as_deref(), Some("ev-2"));
     }
 
     #[test]

@@ -279,6 +279,11 @@ impl Link {
         }
     }
 
+    /// Whether request `id` still awaits its answer.
+    pub(super) fn is_pending(&self, id: u64) -> bool {
+        self.lock_pending().contains_key(&id)
+    }
+
     /// The server's name.
     pub(super) fn server(&self) -> &ServerName {
         &self.server
