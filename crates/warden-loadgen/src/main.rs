@@ -1,0 +1,174 @@
+//! `warden-loadgen MODE ...`: see the library documentation.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use serde::Serialize;
+use warden_loadgen::cli::{Cli, CommonArgs, Mode};
+use warden_loadgen::rate::{self, RateOptions};
+use warden_loadgen::saturate::{self, SaturateOptions};
+use warden_loadgen::sessions::{self, SessionsOptions};
+use warden_loadgen::{CallSpec, Connection, LoadError, Target};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("warden-loadgen: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.mode)) {
+        Ok(true) => ExitCode::SUCCESS,
+        // The run finished but nothing succeeded: the report says why; scripts should stop.
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("warden-loadgen: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// One JSON line: what was run against what, then the mode's report.
+#[derive(Serialize)]
+struct Line<'a, R: Serialize> {
+    mode: &'static str,
+    label: Option<&'a str>,
+    target: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool: Option<&'a str>,
+    #[serde(flatten)]
+    report: &'a R,
+}
+
+/// Runs the mode; `Ok(false)` when not one call (or session) succeeded.
+async fn run(mode: Mode) -> Result<bool, LoadError> {
+    match mode {
+        Mode::Rate(args) => {
+            let target = args.target.target()?;
+            let spec = CallSpec::new(&args.call.tool, &args.call.arguments);
+            let options = RateOptions {
+                rate: args.rate,
+                duration: args.duration,
+                lanes: args.connections,
+                timeout: args.common.timeout,
+            };
+            let report = with_connection(&target, &args.common, |c| {
+                let (spec, options) = (spec.clone(), options.clone());
+                async move { rate::run(&c, &spec, &options).await }
+            })
+            .await?;
+            emit(
+                "rate",
+                &args.common,
+                &target,
+                Some(&spec.tool),
+                &report,
+                &report.human(),
+            );
+            Ok(report.tally.ok > 0)
+        }
+        Mode::Saturate(args) => {
+            let target = args.target.target()?;
+            let spec = CallSpec::new(&args.call.tool, &args.call.arguments);
+            let options = SaturateOptions {
+                concurrency: args.concurrency,
+                duration: args.duration,
+                timeout: args.common.timeout,
+            };
+            let report = with_connection(&target, &args.common, |c| {
+                let (spec, options) = (spec.clone(), options.clone());
+                async move { saturate::run(&c, &spec, &options).await }
+            })
+            .await?;
+            emit(
+                "saturate",
+                &args.common,
+                &target,
+                Some(&spec.tool),
+                &report,
+                &report.human(),
+            );
+            Ok(report.tally.ok > 0)
+        }
+        Mode::Sessions(args) => {
+            let target = args.target.target()?;
+            let options = SessionsOptions {
+                sessions: args.sessions,
+                concurrency: args.concurrency,
+                pid: args.pid,
+                idle: args.idle,
+                timeout: args.common.timeout,
+            };
+            let report = with_connection(&target, &args.common, |c| {
+                let options = options.clone();
+                async move { sessions::run(&c, &options).await }
+            })
+            .await?;
+            emit(
+                "sessions",
+                &args.common,
+                &target,
+                None,
+                &report,
+                &report.human(),
+            );
+            Ok(report.opened.ok > 0)
+        }
+    }
+}
+
+/// Opens the connection, runs `work` on it, and stops a stdio server whatever happened.
+async fn with_connection<T, F, Fut>(
+    target: &Target,
+    common: &CommonArgs,
+    work: F,
+) -> Result<T, LoadError>
+where
+    F: FnOnce(Connection) -> Fut,
+    Fut: Future<Output = Result<T, LoadError>>,
+{
+    let connection = Connection::open(target, common.timeout).await?;
+    let result = work(connection.clone()).await;
+    connection.shutdown().await;
+    result
+}
+
+fn emit<R: Serialize>(
+    mode: &'static str,
+    common: &CommonArgs,
+    target: &Target,
+    tool: Option<&str>,
+    report: &R,
+    human: &str,
+) {
+    let label = common.label.as_deref();
+    let heading = format!(
+        "warden-loadgen {mode}{} against {}{}",
+        label.map(|l| format!(" [{l}]")).unwrap_or_default(),
+        target.describe(),
+        tool.map(|t| format!(" (tool {t})")).unwrap_or_default(),
+    );
+    if common.json {
+        eprintln!("{heading}\n{human}");
+        let line = Line {
+            mode,
+            label,
+            target: target.describe(),
+            tool,
+            report,
+        };
+        match serde_json::to_string(&line) {
+            Ok(json) => println!("{json}"),
+            Err(e) => eprintln!("warden-loadgen: cannot write the JSON report: {e}"),
+        }
+    } else {
+        println!("{heading}\n{human}");
+    }
+}
