@@ -170,12 +170,10 @@ pub(crate) fn stored_public_key(conn: &Connection) -> rusqlite::Result<Option<Ve
 /// INVARIANT: called inside the write transaction, so no other process can append between
 /// this read and our inserts.
 pub(crate) fn tail(conn: &Connection) -> rusqlite::Result<(u64, Hash)> {
+    // Cached: the writer reads the tail at every commit.
     let row: Option<(i64, Vec<u8>)> = conn
-        .query_row(
-            "SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .prepare_cached("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     match row {
         None => Ok((0, GENESIS)),
