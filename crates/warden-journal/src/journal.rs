@@ -3,12 +3,18 @@
 //! Callers encode their event on their own thread, hand it to the writer, and await a
 //! [`PendingAppend`]. The writer takes everything that is waiting (up to a batch limit) and
 //! commits it in one `BEGIN IMMEDIATE` transaction, so many appends share one fsync.
+//!
+//! With `sync = normal` a commit is a few microseconds of work without an fsync, and handing
+//! it to another thread and back costs more than the commit itself. So when the writer is idle
+//! (its lock is free) and no other process holds the file's write lock, the caller commits its
+//! record itself; under contention it queues like any other append, and group commit takes
+//! over.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -65,7 +71,14 @@ struct Inner {
     // Some until drop; taking it disconnects the writer.
     commands: Option<mpsc::Sender<Command>>,
     writer: Option<JoinHandle<()>>,
+    // Some until drop; taking it stops the WAL checkpointer.
+    stop_wal: Option<mpsc::Sender<()>>,
+    wal: Option<JoinHandle<()>>,
     closed: AtomicBool,
+    /// The connection and chain state, shared by the writer thread and inline commits.
+    state: Arc<Mutex<Writer>>,
+    /// Whether callers may commit their own record when the writer is idle.
+    inline: bool,
 }
 
 impl std::fmt::Debug for Journal {
@@ -90,6 +103,8 @@ type Reply<T> = oneshot::Sender<Result<T, JournalError>>;
 enum Command {
     Append(Encoded, Reply<u64>),
     Close(Reply<()>),
+    /// An inline commit left records without a checkpoint: the writer must time the next one.
+    Wake,
     #[cfg(test)]
     Exec(Box<dyn FnOnce(&Connection) + Send>, oneshot::Sender<()>),
 }
@@ -165,20 +180,36 @@ impl Journal {
                 })?;
             }
         }
+        // SQLite would copy the WAL back into the database (and fsync it) inside whichever
+        // commit crosses its threshold, stalling that append for milliseconds. Another thread
+        // does it instead, on its own connection, concurrently with appends.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(|e| crate::OpenError::sqlite(path, e))?;
+        let (stop_wal, wal_stop) = mpsc::channel();
+        let wal_conn = store::open_checkpointer(path, options.busy_timeout)?;
+        let wal = std::thread::Builder::new()
+            .name("warden-journal-wal".into())
+            .spawn(move || checkpoint_wal(&wal_conn, &wal_stop))
+            .map_err(|e| {
+                crate::OpenError::new(path, format!("cannot start the WAL thread: {e}"))
+            })?;
         let (tx, rx) = mpsc::channel();
-        let writer = Writer {
+        let state = Arc::new(Mutex::new(Writer {
             conn,
             key,
             path: path.to_owned(),
             max_batch: options.max_batch.max(1),
             checkpoint_every: options.checkpoint_every,
             checkpoint_interval: options.checkpoint_interval,
+            busy_timeout: options.busy_timeout,
             uncheckpointed_since: None,
             head_error: None,
-        };
+            closed: false,
+        }));
+        let thread_state = state.clone();
         let handle = std::thread::Builder::new()
             .name("warden-journal-writer".into())
-            .spawn(move || writer.run(rx))
+            .spawn(move || run(&thread_state, rx))
             .map_err(|e| {
                 crate::OpenError::new(path, format!("cannot start the writer thread: {e}"))
             })?;
@@ -187,7 +218,11 @@ impl Journal {
                 path: path.to_owned(),
                 commands: Some(tx),
                 writer: Some(handle),
+                stop_wal: Some(stop_wal),
+                wal: Some(wal),
                 closed: AtomicBool::new(false),
+                state,
+                inline: options.sync == SyncMode::Normal,
             }),
         })
     }
@@ -205,10 +240,41 @@ impl Journal {
             Ok(e) => e,
             Err(e) => return PendingAppend::failed(e),
         };
+        let encoded = match self.try_inline(encoded) {
+            Ok(result) => return PendingAppend::ready(result),
+            Err(encoded) => encoded,
+        };
         let (tx, rx) = oneshot::channel();
         match self.send(Command::Append(encoded, tx)) {
             Ok(()) => PendingAppend { state: Ok(rx) },
             Err(e) => PendingAppend::failed(e),
+        }
+    }
+
+    /// Commits `encoded` on this thread if the writer is idle and the file's write lock is
+    /// free; gives it back otherwise.
+    fn try_inline(&self, encoded: Encoded) -> Result<Result<u64, JournalError>, Encoded> {
+        if !self.inner.inline || self.inner.closed.load(Ordering::SeqCst) {
+            return Err(encoded);
+        }
+        let Ok(mut writer) = self.inner.state.try_lock() else {
+            return Err(encoded);
+        };
+        if writer.closed {
+            return Ok(Err(JournalError::Closed));
+        }
+        let had_uncovered = writer.uncheckpointed_since.is_some();
+        match writer.commit_inline(encoded) {
+            Ok(result) => {
+                writer.checkpoint_if_due();
+                if !had_uncovered && writer.uncheckpointed_since.is_some() {
+                    drop(writer);
+                    // The writer thread times checkpoints; it must learn that one is due.
+                    let _ = self.send(Command::Wake);
+                }
+                Ok(result)
+            }
+            Err(encoded) => Err(encoded),
         }
     }
 
@@ -264,7 +330,28 @@ impl Drop for Inner {
         if let Some(handle) = self.writer.take() {
             let _ = handle.join();
         }
+        drop(self.stop_wal.take());
+        if let Some(handle) = self.wal.take() {
+            let _ = handle.join();
+        }
     }
+}
+
+/// How often the WAL is copied back into the database.
+const WAL_CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+/// Copies committed WAL frames into the database until told to stop (or every handle is
+/// gone), then once more. `PASSIVE` never waits for, nor blocks, the writer.
+fn checkpoint_wal(conn: &Connection, stop: &mpsc::Receiver<()>) {
+    // A checkpoint that cannot run now (the disk is full, another process checkpoints) only
+    // leaves the WAL longer: the records are committed either way, and it is retried.
+    let checkpoint = || {
+        let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+    };
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(WAL_CHECKPOINT_EVERY) {
+        checkpoint();
+    }
+    checkpoint();
 }
 
 fn encode(event: &Event) -> Result<Encoded, JournalError> {
@@ -296,6 +383,12 @@ impl PendingAppend {
         Self {
             state: Err(Some(e)),
         }
+    }
+
+    fn ready(result: Result<u64, JournalError>) -> Self {
+        let (tx, rx) = oneshot::channel();
+        let _ = tx.send(result);
+        Self { state: Ok(rx) }
     }
 
     /// Blocks until the record is committed (its seq) or refused. Must not be called from
@@ -330,58 +423,73 @@ struct Writer {
     max_batch: usize,
     checkpoint_every: u64,
     checkpoint_interval: Duration,
+    busy_timeout: Duration,
     /// When the oldest record not yet covered by a checkpoint was committed.
     uncheckpointed_since: Option<std::time::Instant>,
     head_error: Option<std::io::Error>,
+    /// Set by the final checkpoint of a close: nothing may be appended after it.
+    closed: bool,
+}
+
+fn lock(state: &Mutex<Writer>) -> MutexGuard<'_, Writer> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The writer thread: group commits of queued appends, timed checkpoints, close.
+fn run(state: &Mutex<Writer>, rx: mpsc::Receiver<Command>) {
+    let max_batch = lock(state).max_batch;
+    let mut batch: Vec<(Encoded, Reply<u64>)> = Vec::with_capacity(max_batch);
+    loop {
+        let mut close = None;
+        let mut hung_up = false;
+        let wait = {
+            let writer = lock(state);
+            writer
+                .uncheckpointed_since
+                .map_or(Duration::from_secs(3600), |since| {
+                    writer.checkpoint_interval.saturating_sub(since.elapsed())
+                })
+        };
+        match rx.recv_timeout(wait) {
+            Ok(command) => lock(state).take(command, &mut batch, &mut close),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                lock(state).checkpoint_if_due();
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => hung_up = true,
+        }
+        while close.is_none() && !hung_up && batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(command) => lock(state).take(command, &mut batch, &mut close),
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => hung_up = true,
+            }
+        }
+        let mut writer = lock(state);
+        if !batch.is_empty() {
+            writer.commit(&mut batch);
+            writer.checkpoint_if_due();
+        }
+        if let Some(reply) = close {
+            let result = writer.final_checkpoint();
+            writer.closed = true;
+            let _ = reply.send(result);
+            // Whatever was queued after the close is refused, not silently dropped.
+            for command in rx.try_iter() {
+                writer.refuse(command);
+            }
+            return;
+        }
+        if hung_up {
+            // Every handle is gone; nobody can be told about a failure here.
+            let _ = writer.final_checkpoint();
+            writer.closed = true;
+            return;
+        }
+    }
 }
 
 impl Writer {
-    fn run(mut self, rx: mpsc::Receiver<Command>) {
-        let mut batch: Vec<(Encoded, Reply<u64>)> = Vec::with_capacity(self.max_batch);
-        loop {
-            let mut close = None;
-            let mut hung_up = false;
-            let wait = self
-                .uncheckpointed_since
-                .map_or(Duration::from_secs(3600), |since| {
-                    self.checkpoint_interval.saturating_sub(since.elapsed())
-                });
-            match rx.recv_timeout(wait) {
-                Ok(command) => self.take(command, &mut batch, &mut close),
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    self.checkpoint_if_due();
-                    continue;
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => hung_up = true,
-            }
-            while close.is_none() && !hung_up && batch.len() < self.max_batch {
-                match rx.try_recv() {
-                    Ok(command) => self.take(command, &mut batch, &mut close),
-                    Err(mpsc::TryRecvError::Empty) => break,
-                    Err(mpsc::TryRecvError::Disconnected) => hung_up = true,
-                }
-            }
-            if !batch.is_empty() {
-                self.commit(&mut batch);
-                self.checkpoint_if_due();
-            }
-            if let Some(reply) = close {
-                let result = self.final_checkpoint();
-                let _ = reply.send(result);
-                // Whatever was queued after the close is refused, not silently dropped.
-                for command in rx.try_iter() {
-                    self.refuse(command);
-                }
-                return;
-            }
-            if hung_up {
-                // Every handle is gone; nobody can be told about a failure here.
-                let _ = self.final_checkpoint();
-                return;
-            }
-        }
-    }
-
     fn take(
         &mut self,
         command: Command,
@@ -391,6 +499,7 @@ impl Writer {
         match command {
             Command::Append(encoded, reply) => batch.push((encoded, reply)),
             Command::Close(reply) => *close = Some(reply),
+            Command::Wake => {}
             #[cfg(test)]
             Command::Exec(f, done) => {
                 // Keep order: whatever was queued before runs first.
@@ -411,28 +520,56 @@ impl Writer {
             Command::Close(reply) => {
                 let _ = reply.send(Err(JournalError::Closed));
             }
+            Command::Wake => {}
             #[cfg(test)]
             Command::Exec(_, done) => drop(done),
         }
     }
 
+    /// Commits one record now, without waiting for another writer: `Err` gives it back
+    /// when another process holds the file's write lock (then it is queued instead).
+    fn commit_inline(&mut self, encoded: Encoded) -> Result<Result<u64, JournalError>, Encoded> {
+        // Waiting here would block the caller's thread: try the lock once.
+        let _ = self.conn.busy_timeout(Duration::ZERO);
+        let result = self.insert(std::slice::from_ref(&encoded));
+        let _ = self.conn.busy_timeout(self.busy_timeout);
+        match result {
+            Ok((seq, checkpoint)) => {
+                self.committed(checkpoint);
+                Ok(Ok(seq))
+            }
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy =>
+            {
+                Err(encoded)
+            }
+            Err(e) => Ok(Err(JournalError::Commit(CommitError::from_sqlite(&e, 1)))),
+        }
+    }
+
+    /// Notes a commit's checkpoint, or that its records await one.
+    fn committed(&mut self, checkpoint: Option<Checkpoint>) {
+        match checkpoint {
+            Some(cp) => {
+                self.update_head(&cp);
+                self.uncheckpointed_since = None;
+            }
+            None => {
+                self.uncheckpointed_since
+                    .get_or_insert_with(std::time::Instant::now);
+            }
+        }
+    }
+
     /// Commits `batch` in one transaction and answers every append in it.
     fn commit(&mut self, batch: &mut Vec<(Encoded, Reply<u64>)>) {
-        match self.insert(batch) {
+        let encoded: Vec<&Encoded> = batch.iter().map(|(e, _)| e).collect();
+        match self.insert_refs(&encoded) {
             Ok((first_seq, checkpoint)) => {
                 for (i, (_, reply)) in batch.drain(..).enumerate() {
                     let _ = reply.send(Ok(first_seq + i as u64));
                 }
-                match checkpoint {
-                    Some(cp) => {
-                        self.update_head(&cp);
-                        self.uncheckpointed_since = None;
-                    }
-                    None => {
-                        self.uncheckpointed_since
-                            .get_or_insert_with(std::time::Instant::now);
-                    }
-                }
+                self.committed(checkpoint);
             }
             Err(e) => {
                 // The transaction was rolled back when it dropped: nothing of this batch is
@@ -445,10 +582,12 @@ impl Writer {
         }
     }
 
-    fn insert(
-        &mut self,
-        batch: &[(Encoded, Reply<u64>)],
-    ) -> rusqlite::Result<(u64, Option<Checkpoint>)> {
+    fn insert(&mut self, batch: &[Encoded]) -> rusqlite::Result<(u64, Option<Checkpoint>)> {
+        let refs: Vec<&Encoded> = batch.iter().collect();
+        self.insert_refs(&refs)
+    }
+
+    fn insert_refs(&mut self, batch: &[&Encoded]) -> rusqlite::Result<(u64, Option<Checkpoint>)> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -458,7 +597,7 @@ impl Writer {
         let mut seq = before;
         {
             let mut insert = tx.prepare_cached(INSERT_RECORD)?;
-            for (e, _) in batch {
+            for e in batch {
                 seq += 1;
                 let prev = hash;
                 hash = record_hash(
@@ -618,11 +757,85 @@ mod tests {
         f: impl FnOnce(&Connection) + Send + 'static,
     ) -> (std_mpsc::Sender<()>, oneshot::Receiver<()>) {
         let (release, gate) = std_mpsc::channel::<()>();
+        let (holding, held) = std_mpsc::channel::<()>();
         let done = journal.on_writer(move |conn| {
             f(conn);
+            let _ = holding.send(());
             let _ = gate.recv();
         });
+        // Only once the writer holds its lock do appends queue behind it (rather than
+        // commit inline).
+        held.recv().unwrap();
         (release, done)
+    }
+
+    #[test]
+    fn a_record_committed_by_its_caller_is_still_checkpointed_on_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let options = JournalOptions {
+            checkpoint_interval: Duration::from_millis(20),
+            ..fast_options()
+        };
+        let journal = Journal::open(&path, options).unwrap();
+        assert_eq!(journal.append(&decision("a", 1)).wait().unwrap(), 1);
+        // The writer thread was asleep; the inline commit must have told it a checkpoint is
+        // due, or the head would keep naming the genesis.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if checkpoint::read_head(&path)
+                .unwrap()
+                .is_some_and(|cp| cp.seq == 1)
+            {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no checkpoint covered record 1"
+            );
+            std::thread::yield_now();
+        }
+        journal.close_blocking().unwrap();
+        assert!(matches!(
+            journal.append(&decision("a", 2)).wait(),
+            Err(JournalError::Closed)
+        ));
+        assert_intact(&path, 1);
+    }
+
+    #[test]
+    fn another_process_holding_the_write_lock_makes_an_append_queue_not_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let journal = journal_with(&path, 1, fast_options());
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        // The inline attempt finds the file locked and hands the record to the writer thread,
+        // which waits (busy_timeout) for the lock; the caller is not held up meanwhile.
+        let pending = journal.append(&decision("a", 2));
+        other.execute_batch("COMMIT").unwrap();
+        assert_eq!(pending.wait().unwrap(), 2);
+        journal.close_blocking().unwrap();
+        assert_intact(&path, 2);
+    }
+
+    #[test]
+    fn the_wal_is_copied_back_into_the_database_off_the_commit_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let journal = journal_with(&path, 2000, fast_options());
+        // Commits never checkpoint (wal_autocheckpoint = 0), so without the checkpointer
+        // thread every record would stay in the WAL and the database a few pages long.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::fs::metadata(&path).unwrap().len() < 400_000 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the WAL was never copied back"
+            );
+            std::thread::yield_now();
+        }
+        drop(journal);
+        assert_intact(&path, 2000);
     }
 
     #[test]

@@ -112,6 +112,20 @@ pub(crate) fn open_writer(
     Ok(conn)
 }
 
+/// A second connection to the journal, for copying the WAL back into the database.
+pub(crate) fn open_checkpointer(
+    path: &Path,
+    busy_timeout: Duration,
+) -> Result<Connection, OpenError> {
+    let sqlite = |e| OpenError::sqlite(path, e);
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(sqlite)?;
+    conn.busy_timeout(busy_timeout).map_err(sqlite)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0)
+        .map_err(sqlite)?;
+    Ok(conn)
+}
+
 /// Opens an existing journal read-only.
 pub(crate) fn open_read_only(path: &Path) -> Result<Connection, OpenError> {
     let sqlite = |e| OpenError::sqlite(path, e);

@@ -729,14 +729,17 @@ mod tests {
                     reason: "because".into(),
                 }
             }),
-            (1u64..100, ".{0,16}", proptest::collection::vec("[a-z-]{1,12}", 0..3)).prop_map(
-                |(decision_seq, detail, labels)| EventBody::Outcome {
+            (
+                1u64..100,
+                ".{0,16}",
+                proptest::collection::vec("[a-z-]{1,12}", 0..3)
+            )
+                .prop_map(|(decision_seq, detail, labels)| EventBody::Outcome {
                     decision_seq,
                     outcome: Outcome::Ok,
                     detail,
                     labels,
-                }
-            ),
+                }),
             ".{0,16}".prop_map(|detail| EventBody::SessionEnded { detail }),
         ];
         (agent, any::<u32>(), body).prop_map(|(agent, t, body)| Event {
