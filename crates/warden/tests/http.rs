@@ -699,3 +699,43 @@ fn tls_is_served_when_configured() {
         "plain HTTP was served over the TLS port"
     );
 }
+
+#[test]
+fn sigterm_stops_warden_even_with_an_event_stream_open() {
+    let s = files_setup("");
+    let token = add_agent(&s, "tester");
+    let mut up = start(s, &["files"]);
+    let sid = open(&up, &token);
+    let mut stream = TcpStream::connect(up.addr).unwrap();
+    write!(
+        stream,
+        "GET /mcp HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nMcp-Session-Id: {sid}\r\nAccept: text/event-stream\r\n\r\n",
+        up.addr
+    )
+    .unwrap();
+    let mut reader = std::io::BufReader::new(stream);
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+    assert!(line.contains("200"), "{line}");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &up.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // The client keeps its stream open; Warden must end it and exit on its own.
+    let deadline = std::time::Instant::now() + HANG_GUARD;
+    let exited = loop {
+        if let Some(status) = up.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "warden did not exit after SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    assert!(exited.success(), "{exited}");
+    let ended = records_of_kind(&up, "session_ended");
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    drop(reader);
+}

@@ -71,6 +71,8 @@ impl Default for HttpOptions {
 /// The shared state of the endpoint.
 pub struct HttpGateway {
     hub: Arc<Hub>,
+    /// Flips to true when Warden stops: every open event stream then ends.
+    stopping: tokio::sync::watch::Sender<bool>,
     auth: Authenticator,
     peers: AllowedPeers,
     sessions: SessionTable,
@@ -87,6 +89,7 @@ impl HttpGateway {
     ) -> Arc<Self> {
         Arc::new(Self {
             sessions: SessionTable::new(options.sessions.clone()),
+            stopping: tokio::sync::watch::channel(false).0,
             hub,
             auth,
             peers,
@@ -102,6 +105,18 @@ impl HttpGateway {
                 post(handle_post).get(handle_get).delete(handle_delete),
             )
             .with_state(self.clone())
+    }
+
+    /// Ends every open event stream, so that a graceful shutdown does not wait on clients
+    /// that never hang up. Resolves [`HttpGateway::stopped`].
+    pub fn begin_shutdown(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Resolves once [`HttpGateway::begin_shutdown`] was called.
+    pub async fn stopped(&self) {
+        let mut rx = self.stopping.subscribe();
+        let _ = rx.wait_for(|stopping| *stopping).await;
     }
 
     /// Closes every session, journaling each end.
@@ -505,7 +520,7 @@ async fn handle_get(
             "GET /mcp opens an event stream: send Accept: text/event-stream",
         );
     }
-    Sse::new(notices(gw.hub.clone(), session))
+    Sse::new(notices(gw.hub.clone(), session, gw.stopping.subscribe()))
         .keep_alive(KeepAlive::default())
         .into_response()
 }
@@ -514,6 +529,7 @@ async fn handle_get(
 fn notices(
     hub: Arc<Hub>,
     session: Arc<HubSession>,
+    stopping: tokio::sync::watch::Receiver<bool>,
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> {
     let (tx, rx) = mpsc::channel::<Value>(64);
     for upstream in hub.upstreams() {
@@ -540,9 +556,15 @@ fn notices(
             }
         });
     }
-    stream::unfold(rx, |mut rx| async move {
-        let message = rx.recv().await?;
-        Some((Ok(SseEvent::default().data(message.to_string())), rx))
+    stream::unfold((rx, stopping), |(mut rx, mut stopping)| async move {
+        let message = tokio::select! {
+            message = rx.recv() => message?,
+            _ = stopping.wait_for(|s| *s) => return None,
+        };
+        Some((
+            Ok(SseEvent::default().data(message.to_string())),
+            (rx, stopping),
+        ))
     })
 }
 

@@ -20,6 +20,9 @@ use warden_policy::PolicySet;
 
 use crate::config::Config;
 
+/// How long requests in flight may take to finish once Warden is asked to stop.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 #[derive(clap::Args)]
 pub struct Args {
     /// The configuration file (default: ./warden.toml if present).
@@ -31,6 +34,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
+    if args.config.is_none() && !std::path::Path::new(crate::config::DEFAULT_FILE).exists() {
+        bail!("no warden.toml in this folder: run `warden init` here, or give --config PATH");
+    }
     let config = Config::load(args.config.as_deref())?;
     if config.servers.is_empty() {
         bail!("no upstream servers: configure at least one [servers.NAME] in warden.toml");
@@ -155,25 +161,43 @@ async fn serve(
     for upstream in hub.upstreams() {
         tokio::spawn(report_status(upstream.clone()));
     }
-    match tls {
-        Some(acceptor) => {
-            tls::serve(
-                listener,
-                acceptor,
-                gateway.router(),
-                super::mcp::shutdown_signal(),
-            )
-            .await;
+    {
+        let gateway = gateway.clone();
+        tokio::spawn(async move {
+            super::mcp::shutdown_signal().await;
+            eprintln!("warden: stopping; requests in flight get {SHUTDOWN_GRACE:?} to finish");
+            gateway.begin_shutdown();
+        });
+    }
+    let stopped = {
+        let gateway = gateway.clone();
+        async move { gateway.stopped().await }
+    };
+    let serving = async {
+        match tls {
+            Some(acceptor) => {
+                tls::serve(listener, acceptor, gateway.router(), stopped).await;
+                Ok(())
+            }
+            None => {
+                let app = gateway
+                    .router()
+                    .into_make_service_with_connect_info::<SocketAddr>();
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stopped)
+                    .await
+                    .context("serving HTTP")
+            }
         }
-        None => {
-            let app = gateway
-                .router()
-                .into_make_service_with_connect_info::<SocketAddr>();
-            axum::serve(listener, app)
-                .with_graceful_shutdown(super::mcp::shutdown_signal())
-                .await
-                .context("serving HTTP")?;
-        }
+    };
+    // Event streams end when stopping begins; a request still waiting on its upstream gets
+    // a grace period, then Warden stops anyway (its outcome is journaled as far as known).
+    tokio::select! {
+        result = serving => result?,
+        () = async {
+            gateway.stopped().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => eprintln!("warden: requests still in flight after {SHUTDOWN_GRACE:?}; stopping anyway"),
     }
     sweeper.abort();
     gateway.close_all("Warden shut down").await;
