@@ -739,3 +739,47 @@ fn sigterm_stops_warden_even_with_an_event_stream_open() {
     assert_eq!(ended.len(), 1, "{ended:?}");
     drop(reader);
 }
+
+#[test]
+fn an_upstream_that_pages_its_tools_is_paged_through_warden() {
+    let s = support::up::files_setup_with(&["--tools-page-size", "4"], "", "");
+    let token = add_agent(&s, "tester");
+    let up = start(s, &["files"]);
+    let sid = open(&up, &token);
+    let mut names = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let params = match &cursor {
+            Some(c) => json!({ "cursor": c }),
+            None => json!({}),
+        };
+        let r = post(&up, Some(&token), Some(&sid), &rpc(1, "tools/list", params));
+        let v = r.json();
+        let page: Vec<String> = v["result"]["tools"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{v}"))
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(page.len() <= 4, "{page:?}");
+        names.extend(page);
+        pages += 1;
+        cursor = v["result"]["nextCursor"].as_str().map(str::to_owned);
+        if cursor.is_none() {
+            break;
+        }
+        assert!(pages < 10, "the cursors never end");
+    }
+    assert_eq!(pages, 3, "9 tools, 4 a page");
+    let unique: std::collections::BTreeSet<&String> = names.iter().collect();
+    assert_eq!(unique.len(), 9, "{names:?}");
+    assert!(names.contains(&"files__echo".to_owned()), "{names:?}");
+    let r = post(
+        &up,
+        Some(&token),
+        Some(&sid),
+        &rpc(2, "tools/list", json!({"cursor": "not-a-cursor"})),
+    );
+    assert_eq!(r.json()["error"]["code"], -32602);
+}

@@ -23,6 +23,9 @@ pub struct ServerConfig {
     pub root: Root,
     /// A deliberate protocol failure, if any.
     pub misbehave: Option<Misbehaviour>,
+    /// List tools this many at a time, with cursors (`None`: all at once), so that clients'
+    /// and gateways' pagination can be tested.
+    pub tools_page_size: Option<usize>,
 }
 
 /// How serving ended without an I/O failure.
@@ -68,6 +71,7 @@ where
         next_request: AtomicU64::new(1),
     });
     let misbehave = config.misbehave;
+    let page_size = config.tools_page_size;
     let mut calls: Vec<JoinHandle<()>> = Vec::new();
     let mut line = Vec::new();
     loop {
@@ -111,6 +115,11 @@ where
                         calls.push(call);
                     }
                 }
+                ("tools/list", _) => {
+                    session
+                        .out
+                        .send(&list_tools(&id, params.as_ref(), page_size))?
+                }
                 _ => session.out.send(&answer(&id, &method, params.as_ref()))?,
             },
         }
@@ -122,6 +131,28 @@ where
         let _ = call.join();
     }
     Ok(Ending::InputClosed)
+}
+
+/// `tools/list`, a page at a time when a page size is set. The cursor is the index of the
+/// page's first tool.
+fn list_tools(id: &Value, params: Option<&Value>, page_size: Option<usize>) -> Value {
+    let all = tools::catalogue();
+    let Some(size) = page_size.filter(|s| *s > 0) else {
+        return jsonrpc::result(id, json!({ "tools": all }));
+    };
+    let start = match params.and_then(|p| p.get("cursor")) {
+        None | Some(Value::Null) => 0,
+        Some(cursor) => match cursor.as_str().and_then(|c| c.parse::<usize>().ok()) {
+            Some(start) if start < all.len() => start,
+            _ => return jsonrpc::error(id, codes::INVALID_PARAMS, "invalid cursor"),
+        },
+    };
+    let end = (start + size).min(all.len());
+    let mut result = json!({ "tools": all[start..end] });
+    if end < all.len() {
+        result["nextCursor"] = Value::String(end.to_string());
+    }
+    jsonrpc::result(id, result)
 }
 
 /// The response to a request that is answered inline.
@@ -145,7 +176,6 @@ fn answer(id: &Value, method: &str, params: Option<&Value>) -> Value {
             )
         }
         "ping" => jsonrpc::result(id, json!({})),
-        "tools/list" => jsonrpc::result(id, json!({"tools": tools::catalogue()})),
         _ => jsonrpc::error(
             id,
             codes::METHOD_NOT_FOUND,

@@ -626,21 +626,34 @@ impl HubSession {
         &self.guards[server]
     }
 
-    /// One page of a merged list. The cursor Warden hands out names the upstream to continue
-    /// with and that upstream's own cursor: `<server>:<cursor>`.
+    /// One page of a merged list: a page of every upstream at once (asked concurrently), so
+    /// that a client that reads only the first page still sees every server. Warden's cursor
+    /// carries the cursor of each upstream that has more (hex of a JSON object), and the next
+    /// page asks only those.
     async fn list(&self, kind: ListKind, params: &Value) -> Reply {
-        let names: Vec<&ServerName> = self.hub.upstreams.keys().collect();
-        let (mut index, mut cursor) = match params.get("cursor") {
-            None | Some(Value::Null) => (0, None),
-            Some(Value::String(c)) => {
-                let (server, inner) = c
-                    .split_once(':')
-                    .ok_or_else(|| Failure::new(code::INVALID_PARAMS, "invalid cursor"))?;
-                let index = names
-                    .iter()
-                    .position(|n| n.as_str() == server)
-                    .ok_or_else(|| Failure::new(code::INVALID_PARAMS, "invalid cursor"))?;
-                (index, (!inner.is_empty()).then(|| inner.to_owned()))
+        let plan: Vec<(&Arc<Upstream>, Option<String>)> = match params.get("cursor") {
+            None | Some(Value::Null) => self
+                .hub
+                .upstreams
+                .values()
+                .filter(|u| {
+                    u.status() == UpstreamStatus::Ready
+                        && u.description()
+                            .is_some_and(|d| d.capabilities.get(kind.capability()).is_some())
+                })
+                .map(|u| (u, None))
+                .collect(),
+            Some(Value::String(cursor)) => {
+                let invalid = || Failure::new(code::INVALID_PARAMS, "invalid cursor");
+                let bytes = hex::decode(cursor).map_err(|_| invalid())?;
+                let pages: BTreeMap<String, String> =
+                    serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+                let mut plan = Vec::new();
+                for (server, upstream_cursor) in pages {
+                    let upstream = self.upstream_named(&server).ok_or_else(invalid)?;
+                    plan.push((upstream, Some(upstream_cursor)));
+                }
+                plan
             }
             Some(_) => {
                 return Err(Failure::new(
@@ -649,30 +662,24 @@ impl HubSession {
                 ));
             }
         };
+        let pages =
+            futures_util::future::join_all(plan.into_iter().map(|(upstream, cursor)| async move {
+                let params = match cursor {
+                    Some(c) => json!({ "cursor": c }),
+                    None => json!({}),
+                };
+                let answer = self.ask(upstream, kind.method(), params, None, None).await;
+                (upstream, answer)
+            }))
+            .await;
         let mut items = Vec::new();
-        // Pages of upstreams that are down or lack the capability are skipped, so one page
-        // always comes from one upstream that answered (or is the end of the list).
-        while index < names.len() {
-            let upstream = &self.hub.upstreams[names[index]];
-            let offers = upstream
-                .description()
-                .is_some_and(|d| d.capabilities.get(kind.capability()).is_some());
-            if upstream.status() != UpstreamStatus::Ready || !offers {
-                index += 1;
-                cursor = None;
-                continue;
-            }
-            let params = match &cursor {
-                Some(c) => json!({ "cursor": c }),
-                None => json!({}),
-            };
-            let answer = self.ask(upstream, kind.method(), params, None, None).await;
+        let mut next: BTreeMap<String, String> = BTreeMap::new();
+        for (upstream, answer) in pages {
             let result = match answer {
                 Ok(result) => result,
                 Err(failure) => {
+                    // One upstream failing to list leaves the others' items listed.
                     tracing::warn!(server = %upstream.name(), message = %failure.message, "listing failed; skipped");
-                    index += 1;
-                    cursor = None;
                     continue;
                 }
             };
@@ -688,17 +695,21 @@ impl HubSession {
                     items.push(item);
                 }
             }
-            let next = match result.get("nextCursor").and_then(Value::as_str) {
-                Some(c) => Some(format!("{}:{c}", names[index])),
-                None => names.get(index + 1).map(|n| format!("{n}:")),
-            };
-            let mut page = json!({ kind.key(): items });
-            if let Some(next) = next {
-                page["nextCursor"] = Value::String(next);
+            if let Some(cursor) = result.get("nextCursor").and_then(Value::as_str) {
+                next.insert(upstream.name().to_string(), cursor.to_owned());
             }
-            return Ok(page);
         }
-        Ok(json!({ kind.key(): items }))
+        let mut page = json!({ kind.key(): items });
+        if !next.is_empty() {
+            let encoded = serde_json::to_vec(&next).unwrap_or_default();
+            page["nextCursor"] = Value::String(hex::encode(encoded));
+        }
+        Ok(page)
+    }
+
+    fn upstream_named(&self, server: &str) -> Option<&Arc<Upstream>> {
+        let name = ServerName::new(server).ok()?;
+        self.hub.upstreams.get(&name)
     }
 
     /// Renames a listed item into Warden's namespace; `false` when it must stay hidden.
