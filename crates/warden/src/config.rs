@@ -124,6 +124,9 @@ pub struct ServerSection {
     /// Headers Warden sends to the remote server. Agents never see them.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Environment variables set for a spawned server, over Warden's own.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
     /// An environment variable holding a token Warden presents to the remote server as
     /// `Authorization: Bearer`, so that the secret need not be written in this file.
     pub bearer_token_env: Option<String>,
@@ -389,6 +392,9 @@ impl Config {
                     if !(url.starts_with("http://") || url.starts_with("https://")) {
                         bail!("servers.{name}.url must start with http:// or https://");
                     }
+                    if !server.env.is_empty() {
+                        bail!("servers.{name}.env applies to a spawned (command) server only");
+                    }
                 }
                 (None, false) => {
                     if !server.headers.is_empty() || server.bearer_token_env.is_some() {
@@ -450,6 +456,12 @@ impl Config {
         };
         UpstreamCommand {
             program,
+            env: section
+                .env
+                .iter()
+                .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+                .collect(),
+            env_remove: self.credential_variables(),
             args: rest.iter().map(OsString::from).collect(),
             cwd: Some(
                 section
@@ -458,6 +470,16 @@ impl Config {
                     .map_or_else(|| self.base.clone(), |c| self.resolve(c)),
             ),
         }
+    }
+
+    /// The environment variables that hold Warden's credentials for remote servers: no
+    /// spawned server inherits them.
+    pub fn credential_variables(&self) -> Vec<OsString> {
+        self.servers
+            .values()
+            .filter_map(|s| s.bearer_token_env.as_ref())
+            .map(OsString::from)
+            .collect()
     }
 
     /// Where the server `section` is, for `warden up`: a program or a remote endpoint with the

@@ -284,3 +284,90 @@ permit (principal == Agent::"tester", action == Action::"call_tool", resource in
         .expect("the refused sampling request was not journaled");
     assert_eq!(sample.body["effect"], "deny", "{:?}", sample.body);
 }
+
+/// Warden's credential for a remote server lives in its environment; no server Warden spawns
+/// may read it there.
+#[test]
+fn spawned_servers_do_not_inherit_warden_s_credentials() {
+    let (_server, port) = everything_over_http();
+    let s = Setup::new(
+        "",
+        r#"
+@id("tester-env")
+permit (principal == Agent::"tester", action == Action::"call_tool", resource == Tool::"local/get-env");
+"#,
+    );
+    let bin = repo_root().join("tests/interop/node_modules/.bin/mcp-server-everything");
+    std::fs::write(
+        s.config(),
+        format!(
+            "[journal]\npath = \"journal.db\"\n\n[servers.remote]\nurl = \"http://127.0.0.1:{port}/mcp\"\nbearer_token_env = \"WARDEN_TEST_REMOTE_CREDENTIAL\"\n\n[servers.local]\ncommand = [{:?}, \"stdio\"]\nenv = {{ WARDEN_TEST_GIVEN = \"given-to-local\" }}\n",
+            bin.to_string_lossy()
+        ),
+    )
+    .unwrap();
+    let token = add_agent(&s, "tester");
+    let mut child = std::process::Command::new(support::warden_bin())
+        .args(["up", "--listen", "127.0.0.1:0", "--config"])
+        .arg(s.config())
+        .env("WARDEN_TEST_REMOTE_CREDENTIAL", "credential-fixture-xyz")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let mut addr = None;
+    let mut ready = 0;
+    while ready < 2 {
+        let line = lines.next().expect("warden up ended").unwrap();
+        if let Some(rest) = line.strip_prefix("warden: serving MCP at http://") {
+            addr = Some(rest.trim_end_matches("/mcp").to_owned());
+        }
+        if line.contains("ready") {
+            ready += 1;
+        }
+    }
+    let addr = addr.unwrap();
+    let send = |sid: Option<&str>, body: Vec<u8>| {
+        let mut head = format!(
+            "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nAccept: application/json\r\nConnection: close\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        if let Some(sid) = sid {
+            head.push_str(&format!("Mcp-Session-Id: {sid}\r\n"));
+        }
+        head.push_str("\r\n");
+        support::up::exchange(addr.parse().unwrap(), &head, &body)
+    };
+    let init = send(
+        None,
+        rpc(
+            0,
+            "initialize",
+            json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}),
+        ),
+    );
+    let sid = init.header("mcp-session-id").unwrap().to_owned();
+    let r = send(
+        Some(&sid),
+        rpc(
+            1,
+            "tools/call",
+            json!({"name": "local__get-env", "arguments": {}}),
+        ),
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        r.body.contains("given-to-local"),
+        "the configured variable is missing: {}",
+        r.body
+    );
+    assert!(
+        !r.body.contains("WARDEN_TEST_REMOTE_CREDENTIAL"),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains("credential-fixture-xyz"), "{}", r.body);
+}

@@ -47,6 +47,24 @@ pub struct UpstreamCommand {
     pub args: Vec<OsString>,
     /// Its working directory (Warden's own when `None`).
     pub cwd: Option<PathBuf>,
+    /// Variables set in its environment, over Warden's own.
+    pub env: Vec<(OsString, OsString)>,
+    /// Variables of Warden's environment it must not see (credentials Warden holds for other
+    /// servers).
+    pub env_remove: Vec<OsString>,
+}
+
+impl UpstreamCommand {
+    /// Applies the working directory and environment to `command`.
+    pub fn configure(&self, command: &mut Command) {
+        if let Some(cwd) = &self.cwd {
+            command.current_dir(cwd);
+        }
+        for name in &self.env_remove {
+            command.env_remove(name);
+        }
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
+    }
 }
 
 /// Bounds of a session.
@@ -135,9 +153,7 @@ where
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true);
-    if let Some(cwd) = &upstream.cwd {
-        command.current_dir(cwd);
-    }
+    upstream.configure(&mut command);
     let mut child = command.spawn().map_err(|source| SessionError::Spawn {
         program: upstream.program.clone(),
         source,

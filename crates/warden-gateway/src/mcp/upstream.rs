@@ -534,9 +534,7 @@ async fn run_stdio(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    if let Some(cwd) = &command.cwd {
-        cmd.current_dir(cwd);
-    }
+    command.configure(&mut cmd);
     let mut child = match cmd.spawn() {
         Ok(child) => child,
         Err(err) => {

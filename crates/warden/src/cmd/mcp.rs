@@ -109,6 +109,8 @@ fn upstream(
                 program: program.clone(),
                 args: rest.to_vec(),
                 cwd: None,
+                env: Vec::new(),
+                env_remove: config.credential_variables(),
             },
         ));
     }
