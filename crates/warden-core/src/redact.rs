@@ -41,7 +41,15 @@ pub fn redact(value: &Value) -> Value {
         Value::Array(items) => Value::Array(items.iter().map(redact).collect()),
         Value::String(s) => match credential_kind(s) {
             Some(kind) => Value::String(format!("[REDACTED:{kind}]")),
-            None => value.clone(),
+            // Secrets inside longer text ("password=…" in a command line): only they go.
+            None => {
+                let found = crate::scan::scan_text(s);
+                if found.is_empty() {
+                    value.clone()
+                } else {
+                    Value::String(crate::scan::redact_findings(s, &found))
+                }
+            }
         },
         other => other.clone(),
     }
@@ -241,6 +249,19 @@ mod tests {
         assert_eq!(r["settings"]["api_key"], REDACTED);
         assert_eq!(r["settings"]["Password"], REDACTED);
         assert_eq!(r["list"][0]["token"], REDACTED);
+    }
+
+    #[test]
+    fn redacts_secrets_assigned_inside_longer_text() {
+        let v = json!({"command": "mysql -u app password=hunter22 -h db", "n": "token count: 12"});
+        let r = redact(&v);
+        assert_eq!(
+            r["command"],
+            "mysql -u app password=[REDACTED:credential-assignment] -h db"
+        );
+        assert_eq!(r["n"], "token count: 12");
+        let aws = json!({"env": "aws_secret_access_key=wJalrXUtnFEMIfixtureEXAMPLEKEY"});
+        assert!(!redact(&aws).to_string().contains("wJalr"));
     }
 
     #[test]

@@ -105,9 +105,12 @@ fn url_passwords(text: &str) -> Vec<Finding> {
 }
 
 /// `NAME=value` or `NAME: value` where NAME says it holds a secret, e.g.
-/// `AWS_SECRET_ACCESS_KEY=…`, `"password": "…"`. Only values of 8 characters or more.
+/// `AWS_SECRET_ACCESS_KEY=…`, `"password": "…"`. Only values of 6 characters or more, so
+/// that "token: 12" stays.
 fn assignments(text: &str) -> Vec<Finding> {
-    const NAMES: &[&str] = &["secret", "password", "passwd", "api_key", "apikey", "token"];
+    const NAMES: &[&str] = &[
+        "secret", "password", "passwd", "pwd", "api_key", "apikey", "token",
+    ];
     let mut out = Vec::new();
     let bytes = text.as_bytes();
     for (i, &b) in bytes.iter().enumerate() {
@@ -131,7 +134,7 @@ fn assignments(text: &str) -> Vec<Finding> {
         let value_len = text[value_start..]
             .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ',' | ';' | '}' | '&'))
             .unwrap_or(text.len() - value_start);
-        if value_len >= 8 {
+        if value_len >= 6 {
             out.push(Finding {
                 label: "credential-assignment",
                 span: value_start..value_start + value_len,
@@ -237,9 +240,12 @@ mod tests {
 
     #[test]
     fn ordinary_text_is_left_alone() {
+        assert_eq!(labels("password=hunter2"), ["credential-assignment"]);
+        assert_eq!(labels("DB_PASSWORD=letmein"), ["credential-assignment"]);
+        assert_eq!(labels("pwd=Sup3rS3cret!"), ["credential-assignment"]);
         for text in [
             "the notes\n",
-            "password: short",
+            "password: abc",
             "see https://example.com/a:b@c",
             "-----BEGIN CERTIFICATE-----\nabc\n-----END CERTIFICATE-----",
             "token count: 12",
