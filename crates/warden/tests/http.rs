@@ -783,3 +783,35 @@ fn an_upstream_that_pages_its_tools_is_paged_through_warden() {
     );
     assert_eq!(r.json()["error"]["code"], -32602);
 }
+
+#[test]
+fn rotating_a_token_ends_the_sessions_opened_with_the_old_one() {
+    let s = files_setup("");
+    let old = add_agent(&s, "tester");
+    let up = start(s, &["files"]);
+    let sid = open(&up, &old);
+    let cfg = up.setup.config();
+    let (status, out, err) = warden(
+        &[
+            "agent",
+            "add",
+            "tester",
+            "--rotate",
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
+        up.setup.dir.path(),
+    );
+    assert!(status.success(), "{err}");
+    let new = out.lines().last().unwrap().trim().to_owned();
+    // The agent is the same; the session was opened with a token that no longer works.
+    let r = post(&up, Some(&new), Some(&sid), &rpc(1, "ping", json!({})));
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert!(r.body.contains("token changed"), "{}", r.body);
+    let ended = records_of_kind(&up, "session_ended");
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    // A new session with the new token works.
+    let sid = open(&up, &new);
+    let r = post(&up, Some(&new), Some(&sid), &rpc(2, "ping", json!({})));
+    assert_eq!(r.status, 200);
+}

@@ -31,6 +31,7 @@ use axum::routing::post;
 use futures_util::stream::{self, Stream};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use warden_core::{AgentId, EventBody, SessionId};
 
@@ -40,7 +41,7 @@ use crate::mcp::jsonrpc::{self, Message, code, has_duplicate_keys};
 use crate::mcp::session::KNOWN_PROTOCOL_VERSIONS;
 use access::{AllowedPeers, bearer};
 pub use sessions::SessionLimits;
-use sessions::{Lookup, SessionTable};
+use sessions::{Lookup, SessionTable, TokenPrint};
 
 /// The header carrying the session id.
 pub const SESSION_HEADER: &str = "mcp-session-id";
@@ -174,7 +175,13 @@ impl HttpGateway {
     }
 
     /// The Host/Origin check and the token: the agent, or the response refusing the request.
-    async fn admit(&self, headers: &HeaderMap, remote: SocketAddr) -> Result<AgentId, Response> {
+    /// The agent, and a fingerprint of the token it presented (sessions are bound to it, so
+    /// that rotating or revoking a token ends the sessions opened with it).
+    async fn admit(
+        &self,
+        headers: &HeaderMap,
+        remote: SocketAddr,
+    ) -> Result<(AgentId, TokenPrint), Response> {
         if let Err(err) = self.peers.check(headers) {
             return Err(self
                 .refuse(StatusCode::FORBIDDEN, None, remote, err.to_string())
@@ -185,7 +192,10 @@ impl HttpGateway {
             Some(token) => self.auth.authenticate(token),
         };
         match result {
-            Ok(agent) => Ok(agent),
+            Ok(agent) => {
+                let token = bearer(headers).unwrap_or_default();
+                Ok((agent, Sha256::digest(token.as_bytes()).into()))
+            }
             Err(err) => {
                 let agent = match &err {
                     AuthError::Revoked(agent) => Some(agent.clone()),
@@ -207,6 +217,7 @@ impl HttpGateway {
     async fn session_of(
         &self,
         agent: &AgentId,
+        token: &TokenPrint,
         headers: &HeaderMap,
         remote: SocketAddr,
     ) -> Result<Arc<HubSession>, Response> {
@@ -218,8 +229,21 @@ impl HttpGateway {
                 "missing Mcp-Session-Id header: send initialize first",
             ));
         };
-        match self.sessions.lookup(id, agent) {
+        match self.sessions.lookup(id, agent, token) {
             Lookup::Found(session) => Ok(session),
+            Lookup::TokenChanged(session) => {
+                // Opened with a token that was rotated or revoked since: that ends it.
+                self.sessions.remove(session.id().as_str());
+                session
+                    .close("the token it was opened with was rotated or revoked")
+                    .await;
+                Err(error_response(
+                    StatusCode::NOT_FOUND,
+                    None,
+                    code::INVALID_REQUEST,
+                    "this session ended when the agent's token changed: send initialize again",
+                ))
+            }
             Lookup::Unknown => Err(error_response(
                 StatusCode::NOT_FOUND,
                 None,
@@ -280,8 +304,8 @@ async fn handle_post(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let agent = match gw.admit(&headers, remote).await {
-        Ok(agent) => agent,
+    let (agent, token) = match gw.admit(&headers, remote).await {
+        Ok(caller) => caller,
         Err(response) => return response,
     };
     let json_body = headers
@@ -345,10 +369,10 @@ async fn handle_post(
                     "initialize opens a new session: send it without Mcp-Session-Id",
                 );
             }
-            initialize(&gw, agent, id, params).await
+            initialize(&gw, agent, token, id, params).await
         }
         Message::Request { id, method, .. } => {
-            let session = match gw.session_of(&agent, &headers, remote).await {
+            let session = match gw.session_of(&agent, &token, &headers, remote).await {
                 Ok(s) => s,
                 Err(response) => return response,
             };
@@ -362,7 +386,7 @@ async fn handle_post(
             json_response(StatusCode::OK, &response)
         }
         Message::Notification { method } => {
-            let session = match gw.session_of(&agent, &headers, remote).await {
+            let session = match gw.session_of(&agent, &token, &headers, remote).await {
                 Ok(s) => s,
                 Err(response) => return response,
             };
@@ -371,7 +395,7 @@ async fn handle_post(
         }
         Message::Response { .. } => {
             // The agent's answer to a request Warden relayed from an upstream.
-            match gw.session_of(&agent, &headers, remote).await {
+            match gw.session_of(&agent, &token, &headers, remote).await {
                 Ok(session) => {
                     session.response(&value);
                     StatusCode::ACCEPTED.into_response()
@@ -382,7 +406,13 @@ async fn handle_post(
     }
 }
 
-async fn initialize(gw: &Arc<HttpGateway>, agent: AgentId, id: Value, params: Value) -> Response {
+async fn initialize(
+    gw: &Arc<HttpGateway>,
+    agent: AgentId,
+    token: TokenPrint,
+    id: Value,
+    params: Value,
+) -> Response {
     if let Err(why) = gw.sessions.may_open(&agent) {
         return error_response(
             StatusCode::TOO_MANY_REQUESTS,
@@ -415,7 +445,7 @@ async fn initialize(gw: &Arc<HttpGateway>, agent: AgentId, id: Value, params: Va
         }
     };
     let response = session.request(&id, "initialize", params, None).await;
-    gw.sessions.insert(session);
+    gw.sessions.insert(session, token);
     let mut http = json_response(StatusCode::OK, &response);
     if let Ok(value) = HeaderValue::from_str(session_id.as_str()) {
         http.headers_mut().insert(SESSION_HEADER, value);
@@ -504,11 +534,11 @@ async fn handle_get(
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    let agent = match gw.admit(&headers, remote).await {
-        Ok(agent) => agent,
+    let (agent, token) = match gw.admit(&headers, remote).await {
+        Ok(caller) => caller,
         Err(response) => return response,
     };
-    let session = match gw.session_of(&agent, &headers, remote).await {
+    let session = match gw.session_of(&agent, &token, &headers, remote).await {
         Ok(s) => s,
         Err(response) => return response,
     };
@@ -573,11 +603,11 @@ async fn handle_delete(
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    let agent = match gw.admit(&headers, remote).await {
-        Ok(agent) => agent,
+    let (agent, token) = match gw.admit(&headers, remote).await {
+        Ok(caller) => caller,
         Err(response) => return response,
     };
-    let session = match gw.session_of(&agent, &headers, remote).await {
+    let session = match gw.session_of(&agent, &token, &headers, remote).await {
         Ok(s) => s,
         Err(response) => return response,
     };

@@ -42,14 +42,20 @@ struct Inner {
 
 struct Entry {
     session: Arc<HubSession>,
+    token: TokenPrint,
     last_used: Instant,
 }
+
+/// The SHA-256 of the bearer token a session was opened with.
+pub(super) type TokenPrint = [u8; 32];
 
 /// What a presented session id turned out to be.
 pub(super) enum Lookup {
     Found(Arc<HubSession>),
     Unknown,
     OtherAgent,
+    /// The agent's, but opened with a token that is no longer the one presented.
+    TokenChanged(Arc<HubSession>),
 }
 
 impl SessionTable {
@@ -81,23 +87,25 @@ impl SessionTable {
         Ok(())
     }
 
-    pub(super) fn insert(&self, session: Arc<HubSession>) {
+    pub(super) fn insert(&self, session: Arc<HubSession>, token: TokenPrint) {
         let mut inner = self.lock();
         *inner.per_agent.entry(session.agent().clone()).or_default() += 1;
         inner.by_id.insert(
             session.id().as_str().to_owned(),
             Entry {
                 session,
+                token,
                 last_used: Instant::now(),
             },
         );
     }
 
-    pub(super) fn lookup(&self, id: &str, agent: &AgentId) -> Lookup {
+    pub(super) fn lookup(&self, id: &str, agent: &AgentId, token: &TokenPrint) -> Lookup {
         let mut inner = self.lock();
         match inner.by_id.get_mut(id) {
             None => Lookup::Unknown,
             Some(entry) if entry.session.agent() != agent => Lookup::OtherAgent,
+            Some(entry) if &entry.token != token => Lookup::TokenChanged(entry.session.clone()),
             Some(entry) => {
                 entry.last_used = Instant::now();
                 Lookup::Found(entry.session.clone())
