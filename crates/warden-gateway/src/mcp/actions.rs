@@ -65,6 +65,14 @@ pub fn requested(server: &ServerName, method: &str, params: &Value) -> Result<Re
         }
         "resources/read" | "resources/subscribe" => {
             let uri = string(params, "uri")?;
+            if has_dot_segments(uri) {
+                return Ok(unusable(
+                    ActionKind::ReadResource,
+                    uri,
+                    Map::new(),
+                    DOT_SEGMENTS.to_owned(),
+                ));
+            }
             Ok(match ResourceRef::new(server.clone(), uri) {
                 Ok(resource) => Requested::Action(Action::ReadResource { resource }),
                 Err(e) => unusable(ActionKind::ReadResource, uri, Map::new(), e.to_string()),
@@ -108,6 +116,19 @@ pub fn requested(server: &ServerName, method: &str, params: &Value) -> Result<Re
         }
         _ => Err(format!("{method} is not an action")),
     }
+}
+
+const DOT_SEGMENTS: &str = "resource URIs with \".\" or \"..\" segments are refused: a policy \
+     matching \"demo://static/*\" would otherwise admit \"demo://static/../secret\"";
+
+/// Whether a URI has a `.` or `..` path segment (plain or percent-encoded), which a server
+/// may resolve to somewhere a policy's prefix does not cover.
+fn has_dot_segments(uri: &str) -> bool {
+    let path = uri.split(['?', '#']).next().unwrap_or(uri);
+    path.split('/').any(|segment| {
+        let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
+        decoded == "." || decoded == ".."
+    })
 }
 
 /// The action of a request an upstream sends to the agent, if Warden governs it.
@@ -221,6 +242,27 @@ mod tests {
             ),
             "{r:?}"
         );
+    }
+
+    #[test]
+    fn resource_uris_that_climb_are_unusable() {
+        for uri in [
+            "demo://static/../secret",
+            "file:///srv/./a",
+            "demo://static/%2E%2e/secret",
+            "demo://static/..",
+        ] {
+            let r = requested(&files(), "resources/read", &json!({ "uri": uri })).unwrap();
+            assert!(matches!(r, Requested::Unusable { .. }), "{uri}: {r:?}");
+        }
+        for uri in [
+            "demo://static/a..b",
+            "file:///srv/.hidden",
+            "demo://x?q=../y",
+        ] {
+            let r = requested(&files(), "resources/read", &json!({ "uri": uri })).unwrap();
+            assert!(matches!(r, Requested::Action(_)), "{uri}: {r:?}");
+        }
     }
 
     #[test]
