@@ -578,7 +578,14 @@ pub(super) async fn serve_link(
     capabilities: Value,
     ended: impl Future<Output = String>,
 ) -> String {
-    match initialize(upstream, link, options.initialize_timeout, capabilities).await {
+    let mut ended = std::pin::pin!(ended);
+    // A connection that fails while initializing (a remote refusing connections) ends the
+    // attempt at once rather than after the initialize timeout.
+    let initialized = tokio::select! {
+        result = initialize(upstream, link, options.initialize_timeout, capabilities) => result,
+        reason = &mut ended => Err(reason),
+    };
+    match initialized {
         Ok(description) => {
             tracing::info!(server = %upstream.name, version = %description.protocol_version, "upstream server ready");
             {
