@@ -347,6 +347,14 @@ async fn handle_post(
             "a JSON object in the message repeats a key; Warden refuses ambiguous messages",
         );
     }
+    if value.is_array() {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            None,
+            code::INVALID_REQUEST,
+            "JSON-RPC batches are not accepted; send one message per request",
+        );
+    }
     let message = match jsonrpc::classify(&value) {
         Ok(m) => m,
         Err(err) => {

@@ -65,6 +65,13 @@ pub fn run(command: AgentCommand) -> Result<ExitCode> {
 }
 
 fn add(name: &str, rotate: bool, target: &Target) -> Result<ExitCode> {
+    if target.config.is_none() && !std::path::Path::new(crate::config::DEFAULT_FILE).exists() {
+        // A gateway started elsewhere would never read an agent file made here.
+        bail!(
+            "no warden.toml in this folder: run this where `warden up` runs (its configuration \
+             names the agent file), or give --config PATH"
+        );
+    }
     let config = Config::load(target.config.as_deref())?;
     let agent = AgentId::new(name)?;
     let store = AgentStore::new(config.agents_file());
