@@ -206,7 +206,8 @@ impl Guard {
         detail: impl Into<String>,
         labels: Vec<String>,
     ) {
-        let pending = self.journal.append(&self.event(EventBody::Outcome {
+        // Queued, not committed here: the answer must not wait for its outcome record.
+        let pending = self.journal.append_queued(&self.event(EventBody::Outcome {
             decision_seq,
             outcome,
             detail: detail.into(),

@@ -244,6 +244,20 @@ impl Journal {
             Ok(result) => return PendingAppend::ready(result),
             Err(encoded) => encoded,
         };
+        self.queue(encoded)
+    }
+
+    /// Like [`Journal::append`], but always hands the record to the writer thread, never
+    /// committing it on the caller's thread: for records nobody waits on (an outcome written
+    /// after the answer), so that their commit does not delay the caller.
+    pub fn append_queued(&self, event: &Event) -> PendingAppend {
+        match encode(event) {
+            Ok(encoded) => self.queue(encoded),
+            Err(e) => PendingAppend::failed(e),
+        }
+    }
+
+    fn queue(&self, encoded: Encoded) -> PendingAppend {
         let (tx, rx) = oneshot::channel();
         match self.send(Command::Append(encoded, tx)) {
             Ok(()) => PendingAppend { state: Ok(rx) },
@@ -836,6 +850,25 @@ mod tests {
         }
         drop(journal);
         assert_intact(&path, 2000);
+    }
+
+    #[test]
+    fn queued_and_inline_appends_share_one_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let journal = Journal::open(&path, fast_options()).unwrap();
+        let mut seqs = Vec::new();
+        for i in 0..50 {
+            let pending = if i % 2 == 0 {
+                journal.append(&decision("a", i))
+            } else {
+                journal.append_queued(&decision("a", i))
+            };
+            seqs.push(pending.wait().unwrap());
+        }
+        assert_eq!(seqs, (1..=50).collect::<Vec<u64>>());
+        journal.close_blocking().unwrap();
+        assert_intact(&path, 50);
     }
 
     #[test]
