@@ -86,30 +86,7 @@ pub fn credential_kind(s: &str) -> Option<&'static str> {
         return Some("url-credentials");
     }
     let mut words = s
-        .split(|c: char| {
-            c.is_whitespace()
-                || matches!(
-                    c,
-                    '"' | '\''
-                        | '='
-                        | ':'
-                        | ','
-                        | '/'
-                        | ';'
-                        | '&'
-                        | '?'
-                        | '@'
-                        | '('
-                        | ')'
-                        | '['
-                        | ']'
-                        | '<'
-                        | '>'
-                        | '{'
-                        | '}'
-                        | '`'
-                )
-        })
+        .split(crate::scan::is_word_separator)
         .filter(|w| !w.is_empty())
         .peekable();
     while let Some(word) = words.next() {

@@ -144,32 +144,36 @@ fn assignments(text: &str) -> Vec<Finding> {
     out
 }
 
+/// Whether `c` ends a word that could be a credential (quotes, separators of assignments,
+/// URLs, paths and markup).
+pub(crate) fn is_word_separator(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '"' | '\''
+                | '='
+                | ':'
+                | ','
+                | '/'
+                | ';'
+                | '&'
+                | '?'
+                | '@'
+                | '('
+                | ')'
+                | '['
+                | ']'
+                | '<'
+                | '>'
+                | '{'
+                | '}'
+                | '`'
+        )
+}
+
 /// The words of `text` with their byte ranges, split where credentials end.
 fn words(text: &str) -> impl Iterator<Item = (Range<usize>, &str)> {
-    let is_sep = |c: char| {
-        c.is_whitespace()
-            || matches!(
-                c,
-                '"' | '\''
-                    | '='
-                    | ':'
-                    | ','
-                    | '/'
-                    | ';'
-                    | '&'
-                    | '?'
-                    | '@'
-                    | '('
-                    | ')'
-                    | '['
-                    | ']'
-                    | '<'
-                    | '>'
-                    | '{'
-                    | '}'
-                    | '`'
-            )
-    };
+    let is_sep = is_word_separator;
     let mut out = Vec::new();
     let mut start = None;
     for (i, c) in text.char_indices() {
