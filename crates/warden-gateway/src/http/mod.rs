@@ -213,6 +213,16 @@ impl HttpGateway {
         }
     }
 
+    /// The caller's session named by the request, once the caller is admitted.
+    async fn admitted_session(
+        &self,
+        headers: &HeaderMap,
+        remote: SocketAddr,
+    ) -> Result<Arc<HubSession>, Response> {
+        let (agent, token) = self.admit(headers, remote).await?;
+        self.session_of(&agent, &token, headers, remote).await
+    }
+
     /// The session named by the request, if it belongs to `agent`.
     async fn session_of(
         &self,
@@ -542,11 +552,7 @@ async fn handle_get(
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    let (agent, token) = match gw.admit(&headers, remote).await {
-        Ok(caller) => caller,
-        Err(response) => return response,
-    };
-    let session = match gw.session_of(&agent, &token, &headers, remote).await {
+    let session = match gw.admitted_session(&headers, remote).await {
         Ok(s) => s,
         Err(response) => return response,
     };
@@ -611,11 +617,7 @@ async fn handle_delete(
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    let (agent, token) = match gw.admit(&headers, remote).await {
-        Ok(caller) => caller,
-        Err(response) => return response,
-    };
-    let session = match gw.session_of(&agent, &token, &headers, remote).await {
+    let session = match gw.admitted_session(&headers, remote).await {
         Ok(s) => s,
         Err(response) => return response,
     };
