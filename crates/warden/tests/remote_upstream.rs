@@ -155,20 +155,18 @@ permit (principal == Agent::"tester", action == Action::"call_tool", resource ==
     assert_eq!(decisions.len(), 2, "{decisions:?}");
 }
 
-/// An upstream's sampling request in the course of a call reaches the agent on the call's
-/// stream — when policy lets that server sample this agent — and the agent's answer goes
-/// back to the server.
-#[test]
-fn a_sampling_request_of_the_server_is_decided_and_relayed_to_the_agent() {
-    let (_server, port) = everything_over_http();
+/// server-everything over HTTP behind `warden up`, the agent "tester" allowed its tools (and
+/// `extra_policy`), and a session of tester's whose client offers sampling.
+fn sampling_client(extra_policy: &str) -> (Server, support::up::Up, String, String) {
+    let (server, port) = everything_over_http();
     let s = Setup::new(
         "",
-        r#"
+        &format!(
+            r#"
 @id("tester-tools")
 permit (principal == Agent::"tester", action == Action::"call_tool", resource in Server::"everything");
-@id("everything-may-sample-tester")
-permit (principal == Server::"everything", action == Action::"sample", resource == Agent::"tester");
-"#,
+{extra_policy}"#
+        ),
     );
     std::fs::write(
         s.config(),
@@ -188,6 +186,20 @@ permit (principal == Server::"everything", action == Action::"sample", resource 
         ),
     );
     let sid = init.header("mcp-session-id").unwrap().to_owned();
+    (server, up, token, sid)
+}
+
+/// An upstream's sampling request in the course of a call reaches the agent on the call's
+/// stream — when policy lets that server sample this agent — and the agent's answer goes
+/// back to the server.
+#[test]
+fn a_sampling_request_of_the_server_is_decided_and_relayed_to_the_agent() {
+    let (_server, up, token, sid) = sampling_client(
+        r#"
+@id("everything-may-sample-tester")
+permit (principal == Server::"everything", action == Action::"sample", resource == Agent::"tester");
+"#,
+    );
 
     let body = rpc(
         5,
@@ -232,32 +244,7 @@ permit (principal == Server::"everything", action == Action::"sample", resource 
 
 #[test]
 fn a_sampling_request_policy_does_not_allow_never_reaches_the_agent() {
-    let (_server, port) = everything_over_http();
-    let s = Setup::new(
-        "",
-        r#"
-@id("tester-tools")
-permit (principal == Agent::"tester", action == Action::"call_tool", resource in Server::"everything");
-"#,
-    );
-    std::fs::write(
-        s.config(),
-        format!("[journal]\npath = \"journal.db\"\n\n[servers.everything]\nurl = \"http://127.0.0.1:{port}/mcp\"\n"),
-    )
-    .unwrap();
-    let token = add_agent(&s, "tester");
-    let up = start(s, &["everything"]);
-    let init = post(
-        &up,
-        Some(&token),
-        None,
-        &rpc(
-            0,
-            "initialize",
-            json!({"protocolVersion": "2025-06-18", "capabilities": {"sampling": {}}, "clientInfo": {"name": "t", "version": "1"}}),
-        ),
-    );
-    let sid = init.header("mcp-session-id").unwrap().to_owned();
+    let (_server, up, token, sid) = sampling_client("");
     let body = rpc(
         5,
         "tools/call",
