@@ -972,7 +972,15 @@ impl HubSession {
             }
         });
         let answer = loop {
+            // Biased, messages first: what the upstream sent before its answer reaches the
+            // agent before the answer does.
             tokio::select! {
+                biased;
+                Some(message) = recv_some(&mut relayed) => {
+                    if let Some(to_agent) = &related {
+                        self.relay(upstream, message, to_agent).await;
+                    }
+                }
                 answer = flight.answer() => break answer,
                 () = &mut deadline => {
                     flight.cancel("Warden's time limit for the request expired");
@@ -988,13 +996,15 @@ impl HubSession {
                     flight.cancel(&reason);
                     return Err(Failure::new(REQUEST_CANCELLED, format!("cancelled: {reason}")));
                 }
-                Some(message) = recv_some(&mut relayed) => {
-                    if let Some(to_agent) = &related {
-                        self.relay(upstream, message, to_agent).await;
-                    }
-                }
             }
         };
+        // The answer and the last messages can become ready together: the upstream wrote the
+        // messages first, so they are already queued; relay them before answering.
+        if let (Some(rx), Some(to_agent)) = (relayed.as_mut(), &related) {
+            while let Ok(message) = rx.try_recv() {
+                self.relay(upstream, message, to_agent).await;
+            }
+        }
         let answer = answer.map_err(|e| Failure::new(e.code(), e.to_string()))?;
         if let Some(error) = answer.get("error") {
             return Err(Failure {
