@@ -688,15 +688,15 @@ fn tls_is_served_when_configured() {
         let untrusting = reqwest::Client::new();
         assert!(untrusting.post(&url).body("{}").send().await.is_err());
     });
-    // Plain HTTP to the TLS port is not served.
+    // Plain HTTP to the TLS port is not served (the server may even hang up before the
+    // request is fully written, so a failed write is an acceptable outcome too).
     let mut stream = TcpStream::connect(up.addr).unwrap();
     stream.set_read_timeout(Some(HANG_GUARD)).unwrap();
-    write!(
+    let _ = write!(
         stream,
         "POST /mcp HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nContent-Length: 2\r\n\r\n{{}}",
         up.addr
-    )
-    .unwrap();
+    );
     let mut answer = Vec::new();
     let _ = std::io::Read::read_to_end(&mut stream, &mut answer);
     assert!(
