@@ -171,7 +171,9 @@ pub fn exchange(addr: SocketAddr, head: &str, body: &[u8]) -> Resp {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(HANG_GUARD)).unwrap();
     stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
+    // A server refusing an oversize body may answer and hang up before all of it is written;
+    // the answer is what the test reads.
+    let _ = stream.write_all(body);
     read_response(stream)
 }
 
