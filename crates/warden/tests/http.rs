@@ -9,13 +9,28 @@ use std::io::Write;
 use std::net::TcpStream;
 
 use serde_json::{Value, json};
-use support::up::{Up, add_agent, exchange, files_setup, post, post_with, read_response, start};
+use support::up::{
+    Resp, Up, add_agent, exchange, files_setup, post, post_with, read_response, start,
+};
 use support::{HANG_GUARD, warden};
 
 fn rpc(id: u64, method: &str, params: Value) -> Vec<u8> {
     json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
         .to_string()
         .into_bytes()
+}
+
+/// `warden up` in front of `s`'s example server, the agent "tester", and a session of its.
+fn tester_session(s: support::Setup) -> (Up, String, String) {
+    let token = add_agent(&s, "tester");
+    let up = start(s, &["files"]);
+    let sid = open(&up, &token);
+    (up, token, sid)
+}
+
+/// A `tools/call` in the session; the whole response.
+fn call_tool(up: &Up, token: &str, sid: &str, id: u64, params: Value) -> Resp {
+    post(up, Some(token), Some(sid), &rpc(id, "tools/call", params))
 }
 
 /// Opens a session for the agent with `token`; returns its id.
@@ -247,9 +262,7 @@ fn rebinding_hosts_and_foreign_origins_are_refused() {
 #[test]
 fn malformed_bodies_get_clear_errors_and_the_gateway_keeps_serving() {
     let s = files_setup("max_body_bytes = 65536\nbody_timeout_secs = 1\n");
-    let token = add_agent(&s, "tester");
-    let up = start(s, &["files"]);
-    let sid = open(&up, &token);
+    let (up, token, sid) = tester_session(s);
 
     let r = post(
         &up,
@@ -337,19 +350,14 @@ fn a_flooding_agent_is_limited_without_degrading_another() {
 #[test]
 fn progress_is_streamed_and_the_answer_follows() {
     let s = files_setup("");
-    let token = add_agent(&s, "tester");
-    let up = start(s, &["files"]);
-    let sid = open(&up, &token);
-    let r = post(
+    let (up, token, sid) = tester_session(s);
+    let r = call_tool(
         &up,
-        Some(&token),
-        Some(&sid),
-        &rpc(
-            7,
-            "tools/call",
-            json!({"name": "files__slow_count", "arguments": {"n": 3, "delay_ms": 1},
+        &token,
+        &sid,
+        7,
+        json!({"name": "files__slow_count", "arguments": {"n": 3, "delay_ms": 1},
                                      "_meta": {"progressToken": "p-1"}}),
-        ),
     );
     assert_eq!(r.status, 200);
     assert!(
@@ -384,18 +392,13 @@ fn secrets_in_results_are_redacted_and_their_labels_journaled() {
     let s = files_setup("");
     // A fixture shaped like an AWS key id; valid for nothing.
     std::fs::write(s.path("workspace/leak.txt"), "id=AKIAABCDEFGHIJKLMNOP\n").unwrap();
-    let token = add_agent(&s, "tester");
-    let up = start(s, &["files"]);
-    let sid = open(&up, &token);
-    let r = post(
+    let (up, token, sid) = tester_session(s);
+    let r = call_tool(
         &up,
-        Some(&token),
-        Some(&sid),
-        &rpc(
-            1,
-            "tools/call",
-            json!({"name": "files__read_file", "arguments": {"path": "leak.txt"}}),
-        ),
+        &token,
+        &sid,
+        1,
+        json!({"name": "files__read_file", "arguments": {"path": "leak.txt"}}),
     );
     let text = r.json()["result"]["content"][0]["text"]
         .as_str()
@@ -415,9 +418,7 @@ fn secrets_in_results_are_redacted_and_their_labels_journaled() {
 #[test]
 fn one_server_can_keep_its_own_names() {
     let s = support::up::files_setup_with(&[], "namespace = false", "");
-    let token = add_agent(&s, "tester");
-    let up = start(s, &["files"]);
-    let sid = open(&up, &token);
+    let (up, token, sid) = tester_session(s);
     let r = post(
         &up,
         Some(&token),
@@ -426,15 +427,12 @@ fn one_server_can_keep_its_own_names() {
     );
     assert!(r.body.contains("\"read_file\""), "{}", r.body);
     assert!(!r.body.contains("files__"), "{}", r.body);
-    let r = post(
+    let r = call_tool(
         &up,
-        Some(&token),
-        Some(&sid),
-        &rpc(
-            2,
-            "tools/call",
-            json!({"name": "read_file", "arguments": {"path": "notes.txt"}}),
-        ),
+        &token,
+        &sid,
+        2,
+        json!({"name": "read_file", "arguments": {"path": "notes.txt"}}),
     );
     assert_eq!(
         r.json()["result"]["content"][0]["text"],
@@ -447,18 +445,13 @@ fn one_server_can_keep_its_own_names() {
 #[test]
 fn an_upstream_that_crashes_is_restarted_and_calls_fail_clearly_meanwhile() {
     let s = support::up::files_setup_with(&["--misbehave", "crash-on-call"], "", "");
-    let token = add_agent(&s, "tester");
-    let up = start(s, &["files"]);
-    let sid = open(&up, &token);
-    let r = post(
+    let (up, token, sid) = tester_session(s);
+    let r = call_tool(
         &up,
-        Some(&token),
-        Some(&sid),
-        &rpc(
-            1,
-            "tools/call",
-            json!({"name": "files__read_file", "arguments": {"path": "notes.txt"}}),
-        ),
+        &token,
+        &sid,
+        1,
+        json!({"name": "files__read_file", "arguments": {"path": "notes.txt"}}),
     );
     let v = r.json();
     assert_eq!(v["error"]["code"], -32002, "{v}");
@@ -492,18 +485,13 @@ fn an_upstream_that_never_answers_or_answers_garbage_times_out_clearly() {
             "",
             "[limits]\ncall_timeout_secs = 0.5\n",
         );
-        let token = add_agent(&s, "tester");
-        let up = start(s, &["files"]);
-        let sid = open(&up, &token);
-        let r = post(
+        let (up, token, sid) = tester_session(s);
+        let r = call_tool(
             &up,
-            Some(&token),
-            Some(&sid),
-            &rpc(
-                1,
-                "tools/call",
-                json!({"name": "files__read_file", "arguments": {"path": "notes.txt"}}),
-            ),
+            &token,
+            &sid,
+            1,
+            json!({"name": "files__read_file", "arguments": {"path": "notes.txt"}}),
         );
         let v = r.json();
         assert_eq!(v["error"]["code"], -32001, "{mode}: {v}");
@@ -548,9 +536,7 @@ fn wait_for_record(up: &Up, kind: &str) -> warden_journal::JournalRecord {
 #[test]
 fn an_unknown_protocol_version_header_is_refused() {
     let s = files_setup("");
-    let token = add_agent(&s, "tester");
-    let up = start(s, &["files"]);
-    let sid = open(&up, &token);
+    let (up, token, sid) = tester_session(s);
     let ping = rpc(1, "ping", json!({}));
     let r = post_with(
         &up,
@@ -573,9 +559,7 @@ fn an_unknown_protocol_version_header_is_refused() {
 #[test]
 fn a_cancelled_call_is_cancelled_upstream_and_journaled() {
     let s = files_setup("");
-    let token = add_agent(&s, "tester");
-    let up = start(s, &["files"]);
-    let sid = open(&up, &token);
+    let (up, token, sid) = tester_session(s);
     let call = {
         let (addr, token, sid) = (up.addr, token.clone(), sid.clone());
         std::thread::spawn(move || {
@@ -607,9 +591,7 @@ fn a_cancelled_call_is_cancelled_upstream_and_journaled() {
 #[test]
 fn list_changes_reach_the_agent_on_its_event_stream() {
     let s = support::up::files_setup_with(&["--misbehave", "crash-on-call"], "", "");
-    let token = add_agent(&s, "tester");
-    let up = start(s, &["files"]);
-    let sid = open(&up, &token);
+    let (up, token, sid) = tester_session(s);
     let mut stream = TcpStream::connect(up.addr).unwrap();
     stream.set_read_timeout(Some(HANG_GUARD)).unwrap();
     write!(
@@ -623,15 +605,12 @@ fn list_changes_reach_the_agent_on_its_event_stream() {
     std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
     assert!(line.contains("200"), "{line}");
     // Crash the upstream; when it is back, its tools may have changed: the agent is told.
-    let r = post(
+    let r = call_tool(
         &up,
-        Some(&token),
-        Some(&sid),
-        &rpc(
-            1,
-            "tools/call",
-            json!({"name": "files__echo", "arguments": {}}),
-        ),
+        &token,
+        &sid,
+        1,
+        json!({"name": "files__echo", "arguments": {}}),
     );
     assert_eq!(r.json()["error"]["code"], -32002);
     up.wait_line("upstream \"files\" ready");
@@ -748,9 +727,7 @@ fn sigterm_stops_warden_even_with_an_event_stream_open() {
 #[test]
 fn an_upstream_that_pages_its_tools_is_paged_through_warden() {
     let s = support::up::files_setup_with(&["--tools-page-size", "4"], "", "");
-    let token = add_agent(&s, "tester");
-    let up = start(s, &["files"]);
-    let sid = open(&up, &token);
+    let (up, token, sid) = tester_session(s);
     let mut names = Vec::new();
     let mut cursor: Option<String> = None;
     let mut pages = 0;
