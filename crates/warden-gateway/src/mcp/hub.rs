@@ -871,33 +871,35 @@ impl HubSession {
     }
 
     fn resolve_name<'a>(&self, presented: &'a str) -> Result<(ServerName, &'a str), Failure> {
-        let unknown = || {
-            Failure::new(
-                code::INVALID_PARAMS,
-                format!(
-                    "unknown name {:?}: names are \"<server>__<name>\" as listed by Warden",
-                    warden_core::escape_for_display(presented)
-                ),
-            )
-        };
-        let (server, name) = self.hub.names.route(presented).ok_or_else(unknown)?;
-        self.hub.upstreams.get(&server).ok_or_else(unknown)?;
-        Ok((server, name))
+        let route = self.hub.names.route(presented);
+        self.resolved(route, presented, "name", "<server>__<name>")
     }
 
     fn resolve_uri<'a>(&self, presented: &'a str) -> Result<(ServerName, &'a str), Failure> {
-        let unknown = || {
-            Failure::new(
+        let route = self.hub.names.route_uri(presented);
+        self.resolved(route, presented, "resource", "<server>+<uri>")
+    }
+
+    /// A route to a configured upstream, or the error naming the expected `shape`.
+    fn resolved<'a>(
+        &self,
+        route: Option<(ServerName, &'a str)>,
+        presented: &str,
+        what: &str,
+        shape: &str,
+    ) -> Result<(ServerName, &'a str), Failure> {
+        match route {
+            Some((server, inner)) if self.hub.upstreams.contains_key(&server) => {
+                Ok((server, inner))
+            }
+            _ => Err(Failure::new(
                 code::INVALID_PARAMS,
                 format!(
-                    "unknown resource {:?}: resource URIs are \"<server>+<uri>\" as listed by Warden",
+                    "unknown {what} {:?}: Warden lists them as \"{shape}\"",
                     warden_core::escape_for_display(presented)
                 ),
-            )
-        };
-        let (server, uri) = self.hub.names.route_uri(presented).ok_or_else(unknown)?;
-        self.hub.upstreams.get(&server).ok_or_else(unknown)?;
-        Ok((server, uri))
+            )),
+        }
     }
 
     /// Sends an allowed action upstream, journals its outcome, and presents the result in
