@@ -1,6 +1,6 @@
 //! What an agent attempts, and what an upstream server asks of an agent. One vocabulary for
-//! every channel: the MCP gateway builds these today; the egress proxy and the sandbox will
-//! build their own variants.
+//! every channel: the MCP gateway builds the MCP variants, the egress proxy `HttpRequest`, and
+//! the sandbox `Exec` and `Connect`.
 
 use std::fmt;
 
@@ -27,11 +27,17 @@ pub enum ActionKind {
     Elicit,
     /// An MCP `roots/list`: a server asks which roots the agent exposes.
     ListRoots,
+    /// An HTTP request (or `CONNECT` tunnel) through the egress proxy.
+    HttpRequest,
+    /// A process of a contained agent starts a program (`execve`).
+    Exec,
+    /// A process of a contained agent opens a network connection (`connect`).
+    Connect,
 }
 
 impl ActionKind {
     /// Every kind, in the order of the base schema.
-    pub const ALL: [ActionKind; 7] = [
+    pub const ALL: [ActionKind; 10] = [
         ActionKind::CallTool,
         ActionKind::ReadResource,
         ActionKind::GetPrompt,
@@ -39,6 +45,9 @@ impl ActionKind {
         ActionKind::Sample,
         ActionKind::Elicit,
         ActionKind::ListRoots,
+        ActionKind::HttpRequest,
+        ActionKind::Exec,
+        ActionKind::Connect,
     ];
 
     /// The Cedar action id (`Action::"call_tool"`).
@@ -51,6 +60,9 @@ impl ActionKind {
             ActionKind::Sample => "sample",
             ActionKind::Elicit => "elicit",
             ActionKind::ListRoots => "list_roots",
+            ActionKind::HttpRequest => "http_request",
+            ActionKind::Exec => "exec",
+            ActionKind::Connect => "connect",
         }
     }
 
@@ -305,6 +317,181 @@ impl CompletionRef {
     }
 }
 
+/// The longest host name accepted, in bytes (DNS allows 253).
+pub const MAX_HOST_LEN: usize = 253;
+
+/// The longest program path accepted, in bytes (`PATH_MAX` is 4096).
+pub const MAX_PROGRAM_LEN: usize = 4096;
+
+/// A network peer: a DNS name or an IP address. Its id in policy is the name in lowercase
+/// without a trailing dot, or the address in its canonical text form (IPv6 without brackets).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct HostRef {
+    name: String,
+}
+
+impl HostRef {
+    /// Checks and normalizes a host that came from outside (a `Host` header, a `CONNECT`
+    /// authority, an address a process connects to).
+    ///
+    /// An IP address is written in its canonical form, so `010.0.0.1` or `::ffff:1.2.3.4`
+    /// cannot dodge a policy written for the plain address. A name must be a valid DNS name
+    /// (letters, digits, `-`, `_`, dots between labels of at most 63 bytes); it is lowercased,
+    /// because DNS is case-insensitive and policy compares byte for byte.
+    pub fn new(host: &str) -> Result<Self, TargetNameError> {
+        let err = |why| {
+            let mut shown = host.to_owned();
+            shown.truncate(shown.floor_char_boundary(80));
+            Err(TargetNameError {
+                kind: "host",
+                name: shown,
+                why,
+            })
+        };
+        let bare = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
+            let ip = match ip {
+                std::net::IpAddr::V6(v6) => v6
+                    .to_ipv4_mapped()
+                    .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+                v4 => v4,
+            };
+            return Ok(Self {
+                name: ip.to_string(),
+            });
+        }
+        let name = host.strip_suffix('.').unwrap_or(host);
+        if name.is_empty() {
+            return err("it is empty");
+        }
+        if name.len() > MAX_HOST_LEN {
+            return err("it is longer than 253 bytes");
+        }
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if !name.split('.').all(label_ok) {
+            return err("it is not a DNS name or an IP address");
+        }
+        // A name made only of digits and dots is an address in a form `IpAddr` refused
+        // (`1.2.3`, `0x7f.1`): inet_aton would still accept some of them.
+        if name
+            .split('.')
+            .all(|l| l.bytes().all(|b| b.is_ascii_digit()))
+            || name.split('.').any(|l| {
+                l.len() > 1
+                    && (l.starts_with("0x") || l.starts_with("0X"))
+                    && l[2..].bytes().all(|b| b.is_ascii_hexdigit())
+            })
+        {
+            return err("it is an IP address in a non-canonical form");
+        }
+        Ok(Self {
+            name: name.to_ascii_lowercase(),
+        })
+    }
+
+    /// The id used in policy and in the journal.
+    pub fn as_str(&self) -> &str {
+        &self.name
+    }
+
+    /// The address, when the host is an IP literal.
+    pub fn ip(&self) -> Option<std::net::IpAddr> {
+        self.name.parse().ok()
+    }
+}
+
+impl TryFrom<String> for HostRef {
+    type Error = TargetNameError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::new(&s)
+    }
+}
+
+impl From<HostRef> for String {
+    fn from(h: HostRef) -> String {
+        h.name
+    }
+}
+
+impl fmt::Display for HostRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+/// A program a contained process starts: the path it passed to `execve`, made absolute
+/// against the process's working directory, never resolved through symlinks (policy sees the
+/// name the process used; Landlock and the mount view decide what exists).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ProgramRef {
+    path: String,
+}
+
+impl ProgramRef {
+    /// Checks a program path: absolute, at most [`MAX_PROGRAM_LEN`] bytes, no control,
+    /// invisible or bidirectional-override characters.
+    pub fn new(path: impl Into<String>) -> Result<Self, TargetNameError> {
+        let path = path.into();
+        check_target(
+            "program path",
+            &path,
+            MAX_PROGRAM_LEN,
+            "it is longer than 4096 bytes",
+        )?;
+        if !path.starts_with('/') {
+            let mut shown = path;
+            shown.truncate(shown.floor_char_boundary(80));
+            return Err(TargetNameError {
+                kind: "program path",
+                name: shown,
+                why: "it is not absolute",
+            });
+        }
+        Ok(Self { path })
+    }
+
+    /// The path, as policy and the journal see it.
+    pub fn as_str(&self) -> &str {
+        &self.path
+    }
+
+    /// The last component (`/usr/bin/git` → `git`).
+    pub fn file_name(&self) -> &str {
+        self.path.rsplit('/').next().unwrap_or(&self.path)
+    }
+}
+
+impl TryFrom<String> for ProgramRef {
+    type Error = TargetNameError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::new(s)
+    }
+}
+
+impl From<ProgramRef> for String {
+    fn from(p: ProgramRef) -> String {
+        p.path
+    }
+}
+
+impl fmt::Display for ProgramRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.path)
+    }
+}
+
 /// Whether `c` can hide or rearrange text on a screen: control characters, and invisible and
 /// bidirectional-override characters.
 pub fn is_deceptive_char(c: char) -> bool {
@@ -367,6 +554,32 @@ pub enum Action {
         /// The server asking.
         server: ServerName,
     },
+    /// An HTTP request through the egress proxy; for a `CONNECT` tunnel the method is
+    /// `CONNECT` and the path unknown.
+    HttpRequest {
+        /// The host asked for.
+        host: HostRef,
+        /// The port (the scheme's default when the request named none).
+        port: u16,
+        /// The method, as sent (`GET`, `POST`, `CONNECT`, …).
+        method: String,
+        /// The path and query, when visible (not inside a TLS tunnel).
+        path: Option<String>,
+    },
+    /// A contained process starts a program.
+    Exec {
+        /// The program.
+        program: ProgramRef,
+        /// Its arguments, `argv[0]` included.
+        argv: Vec<String>,
+    },
+    /// A contained process connects to a network peer.
+    Connect {
+        /// The peer's address.
+        host: HostRef,
+        /// The peer's port.
+        port: u16,
+    },
 }
 
 impl Action {
@@ -380,11 +593,15 @@ impl Action {
             Action::Sample { .. } => ActionKind::Sample,
             Action::Elicit { .. } => ActionKind::Elicit,
             Action::ListRoots { .. } => ActionKind::ListRoots,
+            Action::HttpRequest { .. } => ActionKind::HttpRequest,
+            Action::Exec { .. } => ActionKind::Exec,
+            Action::Connect { .. } => ActionKind::Connect,
         }
     }
 
     /// The target as written in the journal: `server/tool`, `server/uri` or `server/prompt`;
-    /// for an action a server initiates, the server's name.
+    /// for an action a server initiates, the server's name; the host for `HttpRequest` and
+    /// `Connect`; the program's path for `Exec`.
     pub fn target(&self) -> String {
         match self {
             Action::CallTool { tool, .. } => tool.id(),
@@ -394,19 +611,25 @@ impl Action {
             Action::Sample { server }
             | Action::Elicit { server }
             | Action::ListRoots { server } => server.as_str().to_owned(),
+            Action::HttpRequest { host, .. } | Action::Connect { host, .. } => {
+                host.as_str().to_owned()
+            }
+            Action::Exec { program, .. } => program.as_str().to_owned(),
         }
     }
 
-    /// The upstream server involved, whichever side initiated.
-    pub fn server(&self) -> &ServerName {
+    /// The upstream MCP server involved, whichever side initiated; `None` for actions of
+    /// the egress proxy and the sandbox.
+    pub fn server(&self) -> Option<&ServerName> {
         match self {
-            Action::CallTool { tool, .. } => &tool.server,
-            Action::ReadResource { resource } => &resource.server,
-            Action::GetPrompt { prompt, .. } => &prompt.server,
-            Action::Complete { target, .. } => target.server(),
+            Action::CallTool { tool, .. } => Some(&tool.server),
+            Action::ReadResource { resource } => Some(&resource.server),
+            Action::GetPrompt { prompt, .. } => Some(&prompt.server),
+            Action::Complete { target, .. } => Some(target.server()),
             Action::Sample { server }
             | Action::Elicit { server }
-            | Action::ListRoots { server } => server,
+            | Action::ListRoots { server } => Some(server),
+            Action::HttpRequest { .. } | Action::Exec { .. } | Action::Connect { .. } => None,
         }
     }
 }
@@ -476,6 +699,50 @@ mod tests {
     }
 
     #[test]
+    fn hosts_are_normalized_so_policy_sees_one_spelling() {
+        let cases = [
+            ("API.GitHub.com.", "api.github.com"),
+            ("10.0.0.1", "10.0.0.1"),
+            ("[::1]", "::1"),
+            ("::ffff:127.0.0.1", "127.0.0.1"),
+            ("0:0:0:0:0:0:0:1", "::1"),
+            ("my_host-1.internal", "my_host-1.internal"),
+        ];
+        for (given, id) in cases {
+            assert_eq!(HostRef::new(given).unwrap().as_str(), id, "{given}");
+        }
+        for bad in [
+            "",
+            ".",
+            "a..b",
+            "-a.com",
+            "a b",
+            "a/b",
+            "a\u{202e}b",
+            "127.1",
+            "2130706433",
+            "0x7f.0.0.1",
+            "010.0.0.1",
+        ] {
+            assert!(HostRef::new(bad).is_err(), "{bad:?}");
+        }
+        assert!(HostRef::new(&"a".repeat(64)).is_err());
+        assert!(HostRef::new(&format!("{}.com", "a.".repeat(130))).is_err());
+        let h: HostRef = serde_json::from_str("\"Example.COM\"").unwrap();
+        assert_eq!(serde_json::to_string(&h).unwrap(), "\"example.com\"");
+    }
+
+    #[test]
+    fn programs_are_absolute_paths() {
+        let p = ProgramRef::new("/usr/bin/git").unwrap();
+        assert_eq!(p.file_name(), "git");
+        assert!(ProgramRef::new("git").is_err());
+        assert!(ProgramRef::new("").is_err());
+        assert!(ProgramRef::new("/bin/a\nb").is_err());
+        assert!(serde_json::from_str::<ProgramRef>("\"bin/sh\"").is_err());
+    }
+
+    #[test]
     fn kinds_name_their_cedar_actions() {
         for kind in ActionKind::ALL {
             let json = serde_json::to_string(&kind).unwrap();
@@ -535,7 +802,40 @@ mod tests {
         for (action, kind, target) in cases {
             assert_eq!(action.kind(), kind);
             assert_eq!(action.target(), target);
-            assert_eq!(action.server(), &fs());
+            assert_eq!(action.server(), Some(&fs()));
+        }
+        let contained = [
+            (
+                Action::HttpRequest {
+                    host: HostRef::new("Example.com").unwrap(),
+                    port: 443,
+                    method: "CONNECT".into(),
+                    path: None,
+                },
+                ActionKind::HttpRequest,
+                "example.com",
+            ),
+            (
+                Action::Exec {
+                    program: ProgramRef::new("/bin/sh").unwrap(),
+                    argv: vec!["sh".into()],
+                },
+                ActionKind::Exec,
+                "/bin/sh",
+            ),
+            (
+                Action::Connect {
+                    host: HostRef::new("10.1.2.3").unwrap(),
+                    port: 22,
+                },
+                ActionKind::Connect,
+                "10.1.2.3",
+            ),
+        ];
+        for (action, kind, target) in contained {
+            assert_eq!(action.kind(), kind);
+            assert_eq!(action.target(), target);
+            assert_eq!(action.server(), None);
         }
     }
 }

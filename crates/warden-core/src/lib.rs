@@ -33,7 +33,8 @@ pub fn escape_for_display(s: &str) -> std::borrow::Cow<'_, str> {
 }
 
 pub use action::{
-    Action, ActionKind, CompletionRef, PromptRef, ResourceRef, TargetNameError, ToolRef,
+    Action, ActionKind, CompletionRef, HostRef, ProgramRef, PromptRef, ResourceRef,
+    TargetNameError, ToolRef,
 };
 pub use decision::{Decision, Effect};
 pub use event::{Event, EventBody, Outcome};

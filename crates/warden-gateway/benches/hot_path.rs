@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::{Map, Value, json};
-use warden_core::{AgentId, ServerName, SessionId};
+use warden_core::{Action, AgentId, ServerName, SessionId, ToolRef};
 use warden_gateway::Guard;
 use warden_journal::{Journal, JournalOptions, SyncMode};
 use warden_policy::{PolicySet, SourceFile};
@@ -72,10 +72,17 @@ fn guard(sync: SyncMode, dir: &tempfile::TempDir) -> Guard {
     Guard::new(
         AgentId::new("agent0").expect("agent"),
         SessionId::from_random([7; 16]),
-        ServerName::new("srv0").expect("server"),
         Arc::new(policies()),
         journal,
     )
+}
+
+/// The action the agent attempts: built per call, as the gateway builds it from the request.
+fn call(args: &Map<String, Value>) -> Action {
+    Action::CallTool {
+        tool: ToolRef::new(ServerName::new("srv0").expect("server"), "tool0").expect("tool"),
+        arguments: args.clone(),
+    }
 }
 
 fn hot_path(c: &mut Criterion) {
@@ -88,12 +95,12 @@ fn hot_path(c: &mut Criterion) {
     for (name, sync) in [("normal", SyncMode::Normal), ("full", SyncMode::Full)] {
         let dir = tempfile::tempdir().expect("tempdir");
         let guard = guard(sync, &dir);
-        let verdict = rt.block_on(guard.tool_call("tool0", args.clone()));
+        let verdict = rt.block_on(guard.check(&call(&args)));
         assert!(verdict.seq.is_some() && verdict.decision.effect.permits());
 
         let mut g = c.benchmark_group("latency");
         g.bench_function(BenchmarkId::new("decide_and_journal", name), |b| {
-            b.iter(|| rt.block_on(guard.tool_call("tool0", args.clone())))
+            b.iter(|| rt.block_on(guard.check(&call(&args))))
         });
         g.finish();
 
@@ -112,9 +119,7 @@ fn hot_path(c: &mut Criterion) {
                                 .map(|_| {
                                     let guard = guard.clone();
                                     let args = args.clone();
-                                    tokio::spawn(
-                                        async move { guard.tool_call("tool0", args).await },
-                                    )
+                                    tokio::spawn(async move { guard.check(&call(&args)).await })
                                 })
                                 .collect();
                             for call in calls {

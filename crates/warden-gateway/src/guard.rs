@@ -10,8 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Map, Value};
 use warden_core::redact::{digest_object, redact_object};
 use warden_core::{
-    Action, ActionKind, AgentId, Decision, Effect, Event, EventBody, Outcome, ServerName,
-    SessionId, ToolRef,
+    Action, ActionKind, AgentId, Decision, Effect, Event, EventBody, Outcome, SessionId,
 };
 use warden_journal::Journal;
 use warden_policy::PolicySet;
@@ -30,29 +29,27 @@ pub struct Verdict {
     pub action: ActionKind,
 }
 
-/// Decides and records the actions of one agent session toward one upstream server.
+/// Decides and records the actions of one agent session, whichever channel they come
+/// through (an MCP server, the egress proxy, the sandbox).
 #[derive(Clone)]
 pub struct Guard {
     agent: AgentId,
     session: SessionId,
-    server: ServerName,
     policies: Arc<PolicySet>,
     journal: Journal,
 }
 
 impl Guard {
-    /// A guard for `agent`'s session `session` toward `server`.
+    /// A guard for `agent`'s session `session`.
     pub fn new(
         agent: AgentId,
         session: SessionId,
-        server: ServerName,
         policies: Arc<PolicySet>,
         journal: Journal,
     ) -> Self {
         Self {
             agent,
             session,
-            server,
             policies,
             journal,
         }
@@ -63,11 +60,6 @@ impl Guard {
         &self.agent
     }
 
-    /// The upstream server.
-    pub fn server(&self) -> &ServerName {
-        &self.server
-    }
-
     /// The policies in force.
     pub fn policies(&self) -> &PolicySet {
         &self.policies
@@ -76,54 +68,6 @@ impl Guard {
     /// The session.
     pub fn session(&self) -> &SessionId {
         &self.session
-    }
-
-    /// Decides a `tools/call` and records the decision durably before returning.
-    pub async fn tool_call(&self, name: &str, arguments: Map<String, Value>) -> Verdict {
-        self.decide_and_record(name, arguments, None).await
-    }
-
-    /// Records the refusal of a `tools/call` that no policy gets to see (malformed in a way
-    /// that cannot be answered), so the attempt is on record.
-    pub async fn refuse_call(
-        &self,
-        name: &str,
-        arguments: Map<String, Value>,
-        why: &str,
-    ) -> Verdict {
-        self.decide_and_record(name, arguments, Some(why)).await
-    }
-
-    async fn decide_and_record(
-        &self,
-        name: &str,
-        arguments: Map<String, Value>,
-        refused: Option<&str>,
-    ) -> Verdict {
-        match ToolRef::new(self.server.clone(), name) {
-            Ok(tool) => {
-                let action = Action::CallTool { tool, arguments };
-                match refused {
-                    Some(why) => {
-                        let target = action.target();
-                        self.refuse(
-                            ActionKind::CallTool,
-                            target,
-                            &action_arguments(&action),
-                            why,
-                        )
-                        .await
-                    }
-                    None => self.check(&action).await,
-                }
-            }
-            Err(err) => {
-                let why = refused.map_or_else(|| err.to_string(), str::to_owned);
-                let target = format!("{}/{}", self.server, name.escape_debug());
-                self.refuse(ActionKind::CallTool, target, &arguments, &why)
-                    .await
-            }
-        }
     }
 
     /// Decides any action and records the decision durably before returning.
@@ -186,12 +130,6 @@ impl Guard {
         }
     }
 
-    /// Whether `tools/list` should show the tool to this agent.
-    pub fn may_list(&self, name: &str) -> bool {
-        ToolRef::new(self.server.clone(), name)
-            .is_ok_and(|tool| self.policies.may_call(&self.agent, &tool))
-    }
-
     /// Appends what became of an allowed call. Not awaited: the decision is already durable,
     /// and the outcome must not delay the response. A failure is reported on stderr.
     pub fn record_outcome(&self, decision_seq: u64, outcome: Outcome, detail: impl Into<String>) {
@@ -247,6 +185,30 @@ fn action_arguments(action: &Action) -> std::borrow::Cow<'_, Map<String, Value>>
         } => {
             let mut map = Map::new();
             map.insert(argument.clone(), Value::String(value.clone()));
+            Cow::Owned(map)
+        }
+        Action::HttpRequest {
+            port, method, path, ..
+        } => {
+            let mut map = Map::new();
+            map.insert("port".into(), Value::from(*port));
+            map.insert("method".into(), Value::String(method.clone()));
+            if let Some(path) = path {
+                map.insert("path".into(), Value::String(path.clone()));
+            }
+            Cow::Owned(map)
+        }
+        Action::Exec { argv, .. } => {
+            let mut map = Map::new();
+            map.insert(
+                "argv".into(),
+                Value::Array(argv.iter().cloned().map(Value::String).collect()),
+            );
+            Cow::Owned(map)
+        }
+        Action::Connect { port, .. } => {
+            let mut map = Map::new();
+            map.insert("port".into(), Value::from(*port));
             Cow::Owned(map)
         }
         _ => Cow::Owned(Map::new()),

@@ -20,15 +20,17 @@
 //!
 //! Each action takes its own keys: `call_tool` takes `tool` (and `arguments`),
 //! `read_resource` takes `resource`, `get_prompt` takes `prompt` (and `arguments`),
-//! `complete` takes `prompt` or `resource` with `argument` (and `value`), and `sample`,
-//! `elicit` and `list_roots` take `server`, the server asking `agent`.
+//! `complete` takes `prompt` or `resource` with `argument` (and `value`), `sample`,
+//! `elicit` and `list_roots` take `server`, the server asking `agent`; `http_request` takes
+//! `host` and `port` (and `method`, default `GET`, and `path`), `connect` takes `host` and
+//! `port`, and `exec` takes `program` (and `argv`, default the program's name).
 
 use std::path::Path;
 
 use serde::{Deserialize, Deserializer};
 use warden_core::{
-    Action, ActionKind, AgentId, CompletionRef, Decision, Effect, PromptRef, ResourceRef,
-    ServerName, ToolRef,
+    Action, ActionKind, AgentId, CompletionRef, Decision, Effect, HostRef, ProgramRef, PromptRef,
+    ResourceRef, ServerName, ToolRef,
 };
 
 use crate::error::{PolicyError, Position, SourceDiagnostic};
@@ -96,6 +98,18 @@ struct RawCase {
     argument: Option<String>,
     #[serde(default)]
     value: Option<String>,
+    #[serde(default)]
+    host: Option<HostRef>,
+    #[serde(default)]
+    port: Option<u16>,
+    #[serde(default)]
+    method: Option<String>,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    program: Option<ProgramRef>,
+    #[serde(default)]
+    argv: Option<Vec<String>>,
     expect: Effect,
     #[serde(default)]
     policies: Option<Vec<String>>,
@@ -114,6 +128,9 @@ impl TryFrom<RawCase> for TestCase {
             "server" => kind.is_server_initiated(),
             "arguments" => matches!(kind, ActionKind::CallTool | ActionKind::GetPrompt),
             "argument" | "value" => kind == ActionKind::Complete,
+            "host" | "port" => matches!(kind, ActionKind::HttpRequest | ActionKind::Connect),
+            "method" | "path" => kind == ActionKind::HttpRequest,
+            "program" | "argv" => kind == ActionKind::Exec,
             _ => false,
         };
         let given = [
@@ -124,6 +141,12 @@ impl TryFrom<RawCase> for TestCase {
             ("arguments", raw.arguments.is_some()),
             ("argument", raw.argument.is_some()),
             ("value", raw.value.is_some()),
+            ("host", raw.host.is_some()),
+            ("port", raw.port.is_some()),
+            ("method", raw.method.is_some()),
+            ("path", raw.path.is_some()),
+            ("program", raw.program.is_some()),
+            ("argv", raw.argv.is_some()),
         ];
         if let Some((key, _)) = given.iter().find(|(key, set)| *set && !takes(key)) {
             return Err(format!("`{key}` does not apply to action {kind}"));
@@ -170,6 +193,27 @@ impl TryFrom<RawCase> for TestCase {
                     ActionKind::Elicit => Action::Elicit { server },
                     _ => Action::ListRoots { server },
                 }
+            }
+            ActionKind::HttpRequest => Action::HttpRequest {
+                host: need(raw.host, kind, "host", "name")?,
+                port: raw
+                    .port
+                    .ok_or_else(|| format!("action {kind} needs `port = 443`"))?,
+                method: raw.method.unwrap_or_else(|| "GET".to_owned()),
+                path: raw.path,
+            },
+            ActionKind::Connect => Action::Connect {
+                host: need(raw.host, kind, "host", "address")?,
+                port: raw
+                    .port
+                    .ok_or_else(|| format!("action {kind} needs `port = 443`"))?,
+            },
+            ActionKind::Exec => {
+                let program = need(raw.program, kind, "program", "/absolute/path")?;
+                let argv = raw
+                    .argv
+                    .unwrap_or_else(|| vec![program.file_name().to_owned()]);
+                Action::Exec { program, argv }
             }
             other => return Err(format!("action {other} cannot be tested")),
         };

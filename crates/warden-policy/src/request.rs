@@ -1,16 +1,17 @@
 //! One action as a Cedar request: who asks, for what, on which entity, with which context.
 //!
 //! An action an agent attempts has the agent as principal and a tool, resource or prompt
-//! (child of its server) as resource. An action a server attempts on the agent (`sample`,
-//! `elicit`, `list_roots`) has the server as principal and the agent as resource.
+//! (child of its server), a host or a program as resource. An action a server attempts on the
+//! agent (`sample`, `elicit`, `list_roots`) has the server as principal and the agent as
+//! resource.
 
 use std::collections::{HashMap, HashSet};
 
 use cedar_policy::{Context, Entities, Entity, EntityUid, RestrictedExpression};
 use serde_json::{Map, Value};
 use warden_core::{
-    Action, ActionKind, AgentId, CompletionRef, Decision, PromptRef, ResourceRef, ServerName,
-    ToolRef,
+    Action, ActionKind, AgentId, CompletionRef, Decision, HostRef, ProgramRef, PromptRef,
+    ResourceRef, ServerName, ToolRef,
 };
 
 use crate::arguments;
@@ -24,6 +25,8 @@ pub(crate) enum Target<'a> {
     Prompt(&'a PromptRef),
     /// A server-initiated action: the server asks, the agent is the target.
     Agent(&'a ServerName),
+    Host(&'a HostRef),
+    Program(&'a ProgramRef),
 }
 
 /// Which kind of entity a target is. With the target's id it keys the slice cache: a prompt
@@ -34,6 +37,8 @@ pub(crate) enum TargetType {
     Resource,
     Prompt,
     Agent,
+    Host,
+    Program,
 }
 
 impl Target<'_> {
@@ -44,6 +49,8 @@ impl Target<'_> {
             Target::Resource(r) => (TargetType::Resource, r.id()),
             Target::Prompt(p) => (TargetType::Prompt, p.id()),
             Target::Agent(s) => (TargetType::Agent, s.as_str().to_owned()),
+            Target::Host(h) => (TargetType::Host, h.as_str().to_owned()),
+            Target::Program(p) => (TargetType::Program, p.as_str().to_owned()),
         }
     }
 
@@ -68,6 +75,16 @@ pub(crate) enum ContextInput<'a> {
     Arguments(&'a Map<String, Value>),
     /// `{ argument: ..., value: ... }`: a completion request.
     Completion { argument: &'a str, value: &'a str },
+    /// `{ port, method, path }`: an HTTP request through the egress proxy.
+    Http {
+        port: u16,
+        method: &'a str,
+        path: &'a str,
+    },
+    /// `{ argv, command_line }`: a program start.
+    Exec { argv: &'a [String] },
+    /// `{ port }`: a connection.
+    Connect { port: u16 },
     /// `{}`.
     Empty,
 }
@@ -105,6 +122,25 @@ impl<'a> Parts<'a> {
             Action::Sample { server }
             | Action::Elicit { server }
             | Action::ListRoots { server } => (Target::Agent(server), ContextInput::Empty),
+            Action::HttpRequest {
+                host,
+                port,
+                method,
+                path,
+            } => (
+                Target::Host(host),
+                ContextInput::Http {
+                    port: *port,
+                    method,
+                    path: path.as_deref().unwrap_or(""),
+                },
+            ),
+            Action::Exec { program, argv } => {
+                (Target::Program(program), ContextInput::Exec { argv })
+            }
+            Action::Connect { host, port } => {
+                (Target::Host(host), ContextInput::Connect { port: *port })
+            }
             _ => return None,
         };
         Some(Self {
@@ -149,6 +185,37 @@ pub(crate) fn context(input: ContextInput<'_>) -> Result<Context, Decision> {
                 RestrictedExpression::new_string(value.to_owned()),
             ),
         ],
+        ContextInput::Http { port, method, path } => vec![
+            (
+                "port".to_owned(),
+                RestrictedExpression::new_long(i64::from(port)),
+            ),
+            (
+                "method".to_owned(),
+                RestrictedExpression::new_string(method.to_owned()),
+            ),
+            (
+                "path".to_owned(),
+                RestrictedExpression::new_string(path.to_owned()),
+            ),
+        ],
+        ContextInput::Exec { argv } => vec![
+            (
+                "argv".to_owned(),
+                RestrictedExpression::new_set(
+                    argv.iter()
+                        .map(|a| RestrictedExpression::new_string(a.clone())),
+                ),
+            ),
+            (
+                "command_line".to_owned(),
+                RestrictedExpression::new_string(argv.join(" ")),
+            ),
+        ],
+        ContextInput::Connect { port } => vec![(
+            "port".to_owned(),
+            RestrictedExpression::new_long(i64::from(port)),
+        )],
         ContextInput::Empty => return Ok(Context::empty()),
     };
     Context::from_pairs(pairs)
@@ -170,6 +237,16 @@ pub(crate) fn parties(agent: &AgentId, target: Target<'_>) -> Parties {
     // A tool, resource or prompt: its uid, its server, and the attribute that names it.
     let (resource, server, (attr, value)) = match target {
         Target::Agent(server) => return server_asks(agent, server),
+        Target::Host(h) => {
+            return standalone(agent, m.host_uid(h), [("name", h.as_str())].as_slice());
+        }
+        Target::Program(p) => {
+            return standalone(
+                agent,
+                m.program_uid(p),
+                [("path", p.as_str()), ("name", p.file_name())].as_slice(),
+            );
+        }
         Target::Tool(t) => (m.tool_uid(t), &t.server, ("name", &t.name)),
         Target::Resource(r) => (m.resource_uid(r), &r.server, ("uri", &r.uri)),
         Target::Prompt(p) => (m.prompt_uid(p), &p.server, ("name", &p.name)),
@@ -199,6 +276,29 @@ pub(crate) fn parties(agent: &AgentId, target: Target<'_>) -> Parties {
         principal,
         resource,
         resource_parent: Some(server_uid),
+        entities: or_empty(entities),
+    }
+}
+
+/// The parties of `agent`'s request on an entity with no parent (a host, a program).
+fn standalone(agent: &AgentId, resource: EntityUid, attrs: &[(&str, &str)]) -> Parties {
+    let principal = MODEL.agent_uid(agent);
+    let attrs = attrs
+        .iter()
+        .map(|(k, v)| {
+            (
+                (*k).to_owned(),
+                RestrictedExpression::new_string((*v).to_owned()),
+            )
+        })
+        .collect::<HashMap<_, _>>();
+    let entities = Entity::new(resource.clone(), attrs, HashSet::new())
+        .map_err(|e| e.to_string())
+        .and_then(|r| entities_of([Entity::with_uid(principal.clone()), r]));
+    Parties {
+        principal,
+        resource,
+        resource_parent: None,
         entities: or_empty(entities),
     }
 }

@@ -12,7 +12,9 @@ use std::sync::LazyLock;
 use cedar_policy::{
     ActionConstraint, EntityId, EntityTypeName, EntityUid, PrincipalConstraint, ResourceConstraint,
 };
-use warden_core::{ActionKind, AgentId, PromptRef, ResourceRef, ServerName, ToolRef};
+use warden_core::{
+    ActionKind, AgentId, HostRef, ProgramRef, PromptRef, ResourceRef, ServerName, ToolRef,
+};
 
 /// The entity types and the action of the base schema, parsed once.
 pub(crate) struct Model {
@@ -21,6 +23,8 @@ pub(crate) struct Model {
     tool: EntityTypeName,
     resource: EntityTypeName,
     prompt: EntityTypeName,
+    host: EntityTypeName,
+    program: EntityTypeName,
     action: EntityTypeName,
 }
 
@@ -40,6 +44,8 @@ impl Model {
             tool: type_name("Tool"),
             resource: type_name("Resource"),
             prompt: type_name("Prompt"),
+            host: type_name("Host"),
+            program: type_name("Program"),
             action: type_name("Action"),
         }
     }
@@ -71,6 +77,16 @@ impl Model {
     /// `Prompt::"<server>/<name>"`.
     pub(crate) fn prompt_uid(&self, prompt: &PromptRef) -> EntityUid {
         Self::uid(&self.prompt, &prompt.id())
+    }
+
+    /// `Host::"<name or address>"`.
+    pub(crate) fn host_uid(&self, host: &HostRef) -> EntityUid {
+        Self::uid(&self.host, host.as_str())
+    }
+
+    /// `Program::"<path>"`.
+    pub(crate) fn program_uid(&self, program: &ProgramRef) -> EntityUid {
+        Self::uid(&self.program, program.as_str())
     }
 
     /// `Action::"call_tool"` and its kin.

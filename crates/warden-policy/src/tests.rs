@@ -5,7 +5,8 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use warden_core::{
-    Action, AgentId, CompletionRef, Effect, PromptRef, ResourceRef, ServerName, ToolRef,
+    Action, AgentId, CompletionRef, Effect, HostRef, ProgramRef, PromptRef, ResourceRef,
+    ServerName, ToolRef,
 };
 
 use crate::*;
@@ -87,6 +88,80 @@ fn default_deny_names_agent_action_and_tool() {
     assert_eq!(
         d.reason,
         r#"no policy permits agent "bob" to call_tool on "files/delete_file""#
+    );
+}
+
+#[test]
+fn contained_actions_are_decided_on_hosts_and_programs() {
+    let set = load(
+        r#"
+        permit(principal == Agent::"alice", action == Action::"http_request", resource)
+          when { resource.name like "*.example.com" && context.method == "GET" && context.path like "/v1/*" };
+        permit(principal == Agent::"alice", action == Action::"http_request", resource == Host::"example.com")
+          when { context.method == "CONNECT" && context.port == 443 };
+        permit(principal == Agent::"alice", action == Action::"exec", resource)
+          when { resource.name == "git" };
+        forbid(principal, action == Action::"exec", resource)
+          when { context.argv.contains("--force") || context.command_line like "*push * main*" };
+        permit(principal == Agent::"alice", action == Action::"connect", resource == Host::"10.0.0.1")
+          when { context.port == 5432 };
+        "#,
+        None,
+    );
+    let alice = agent("alice");
+    let http = |host: &str, port, method: &str, path: Option<&str>| Action::HttpRequest {
+        host: HostRef::new(host).unwrap(),
+        port,
+        method: method.into(),
+        path: path.map(str::to_owned),
+    };
+    let exec = |path: &str, argv: &[&str]| Action::Exec {
+        program: ProgramRef::new(path).unwrap(),
+        argv: argv.iter().map(|a| (*a).to_owned()).collect(),
+    };
+    let connect = |host: &str, port| Action::Connect {
+        host: HostRef::new(host).unwrap(),
+        port,
+    };
+    let cases = [
+        (
+            http("API.example.com", 443, "GET", Some("/v1/items")),
+            Effect::Allow,
+        ),
+        (
+            http("api.example.com", 443, "POST", Some("/v1/items")),
+            Effect::Deny,
+        ),
+        (
+            http("api.example.com", 443, "GET", Some("/admin")),
+            Effect::Deny,
+        ),
+        (http("example.com", 443, "CONNECT", None), Effect::Allow),
+        (http("example.com", 8443, "CONNECT", None), Effect::Deny),
+        (http("evil.com", 443, "CONNECT", None), Effect::Deny),
+        (exec("/usr/bin/git", &["git", "status"]), Effect::Allow),
+        (
+            exec("/usr/bin/git", &["git", "push", "--force"]),
+            Effect::Deny,
+        ),
+        (
+            exec("/usr/bin/git", &["git", "push", "origin", "main"]),
+            Effect::Deny,
+        ),
+        (exec("/bin/sh", &["sh", "-c", "id"]), Effect::Deny),
+        (connect("10.0.0.1", 5432), Effect::Allow),
+        (connect("::ffff:10.0.0.1", 5432), Effect::Allow),
+        (connect("10.0.0.1", 22), Effect::Deny),
+    ];
+    for (action, effect) in cases {
+        let d = set.decide(&alice, &action);
+        assert_eq!(d.effect, effect, "{action:?}: {}", d.reason);
+        assert_eq!(d, set.decide_unsliced(&alice, &action));
+    }
+    let d = set.decide(&agent("bob"), &exec("/bin/sh", &["sh"]));
+    assert_eq!(
+        d.reason,
+        r#"no policy permits agent "bob" to exec on "/bin/sh""#
     );
 }
 
@@ -877,6 +952,46 @@ fn broad_policy() -> impl Strategy<Value = (String, String, String, String)> {
     prop_oneof![2 => by_agent, 1 => by_server]
 }
 
+const HOSTS: [&str; 3] = ["example.com", "api.example.com", "10.0.0.1"];
+const PROGRAMS: [&str; 3] = ["/usr/bin/git", "/bin/sh", "/work/a.out"];
+
+/// Policies on what a contained agent does: HTTP through the proxy, connects, program starts.
+fn contained_policy() -> impl Strategy<Value = (String, String, String, String)> {
+    let on_host = (
+        agent_principal(),
+        prop_oneof![
+            Just("action == Action::\"http_request\"".to_owned()),
+            Just("action == Action::\"connect\"".to_owned()),
+            Just("action in [Action::\"http_request\", Action::\"connect\"]".to_owned()),
+        ],
+        prop_oneof![
+            Just("resource".to_owned()),
+            pick(&HOSTS).prop_map(|h| format!("resource == Host::\"{h}\"")),
+            Just("resource is Host".to_owned()),
+        ],
+        prop_oneof![
+            2 => Just(String::new()),
+            1 => Just(" when { context.port == 443 }".to_owned()),
+            1 => Just(" when { resource.name like \"*.example.com\" }".to_owned()),
+        ],
+    );
+    let on_program = (
+        agent_principal(),
+        Just("action == Action::\"exec\"".to_owned()),
+        prop_oneof![
+            Just("resource".to_owned()),
+            pick(&PROGRAMS).prop_map(|p| format!("resource == Program::\"{p}\"")),
+        ],
+        prop_oneof![
+            2 => Just(String::new()),
+            1 => Just(" when { context.argv.contains(\"push\") }".to_owned()),
+            1 => Just(" unless { context.command_line like \"*--force*\" }".to_owned()),
+            1 => Just(" when { resource.name == \"git\" }".to_owned()),
+        ],
+    );
+    prop_oneof![on_host, on_program]
+}
+
 fn arb_policy() -> impl Strategy<Value = String> {
     let annotation = prop_oneof![
         3 => Just(""),
@@ -891,6 +1006,7 @@ fn arb_policy() -> impl Strategy<Value = String> {
         2 => complete_policy(),
         2 => server_policy(),
         2 => broad_policy(),
+        2 => contained_policy(),
     ];
     (annotation, prop::bool::ANY, scope_and_condition).prop_map(|(ann, permit, (p, a, r, cond))| {
         let effect = if permit { "permit" } else { "forbid" };
@@ -956,6 +1072,24 @@ fn arb_action_request() -> impl Strategy<Value = Action> {
         1 => server.clone().prop_map(|server| Action::Sample { server }),
         1 => server.clone().prop_map(|server| Action::Elicit { server }),
         1 => server.prop_map(|server| Action::ListRoots { server }),
+        1 => (pick(&HOSTS), prop::sample::select(vec![80u16, 443]), pick(&["GET", "CONNECT"])).prop_map(
+            |(h, port, method)| Action::HttpRequest {
+                host: HostRef::new(h).unwrap(),
+                port,
+                method: method.to_owned(),
+                path: (method != "CONNECT").then(|| "/x".to_owned()),
+            }
+        ),
+        1 => (pick(&HOSTS), prop::sample::select(vec![22u16, 443])).prop_map(|(h, port)| Action::Connect {
+            host: HostRef::new(h).unwrap(),
+            port,
+        }),
+        1 => (pick(&PROGRAMS), pick(&["push", "--force", "status"])).prop_map(|(p, arg)| {
+            Action::Exec {
+                program: ProgramRef::new(p).unwrap(),
+                argv: vec![p.rsplit('/').next().unwrap().to_owned(), arg.to_owned()],
+            }
+        }),
     ]
 }
 
@@ -1466,6 +1600,10 @@ fn cases_name_any_action() {
 @id("complete") permit(principal, action == Action::"complete", resource is Resource)
   when { context.argument == "path" && context.value like "docs/*" };
 @id("sample") permit(principal == Server::"fs", action == Action::"sample", resource);
+@id("http") permit(principal, action == Action::"http_request", resource == Host::"example.com")
+  when { context.method == "GET" && context.port == 443 };
+@id("git") permit(principal, action == Action::"exec", resource == Program::"/usr/bin/git")
+  unless { context.argv.contains("push") };
 "#,
         Some(PROMPT_ARGS),
     );
@@ -1524,10 +1662,43 @@ agent = "bob"
 action = "list_roots"
 server = "web"
 expect = "deny"
+
+[[case]]
+name = "a GET through the egress proxy"
+agent = "bob"
+action = "http_request"
+host = "Example.com"
+port = 443
+path = "/index.html"
+expect = "allow"
+policies = ["http"]
+
+[[case]]
+name = "no push"
+agent = "bob"
+action = "exec"
+program = "/usr/bin/git"
+argv = ["git", "push"]
+expect = "deny"
+
+[[case]]
+name = "git status"
+agent = "bob"
+action = "exec"
+program = "/usr/bin/git"
+expect = "allow"
+
+[[case]]
+name = "no raw connects"
+agent = "bob"
+action = "connect"
+host = "example.com"
+port = 443
+expect = "deny"
 "#,
     )
     .unwrap();
-    assert_eq!(cases.len(), 7);
+    assert_eq!(cases.len(), 11);
     assert_eq!(cases[1].action, read("fs/file:///a/b.txt"));
     assert_eq!(
         cases[5].action,
@@ -1557,6 +1728,14 @@ fn cases_refuse_keys_their_action_does_not_take() {
             "`server` does not apply to action call_tool",
         ),
         ("action = \"sample\"", "action sample needs `server`"),
+        (
+            "action = \"exec\"\nhost = \"a.com\"",
+            "`host` does not apply to action exec",
+        ),
+        (
+            "action = \"connect\"\nhost = \"a.com\"",
+            "action connect needs `port = 443`",
+        ),
         (
             "action = \"complete\"\nargument = \"a\"",
             "exactly one of `prompt` and `resource`",

@@ -155,7 +155,6 @@ impl Hub {
                 let guard = Guard::new(
                     agent.clone(),
                     session.clone(),
-                    server.clone(),
                     self.policies.clone(),
                     self.journal.clone(),
                 );

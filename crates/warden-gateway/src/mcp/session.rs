@@ -25,7 +25,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinHandle};
-use warden_core::{EventBody, Outcome, PromptRef, ResourceRef};
+use warden_core::{EventBody, Outcome, PromptRef, ResourceRef, ServerName, ToolRef};
 
 use super::actions::{self, Requested};
 use super::framing::{Frame, FrameReader};
@@ -129,7 +129,7 @@ pub enum SessionError {
 /// Runs one session until the agent or the upstream goes away.
 pub async fn serve_stdio<R, W>(
     guard: Guard,
-    server_name: &str,
+    server: ServerName,
     upstream: UpstreamCommand,
     options: SessionOptions,
     agent_in: R,
@@ -141,7 +141,7 @@ where
 {
     guard
         .record(EventBody::SessionStarted {
-            server: server_name.to_owned(),
+            server: server.as_str().to_owned(),
             warden_version: env!("CARGO_PKG_VERSION").to_owned(),
         })
         .await?;
@@ -171,6 +171,7 @@ where
     let grace = options.shutdown_grace;
     let session = Arc::new(Session {
         guard: guard.clone(),
+        server,
         options,
         pending: Mutex::new(HashMap::new()),
         to_agent: Mutex::new(Some(agent_tx)),
@@ -300,6 +301,8 @@ enum Step {
 
 struct Session {
     guard: Guard,
+    /// The one upstream server, as policy names it.
+    server: ServerName,
     options: SessionOptions,
     pending: Mutex<HashMap<RequestId, Pending>>,
     to_agent: Mutex<Option<mpsc::Sender<Vec<u8>>>>,
@@ -390,7 +393,7 @@ impl Session {
                     });
                 }
                 let params = value.get("params").cloned().unwrap_or(Value::Null);
-                let requested = match actions::requested(self.guard.server(), &method, &params) {
+                let requested = match actions::requested(&self.server, &method, &params) {
                     Ok(r) => r,
                     Err(why) => {
                         self.lock().remove(&key);
@@ -477,24 +480,23 @@ impl Session {
     fn refuse_unanswerable(&self, method: &str, value: &Value) {
         let params = value.get("params").cloned().unwrap_or(Value::Null);
         let why = format!("{method} sent as a notification (without an id); refused");
-        let (kind, target, arguments) =
-            match actions::requested(self.guard.server(), method, &params) {
-                Ok(Requested::Action(action)) => {
-                    let arguments = params
-                        .get("arguments")
-                        .and_then(Value::as_object)
-                        .cloned()
-                        .unwrap_or_default();
-                    (action.kind(), action.target(), arguments)
-                }
-                Ok(Requested::Unusable {
-                    kind,
-                    target,
-                    arguments,
-                    ..
-                }) => (kind, target, arguments),
-                Err(_) => return,
-            };
+        let (kind, target, arguments) = match actions::requested(&self.server, method, &params) {
+            Ok(Requested::Action(action)) => {
+                let arguments = params
+                    .get("arguments")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default();
+                (action.kind(), action.target(), arguments)
+            }
+            Ok(Requested::Unusable {
+                kind,
+                target,
+                arguments,
+                ..
+            }) => (kind, target, arguments),
+            Err(_) => return,
+        };
         let guard = self.guard.clone();
         tokio::spawn(async move {
             guard.refuse(kind, target, &arguments, &why).await;
@@ -798,7 +800,7 @@ impl Session {
                 // The server asks the agent for something (its model, its user, its roots):
                 // an action of that server, decided before the agent sees it. On stdio the
                 // session has one agent, so there is no doubt whom it is for.
-                let Some(action) = actions::server_request(self.guard.server(), &method) else {
+                let Some(action) = actions::server_request(&self.server, &method) else {
                     return self.send_agent(bytes).await;
                 };
                 let verdict = self.guard.check(&action).await;
@@ -879,10 +881,12 @@ impl Session {
     }
 
     fn may_see(&self, list: ListKind, name: &str) -> bool {
-        let server = self.guard.server().clone();
+        let server = self.server.clone();
         let (policies, agent) = (self.guard.policies(), self.guard.agent());
         match list {
-            ListKind::Tools => self.guard.may_list(name),
+            ListKind::Tools => {
+                ToolRef::new(server, name).is_ok_and(|t| policies.may_call(agent, &t))
+            }
             ListKind::Prompts => {
                 PromptRef::new(server, name).is_ok_and(|p| policies.may_get_prompt(agent, &p))
             }

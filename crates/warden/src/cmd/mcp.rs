@@ -46,13 +46,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let mut id = [0u8; 16];
     getrandom::fill(&mut id).map_err(|e| anyhow::anyhow!("no randomness for a session id: {e}"))?;
     let session = SessionId::from_random(id);
-    let guard = Guard::new(
-        agent,
-        session,
-        server.clone(),
-        Arc::new(policies),
-        journal.clone(),
-    );
+    let guard = Guard::new(agent, session, Arc::new(policies), journal.clone());
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -62,7 +56,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let outcome = runtime.block_on(async {
         let session = serve_stdio(
             guard,
-            server.as_str(),
+            server.clone(),
             upstream,
             options,
             tokio::io::stdin(),
