@@ -81,6 +81,34 @@ pub enum EventBody {
         /// The peer's address as the gateway saw it.
         remote: String,
     },
+    /// `warden run` started an agent in a sandbox.
+    SandboxStarted {
+        /// The program and its arguments.
+        command: Vec<String>,
+        /// The containment layers in force (`warden doctor` names them).
+        layers: Vec<String>,
+        /// Layers the configuration requires that the operator allowed to be missing
+        /// (`--allow-degraded`), with why each is missing.
+        degraded: Vec<String>,
+        /// Which cgroup version enforces which limit, and how a kill is done.
+        cgroups: String,
+    },
+    /// The sandbox's program exited and every process of the sandbox is gone.
+    SandboxEnded {
+        /// How it ended (`exit status 0`, `killed by signal 9`).
+        status: String,
+    },
+    /// Every process of a sandbox was killed at once (`warden kill`).
+    SandboxKilled {
+        /// Who or what asked (`operator`, a detector).
+        by: String,
+        /// Processes alive when the kill began.
+        processes: u64,
+        /// Microseconds from the kill until the last process was gone.
+        elapsed_us: u64,
+        /// How (`cgroup v2 cgroup.kill`, `cgroup v1 freezer`).
+        method: String,
+    },
 }
 
 impl EventBody {
@@ -93,6 +121,9 @@ impl EventBody {
             EventBody::SessionEnded { .. } => "session_ended",
             EventBody::AgentChanged { .. } => "agent_changed",
             EventBody::AccessRefused { .. } => "access_refused",
+            EventBody::SandboxStarted { .. } => "sandbox_started",
+            EventBody::SandboxEnded { .. } => "sandbox_ended",
+            EventBody::SandboxKilled { .. } => "sandbox_killed",
         }
     }
 }

@@ -82,6 +82,16 @@ impl Guard {
         .await
     }
 
+    /// [`Guard::check`], with facts about where the action came from (a process id, its
+    /// parent) recorded beside its arguments. Policy does not see them.
+    pub async fn check_noting(&self, action: &Action, notes: Map<String, Value>) -> Verdict {
+        let decision = self.policies.decide(&self.agent, action);
+        let mut arguments = action_arguments(action).into_owned();
+        arguments.extend(notes);
+        self.record_decision(action.kind(), action.target(), &arguments, decision)
+            .await
+    }
+
     /// Records the refusal of an action that no policy gets to see (malformed in a way that
     /// cannot be decided), so the attempt is on record.
     pub async fn refuse(

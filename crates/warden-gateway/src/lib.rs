@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod egress;
 pub mod guard;
 pub mod http;
 pub mod identity;

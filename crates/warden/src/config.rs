@@ -13,6 +13,9 @@ use warden_gateway::mcp::upstream::{HttpTarget, UpstreamTarget};
 use warden_gateway::{SessionOptions, UpstreamCommand};
 use warden_journal::{JournalOptions, SyncMode};
 
+mod sandbox;
+pub use sandbox::SandboxSection;
+
 /// The file looked for in the current directory when `--config` is not given.
 pub const DEFAULT_FILE: &str = "warden.toml";
 
@@ -34,6 +37,8 @@ pub struct Config {
     pub http: HttpSection,
     #[serde(default)]
     pub responses: ResponsesSection,
+    #[serde(default)]
+    pub sandbox: SandboxSection,
     /// The folder relative paths are resolved against (the config file's).
     #[serde(skip)]
     pub base: PathBuf,
@@ -138,7 +143,7 @@ pub struct ServerSection {
     pub namespace: bool,
 }
 
-fn default_true() -> bool {
+pub(crate) fn default_true() -> bool {
     true
 }
 
@@ -325,6 +330,7 @@ impl Config {
                 bail!("limits.{name} must be a number of seconds above 0 and at most 86400");
             }
         }
+        self.sandbox.check()?;
         if self.journal.checkpoint_every == 0 {
             bail!("journal.checkpoint_every must be at least 1");
         }

@@ -63,9 +63,21 @@ enum Command {
     },
     /// Run Warden's main job on the embedded example: a well-behaved and a rogue agent.
     Demo(cmd::demo::Args),
+    /// Run a command as AGENT inside a sandbox whose only ways out are Warden's gateways.
+    Run(cmd::run::Args),
+    /// Kill every process of an agent's sandboxes at once.
+    Kill(cmd::kill::Args),
+    /// Report which containment layers this machine supports.
+    Doctor(cmd::doctor::Args),
 }
 
 fn main() -> ExitCode {
+    // The sandbox's first process is this program again (see `warden run`).
+    if std::env::args_os().nth(1).as_deref()
+        == Some(std::ffi::OsStr::new(warden_contain::inside::INIT_ARG))
+    {
+        warden_contain::inside::main();
+    }
     let cli = Cli::parse();
     init_logging();
     let result = match cli.command {
@@ -76,6 +88,9 @@ fn main() -> ExitCode {
         Command::Policy(c) => cmd::policy::run(c),
         Command::Init { dir, force } => cmd::init::run(&dir, force),
         Command::Demo(args) => cmd::demo::run(args),
+        Command::Run(args) => cmd::run::run(args),
+        Command::Kill(args) => cmd::kill::run(args),
+        Command::Doctor(args) => cmd::doctor::run(args),
     };
     match result {
         Ok(code) => code,

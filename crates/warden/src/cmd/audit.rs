@@ -221,6 +221,38 @@ pub fn render(r: &JournalRecord) -> String {
             other => format!("agent changed: {other}"),
         },
         "access_refused" => format!("REFUSED access from {} — {}", s("remote"), s("reason")),
+        "sandbox_started" => {
+            let list = |k: &str| {
+                b.get(k)
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                    .unwrap_or_default()
+            };
+            let degraded = list("degraded");
+            format!(
+                "sandbox started: {} — layers: {}{}",
+                list("command"),
+                list("layers"),
+                if degraded.is_empty() {
+                    String::new()
+                } else {
+                    format!(" — DEGRADED: {degraded}")
+                }
+            )
+        }
+        "sandbox_ended" => format!("sandbox ended — {}", s("status")),
+        "sandbox_killed" => format!(
+            "KILLED {} processes in {} µs ({}) by {}",
+            b.get("processes").and_then(Value::as_u64).unwrap_or(0),
+            b.get("elapsed_us").and_then(Value::as_u64).unwrap_or(0),
+            s("method"),
+            s("by")
+        ),
         other => format!("{other} {b}"),
     };
     let session: String = r.session.as_str().chars().take(8).collect();

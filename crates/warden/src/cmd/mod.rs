@@ -3,7 +3,10 @@
 pub mod agent;
 pub mod audit;
 pub mod demo;
+pub mod doctor;
 pub mod init;
+pub mod kill;
 pub mod mcp;
 pub mod policy;
+pub mod run;
 pub mod up;

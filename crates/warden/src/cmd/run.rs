@@ -1,0 +1,469 @@
+//! `warden run --agent NAME -- CMD`: the agent and everything it starts, inside a sandbox whose
+//! only ways out are Warden's gateways. Every program start and connection is decided and
+//! journaled; `warden kill NAME` ends the whole tree at once.
+
+use std::ffi::OsString;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use warden_contain::cgroup::{CGROUP_ROOT, Cgroups, Layout};
+use warden_contain::{Bind, InitCommand, Layer, Listener, ListenerRole, Plan};
+use warden_core::{AgentId, EventBody, SessionId};
+use warden_gateway::Guard;
+use warden_journal::Journal;
+use warden_policy::PolicySet;
+
+use crate::config::Config;
+
+mod decide;
+pub mod runs;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The agent, as policies name it.
+    #[arg(long)]
+    agent: String,
+    /// The configuration file (default: ./warden.toml if present).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Start even though this layer, required by the configuration, is missing on this machine
+    /// (journaled). Repeat for several; `warden doctor` lists them.
+    #[arg(long = "allow-degraded", value_name = "LAYER")]
+    allow_degraded: Vec<String>,
+    /// The program to run, and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    command: Vec<OsString>,
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let config = Config::load(args.config.as_deref())?;
+    let agent = AgentId::new(&args.agent).context("the agent name")?;
+    let command: Vec<String> = args
+        .command
+        .iter()
+        .map(|a| {
+            a.to_str()
+                .map(str::to_owned)
+                .with_context(|| format!("the command argument {a:?} is not UTF-8"))
+        })
+        .collect::<Result<_>>()?;
+
+    let report = warden_contain::doctor::probe(Path::new(CGROUP_ROOT));
+    let mut required = config.sandbox.required()?;
+    let mut degraded = Vec::new();
+    for name in &args.allow_degraded {
+        let layer = Layer::parse(name).with_context(|| {
+            format!(
+                "--allow-degraded {name}: unknown layer (known: {})",
+                Layer::ALL.map(|l| l.as_str()).join(", ")
+            )
+        })?;
+        if matches!(layer, Layer::Namespaces | Layer::Network | Layer::Seccomp) {
+            bail!("--allow-degraded {name}: Warden never runs an agent without {name}");
+        }
+        required.retain(|l| *l != layer);
+        if let Some(f) = report
+            .findings
+            .iter()
+            .find(|f| f.layer == layer && !f.available)
+        {
+            degraded.push(format!("{layer}: {}", f.detail));
+        }
+    }
+    let missing = report.missing(&required);
+    if !missing.is_empty() {
+        let lines: Vec<String> = report
+            .findings
+            .iter()
+            .filter(|f| missing.contains(&f.layer))
+            .map(|f| format!("  {}: {}", f.layer, f.detail))
+            .collect();
+        bail!(
+            "this machine cannot provide the containment the configuration requires:\n{}\n\
+             (`warden doctor` shows every layer; `--allow-degraded LAYER` runs without one, \
+             and the journal records it)",
+            lines.join("\n")
+        );
+    }
+
+    let policy_dir = config.policy_dir();
+    let policies = PolicySet::load_dir(&policy_dir)
+        .with_context(|| format!("loading policies from {}", policy_dir.display()))?;
+    let journal_path = config.journal_path();
+    let journal = Journal::open(&journal_path, config.journal_options())
+        .with_context(|| format!("opening the journal {}", journal_path.display()))?;
+    let session = new_session()?;
+
+    let (host_uid, host_gid) = if report.root {
+        (config.sandbox.user, config.sandbox.group)
+    } else {
+        own_ids()?
+    };
+    let workspace = workspace(&config, &agent, report.root, host_uid, host_gid)?;
+    let plan = plan(
+        &config,
+        &agent,
+        &session,
+        command.clone(),
+        &workspace,
+        host_uid,
+        host_gid,
+    );
+
+    let layout = Layout::detect(Path::new(CGROUP_ROOT));
+    let cgroups = if report.has(Layer::Cgroups) || report.has(Layer::CgroupKill) {
+        Some(
+            Cgroups::create(
+                &layout,
+                &format!("{agent}-{}", session.as_str()),
+                &config.sandbox.limits(),
+            )
+            .context("creating the sandbox's cgroups")?,
+        )
+    } else {
+        None
+    };
+    let init = InitCommand::current_exe().context("finding the warden program")?;
+    let sandbox = match warden_contain::launch(&init, &plan, cgroups.as_ref()) {
+        Ok(s) => s,
+        Err(e) => {
+            if let Some(c) = &cgroups {
+                let _ = c.remove();
+            }
+            return Err(e).context("starting the sandbox");
+        }
+    };
+    let runs_dir = config.resolve(&config.sandbox.runs);
+    let record = runs::Run {
+        agent: agent.as_str().to_owned(),
+        session: session.as_str().to_owned(),
+        pid: sandbox.child.id(),
+        cgroups: cgroups.clone(),
+        journal: journal_path.clone(),
+    };
+    let record_path = runs::write(&runs_dir, &record).context("recording the running sandbox")?;
+
+    let guard = Guard::new(
+        agent.clone(),
+        session.clone(),
+        Arc::new(policies),
+        journal.clone(),
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let layers: Vec<String> = sandbox
+        .layers
+        .iter()
+        .map(|l| l.as_str().to_owned())
+        .collect();
+    runtime
+        .block_on(
+            guard.record(EventBody::SandboxStarted {
+                command,
+                layers: layers.clone(),
+                degraded: degraded.clone(),
+                cgroups: cgroups
+                    .as_ref()
+                    .map_or_else(|| "none".to_owned(), |c| c.report.clone()),
+            }),
+        )
+        .context("journaling the start of the sandbox; it is stopped")
+        .inspect_err(|_| {
+            if let Some(c) = &cgroups {
+                let _ = c.kill(Duration::from_secs(5));
+            }
+        })?;
+    eprintln!(
+        "warden: agent {agent} contained (session {}): {}{}",
+        &session.as_str()[..8],
+        layers.join(", "),
+        if degraded.is_empty() {
+            String::new()
+        } else {
+            format!("; DEGRADED: {}", degraded.join("; "))
+        }
+    );
+
+    let warden_contain::Sandbox {
+        mut child,
+        listeners,
+        seccomp,
+        ..
+    } = sandbox;
+    let gateways = decide::Gateways {
+        ports: vec![config.sandbox.egress_port, config.sandbox.mcp_port]
+            .into_iter()
+            .chain(config.sandbox.local_ports.iter().copied())
+            .collect(),
+    };
+    let decisions = match seccomp {
+        Some(fd) => Some(
+            decide::spawn(fd, guard.clone(), runtime.handle().clone(), gateways)
+                .context("starting the decision thread")?,
+        ),
+        None => None,
+    };
+    serve_listeners(&runtime, listeners, &guard);
+
+    // The terminal's Ctrl-C reaches the agent too; Warden waits for it to end.
+    let status = runtime.block_on(async {
+        let wait = tokio::task::spawn_blocking(move || child.wait());
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("listening for SIGTERM")?;
+        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .context("listening for SIGINT")?;
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                status = &mut wait => return status.context("waiting for the sandbox")?.context("waiting for the sandbox"),
+                _ = term.recv() => {
+                    if let Some(c) = &cgroups {
+                        let _ = c.kill(Duration::from_secs(5));
+                    }
+                }
+                _ = int.recv() => {}
+            }
+        }
+    })?;
+    // The sandbox's PID 1 is gone, so the kernel has killed the rest; make sure, then clean up.
+    if let Some(c) = &cgroups {
+        if !c.is_empty().unwrap_or(true) {
+            let _ = c.kill(Duration::from_secs(5));
+        }
+        if let Err(e) = c.remove() {
+            eprintln!("warden: could not remove the sandbox's cgroups: {e}");
+        }
+    }
+    let _ = std::fs::remove_file(&record_path);
+    let code = status.code().unwrap_or(125);
+    let detail = match (
+        status.code(),
+        std::os::unix::process::ExitStatusExt::signal(&status),
+    ) {
+        (Some(c), _) => format!("exit status {c}"),
+        (None, Some(s)) => format!("killed by signal {s}"),
+        _ => "ended".to_owned(),
+    };
+    if let Err(e) = runtime.block_on(guard.record(EventBody::SandboxEnded { status: detail })) {
+        eprintln!("warden: could not journal the end of the sandbox: {e}");
+    }
+    drop(decisions);
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    let _ = journal.close_blocking();
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(125)))
+}
+
+fn new_session() -> Result<SessionId> {
+    let mut id = [0u8; 16];
+    getrandom::fill(&mut id).map_err(|e| anyhow::anyhow!("no randomness for a session id: {e}"))?;
+    Ok(SessionId::from_random(id))
+}
+
+/// Warden's own uid and gid: the owner of its /proc entry (this crate has no unsafe code).
+fn own_ids() -> Result<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata("/proc/self").context("reading /proc/self")?;
+    Ok((meta.uid(), meta.gid()))
+}
+
+/// The agent's workspace, created on first use, owned by the user the agent runs as.
+fn workspace(config: &Config, agent: &AgentId, root: bool, uid: u32, gid: u32) -> Result<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let dir = config
+        .resolve(&config.sandbox.workspaces)
+        .join(agent.as_str());
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .with_context(|| format!("creating the workspace {}", dir.display()))?;
+        if root {
+            std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
+                .with_context(|| format!("giving the workspace {} to uid {uid}", dir.display()))?;
+        }
+    }
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("resolving the workspace {}", dir.display()))?;
+    // Its parent must let the sandbox user through to it.
+    if let Some(parent) = dir.parent() {
+        let mode = std::fs::metadata(parent)
+            .map(|m| m.permissions().mode())
+            .unwrap_or(0);
+        if root && mode & 0o001 == 0 {
+            let _ = std::fs::set_permissions(parent, std::fs::Permissions::from_mode(mode | 0o711));
+        }
+    }
+    Ok(dir)
+}
+
+fn plan(
+    config: &Config,
+    agent: &AgentId,
+    session: &SessionId,
+    command: Vec<String>,
+    workspace: &Path,
+    host_uid: u32,
+    host_gid: u32,
+) -> Plan {
+    let s = &config.sandbox;
+    let extra = s.agents.get(agent.as_str());
+    let mut binds = Vec::new();
+    let mut symlinks = Vec::new();
+    let ro = s
+        .read_only
+        .iter()
+        .chain(extra.into_iter().flat_map(|a| &a.read_only));
+    let rw = s
+        .read_write
+        .iter()
+        .chain(extra.into_iter().flat_map(|a| &a.read_write));
+    for (path, writable) in ro.map(|p| (p, false)).chain(rw.map(|p| (p, true))) {
+        match std::fs::symlink_metadata(path) {
+            Err(_) => continue, // not on this machine
+            Ok(m) if m.file_type().is_symlink() => {
+                if let Ok(to) = std::fs::read_link(path) {
+                    symlinks.push((path.clone(), to));
+                }
+            }
+            Ok(_) => binds.push(Bind {
+                source: path.clone(),
+                target: path.clone(),
+                writable,
+            }),
+        }
+    }
+    binds.push(Bind {
+        source: workspace.to_owned(),
+        target: workspace.to_owned(),
+        writable: true,
+    });
+    let journal = config.journal_path();
+    let sibling = |suffix: &str| {
+        let mut p = journal.clone().into_os_string();
+        p.push(suffix);
+        PathBuf::from(p)
+    };
+    let mut hidden: Vec<PathBuf> = vec![
+        journal.clone(),
+        sibling("-wal"),
+        sibling("-shm"),
+        sibling(".key"),
+        sibling(".head"),
+        config.agents_file(),
+        config.policy_dir(),
+        config.resolve(&s.runs),
+        config.resolve(Path::new(crate::config::DEFAULT_FILE)),
+    ];
+    hidden.extend(config.http.tls_key.iter().map(|k| config.resolve(k)));
+    let hidden = hidden
+        .into_iter()
+        .map(|p| p.canonicalize().unwrap_or(p))
+        .collect();
+    let proxy = format!("http://127.0.0.1:{}", s.egress_port);
+    let mut env = vec![
+        ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
+        ("HOME".into(), workspace.display().to_string()),
+        ("USER".into(), "agent".into()),
+        ("LANG".into(), "C.UTF-8".into()),
+        ("WARDEN_AGENT".into(), agent.as_str().to_owned()),
+        ("WARDEN_SESSION".into(), session.as_str().to_owned()),
+        ("NO_PROXY".into(), "127.0.0.1,localhost".into()),
+        ("no_proxy".into(), "127.0.0.1,localhost".into()),
+    ];
+    for var in [
+        "http_proxy",
+        "https_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+    ] {
+        env.push((var.into(), proxy.clone()));
+    }
+    if let Ok(term) = std::env::var("TERM") {
+        env.push(("TERM".into(), term));
+    }
+    Plan {
+        command,
+        env,
+        cwd: workspace.to_owned(),
+        binds,
+        symlinks,
+        hidden,
+        files: Vec::new(),
+        etc: vec![
+            (
+                "passwd".into(),
+                format!(
+                    "root:x:0:0:root:/:/usr/sbin/nologin\nagent:x:{}:{}:agent:{}:/bin/sh\n",
+                    warden_contain::plan::INNER_UID,
+                    warden_contain::plan::INNER_GID,
+                    workspace.display()
+                ),
+            ),
+            (
+                "group".into(),
+                format!("root:x:0:\nagent:x:{}:\n", warden_contain::plan::INNER_GID),
+            ),
+            (
+                "hosts".into(),
+                format!("127.0.0.1 localhost warden-{agent}\n::1 localhost\n"),
+            ),
+            ("hostname".into(), format!("warden-{agent}\n")),
+        ],
+        host_uid,
+        host_gid,
+        hostname: format!("warden-{agent}"),
+        isolate_network: true,
+        listeners: vec![Listener {
+            role: ListenerRole::Egress,
+            port: s.egress_port,
+        }],
+        local_ports: s.local_ports.clone(),
+        required: config.sandbox.required().unwrap_or_default(),
+        limits: s.limits(),
+        decide_exec: s.decide_exec,
+        decide_connect: s.decide_connect,
+    }
+}
+
+/// Serves Warden's listeners inside the sandbox.
+fn serve_listeners(
+    runtime: &tokio::runtime::Runtime,
+    listeners: Vec<(ListenerRole, u16, OwnedFd)>,
+    guard: &Guard,
+) {
+    for (role, _port, fd) in listeners {
+        let std_listener = std::net::TcpListener::from(fd);
+        match role {
+            ListenerRole::Egress => {
+                let guard = guard.clone();
+                runtime.spawn(async move {
+                    if std_listener.set_nonblocking(true).is_err() {
+                        return;
+                    }
+                    let Ok(listener) = tokio::net::TcpListener::from_std(std_listener) else {
+                        return;
+                    };
+                    let proxy = warden_gateway::egress::EgressProxy::new(
+                        guard,
+                        warden_gateway::egress::EgressOptions::default(),
+                    );
+                    if let Err(e) = proxy.serve(listener, std::future::pending()).await {
+                        eprintln!("warden: the egress proxy stopped: {e}");
+                    }
+                });
+            }
+            // Not planned yet: dropping it refuses connections at once.
+            ListenerRole::Mcp => drop(std_listener),
+        }
+    }
+}

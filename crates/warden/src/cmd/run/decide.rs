@@ -1,0 +1,170 @@
+//! Program starts and connections of the sandboxed tree, held by seccomp, decided by policy and
+//! journaled with their lineage (process, parent, session) before the kernel lets them go on.
+
+use std::os::fd::OwnedFd;
+use std::thread::JoinHandle;
+
+use serde_json::{Map, Value};
+use warden_contain::seccomp::{Event, Notification, Response, Supervisor};
+use warden_core::{Action, ActionKind, HostRef, ProgramRef};
+use warden_gateway::Guard;
+use warden_gateway::guard::forwards;
+
+/// Ports inside the sandbox that are Warden's own listeners: connecting to them is how the
+/// agent uses its gateways, which journal what it does there.
+#[derive(Debug, Clone, Default)]
+pub struct Gateways {
+    pub ports: Vec<u16>,
+}
+
+/// Serves the seccomp listener on its own thread until no process of the sandbox is left.
+pub fn spawn(
+    fd: OwnedFd,
+    guard: Guard,
+    runtime: tokio::runtime::Handle,
+    gateways: Gateways,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("warden-decide".into())
+        .spawn(move || {
+            let supervisor = Supervisor::new(fd);
+            loop {
+                let held = match supervisor.recv() {
+                    Ok(n) => n,
+                    Err(warden_contain::seccomp::SeccompError::Closed) => return,
+                    Err(e) => {
+                        tracing::warn!(%e, "seccomp notifications stopped");
+                        return;
+                    }
+                };
+                let response = runtime.block_on(decide(&guard, &held, &gateways));
+                if let Err(e) = supervisor.respond(held.id, response) {
+                    tracing::warn!(%e, "could not answer a held system call");
+                }
+            }
+        })
+}
+
+/// Refused: the kernel returns EPERM to the process.
+const REFUSED: Response = Response::Deny(libc_eperm());
+
+const fn libc_eperm() -> i32 {
+    1
+}
+
+async fn decide(guard: &Guard, held: &Notification, gateways: &Gateways) -> Response {
+    let notes = lineage(held.pid);
+    let refuse = |kind, target: String, why: String| async move {
+        guard.refuse(kind, target, &notes_of(held.pid), &why).await;
+        REFUSED
+    };
+    match &held.event {
+        Event::Exec {
+            path,
+            argv,
+            truncated,
+        } => {
+            if *truncated {
+                return refuse(
+                    ActionKind::Exec,
+                    path.clone(),
+                    "its arguments are too long to be recorded whole".into(),
+                )
+                .await;
+            }
+            match ProgramRef::new(path.clone()) {
+                Ok(program) => {
+                    let action = Action::Exec {
+                        program,
+                        argv: argv.clone(),
+                    };
+                    verdict(guard.check_noting(&action, notes).await)
+                }
+                Err(e) => {
+                    refuse(
+                        ActionKind::Exec,
+                        path.escape_debug().to_string(),
+                        e.to_string(),
+                    )
+                    .await
+                }
+            }
+        }
+        Event::Connect {
+            addr: Some(addr), ..
+        } => {
+            if addr.ip().is_loopback() && gateways.ports.contains(&addr.port()) {
+                return Response::Continue;
+            }
+            match HostRef::new(&addr.ip().to_string()) {
+                Ok(host) => {
+                    let action = Action::Connect {
+                        host,
+                        port: addr.port(),
+                    };
+                    verdict(guard.check_noting(&action, notes).await)
+                }
+                Err(e) => refuse(ActionKind::Connect, addr.to_string(), e.to_string()).await,
+            }
+        }
+        // Unix sockets are governed by the filesystem view; other families reach nothing
+        // outside the sandbox's network namespace.
+        Event::Connect { addr: None, .. } => Response::Continue,
+        Event::Socket { domain, kind } => {
+            let what = match (*domain, *kind) {
+                (17, _) => "a packet socket",
+                (_, 3) => "a raw socket",
+                _ => "a UDP socket",
+            };
+            refuse(
+                ActionKind::Connect,
+                format!("({what})"),
+                format!(
+                    "{what} is not available in a sandbox: network traffic goes through \
+                     Warden's egress proxy"
+                ),
+            )
+            .await
+        }
+        Event::Unreadable { syscall, why } => {
+            refuse(
+                ActionKind::Exec,
+                format!("({})", syscall.name()),
+                format!("its arguments could not be read: {why}"),
+            )
+            .await
+        }
+        #[allow(unreachable_patterns)]
+        _ => REFUSED,
+    }
+}
+
+fn verdict(v: warden_gateway::Verdict) -> Response {
+    if forwards(&v) {
+        Response::Continue
+    } else {
+        REFUSED
+    }
+}
+
+/// The process and its parent, as the journal records them.
+fn lineage(pid: i32) -> Map<String, Value> {
+    notes_of(pid)
+}
+
+fn notes_of(pid: i32) -> Map<String, Value> {
+    let mut notes = Map::new();
+    notes.insert("pid".into(), Value::from(pid));
+    if let Some(ppid) = parent_of(pid) {
+        notes.insert("ppid".into(), Value::from(ppid));
+    }
+    notes
+}
+
+fn parent_of(pid: i32) -> Option<i32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
