@@ -390,8 +390,16 @@ impl Cgroups {
     pub fn is_empty(&self) -> Result<bool, CgroupError> {
         if let (Some(KillMethod::V2Kill), Some(v2)) = (self.kill, &self.v2) {
             let path = v2.join("cgroup.events");
-            let events = fs::read_to_string(&path).map_err(err(&path, "reading"))?;
-            return Ok(events.lines().any(|l| l.trim() == "populated 0"));
+            return match fs::read_to_string(&path) {
+                Ok(events) => Ok(events.lines().any(|l| l.trim() == "populated 0")),
+                // Removed by the `warden run` that owned it, once its last process was gone.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
+                Err(e) => Err(CgroupError {
+                    path,
+                    what: "reading",
+                    source: e,
+                }),
+            };
         }
         Ok(self.processes()?.is_empty())
     }

@@ -1,0 +1,473 @@
+//! `warden run` against the real kernel: the escape suite. Each attempt is made by a real
+//! program inside a real sandbox; each must be blocked, the journal must show what it can see
+//! of it, and Warden must survive.
+//!
+//! These tests need user namespaces, Landlock, seccomp user notification and writable cgroups
+//! (`warden doctor` lists them); they run as root in CI.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use warden_journal::{JournalReader, JournalRecord, Query};
+
+fn warden_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_warden"))
+}
+
+/// Programs anywhere under /usr/bin and /bin may start; everything else is refused. A few
+/// extra rules per test.
+const BASE_POLICY: &str = r#"
+@id("system-programs")
+permit(principal == Agent::"bot", action == Action::"exec", resource)
+  when { resource.path like "/usr/bin/*" || resource.path like "/bin/*" };
+"#;
+
+struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new(extra_config: &str, extra_policy: &str) -> Sandbox {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("policies")).unwrap();
+        std::fs::write(
+            dir.path().join("policies/sandbox.cedar"),
+            format!("{BASE_POLICY}\n{extra_policy}"),
+        )
+        .unwrap();
+        let s = Sandbox { dir };
+        s.configure(extra_config);
+        s
+    }
+
+    /// Rewrites warden.toml with these `[sandbox]` settings.
+    fn configure(&self, sandbox: &str) {
+        std::fs::write(
+            self.path("warden.toml"),
+            format!("[journal]\npath = \"journal.db\"\n\n[sandbox]\n{sandbox}\n"),
+        )
+        .unwrap();
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn command(&self, script: &str) -> Command {
+        self.command_with(&[], script)
+    }
+
+    fn command_with(&self, options: &[&str], script: &str) -> Command {
+        let mut c = Command::new(warden_bin());
+        c.current_dir(self.dir.path())
+            .args(["run", "--agent", "bot"])
+            .args(options)
+            .args(["--", "/bin/sh", "-c", script])
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs `script` with /bin/sh inside the sandbox; returns what it printed.
+    fn run(&self, script: &str) -> Output {
+        self.command(script).output().unwrap()
+    }
+
+    fn journal(&self) -> Vec<JournalRecord> {
+        JournalReader::open(&self.path("journal.db"))
+            .unwrap()
+            .records(&Query {
+                limit: 100_000,
+                ..Query::default()
+            })
+            .unwrap()
+    }
+
+    /// Decision records for `action` whose target is `target`.
+    fn decisions(&self, action: &str, target: &str) -> Vec<Value> {
+        self.journal()
+            .into_iter()
+            .filter(|r| r.kind == "decision")
+            .map(|r| r.body)
+            .filter(|b| b["action"] == action && b["target"] == target)
+            .collect()
+    }
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs and checks Warden itself ended normally (the script's status is passed through).
+fn run_ok(s: &Sandbox, script: &str) -> (String, String) {
+    let out = s.run(script);
+    let (stdout, stderr) = text(&out);
+    assert!(
+        stderr.contains("warden: agent bot contained"),
+        "the sandbox did not start: {stderr}"
+    );
+    assert!(
+        out.status.code().is_some(),
+        "warden died by a signal: {stdout}\n{stderr}"
+    );
+    (stdout, stderr)
+}
+
+#[test]
+fn the_agent_runs_unprivileged_in_its_own_view_and_every_exec_is_journaled() {
+    let s = Sandbox::new("", "");
+    let (out, err) = run_ok(
+        &s,
+        "id -u; hostname; ls /; cat /proc/self/status | grep NoNewPrivs; echo made > note && cat note",
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "1000", "{out}\n{err}");
+    assert_eq!(lines[1], "warden-bot");
+    for top in ["usr", "tmp", "proc", "dev", "etc"] {
+        assert!(lines.contains(&top), "{top} missing from / : {out}");
+    }
+    assert!(
+        !lines.contains(&"root") && !lines.contains(&"home"),
+        "{out}"
+    );
+    assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+    assert!(out.contains("made"), "{out}");
+    let started: Vec<Value> = s
+        .journal()
+        .into_iter()
+        .filter(|r| r.kind == "sandbox_started")
+        .map(|r| r.body)
+        .collect();
+    assert_eq!(started.len(), 1);
+    let layers = started[0]["layers"].as_array().unwrap();
+    for layer in [
+        "namespaces",
+        "network",
+        "landlock",
+        "seccomp",
+        "seccomp-notify",
+    ] {
+        assert!(
+            layers.iter().any(|l| l == layer),
+            "{layer} not in force: {layers:?}"
+        );
+    }
+    let ls = s.decisions("exec", "/usr/bin/ls");
+    assert_eq!(ls.len(), 1, "{ls:?}");
+    assert_eq!(ls[0]["effect"], "allow");
+    assert_eq!(ls[0]["args"]["argv"], serde_json::json!(["ls", "/"]));
+    assert!(ls[0]["args"]["pid"].as_u64().is_some());
+    assert!(ls[0]["args"]["ppid"].as_u64().is_some());
+    assert_eq!(
+        s.journal().last().map(|r| r.kind.clone()).as_deref(),
+        Some("sandbox_ended")
+    );
+}
+
+#[test]
+fn secrets_of_the_host_and_of_warden_are_out_of_reach() {
+    let s = Sandbox::new("", "");
+    std::fs::write(s.path("secret-key.pem"), "test fixture, not a key\n").unwrap();
+    let here = s.dir.path().display().to_string();
+    let (out, _) = run_ok(
+        &s,
+        &format!(
+            "cat /etc/shadow; echo shadow=$?; cat {here}/journal.db; echo journal=$?; \
+             cat {here}/journal.db.key; echo key=$?; cat {here}/warden.toml; echo config=$?; \
+             cat {here}/secret-key.pem; echo pem=$?; ls /root; echo root=$?"
+        ),
+    );
+    for what in ["shadow", "journal", "key", "config", "pem", "root"] {
+        assert!(
+            out.contains(&format!("{what}=1")) || out.contains(&format!("{what}=2")),
+            "{what} was readable: {out}"
+        );
+    }
+    assert!(!out.contains("test fixture"), "{out}");
+}
+
+#[test]
+fn warden_files_inside_a_granted_folder_are_covered() {
+    // The operator grants the whole folder Warden keeps its journal in: the journal, its key
+    // and the policies stay hidden all the same.
+    let s = Sandbox::new("", "");
+    let here = s.dir.path().display().to_string();
+    s.configure(&format!(
+        "read_only = [\"/usr\", \"/bin\", \"/lib\", \"/lib64\", \"{here}\"]"
+    ));
+    let (out, err) = run_ok(
+        &s,
+        &format!(
+            "cat {here}/journal.db | head -c 16; echo journal=$?; cat {here}/journal.db.key; \
+             echo key=$?; ls {here}/policies; echo policies=$?; ls {here}"
+        ),
+    );
+    assert!(!out.contains("SQLite format"), "{out}\n{err}");
+    assert!(!out.contains("system-programs"), "{out}");
+    assert!(!out.contains("sandbox.cedar"), "{out}");
+    assert!(
+        out.contains("journal.db"),
+        "the folder itself is visible: {out}"
+    );
+}
+
+#[test]
+fn writes_outside_the_workspace_and_link_escapes_fail() {
+    let s = Sandbox::new("", "");
+    let (out, err) = run_ok(
+        &s,
+        "echo x > /usr/evil; echo usr=$?; echo x > /etc/evil; echo etc=$?; \
+         echo x > /evil; echo root=$?; \
+         ln -s /etc/shadow shadow-link; cat shadow-link; echo symlink=$?; \
+         ln /usr/bin/id hard-id; echo hardlink=$?; \
+         mkdir -p /tmp/a && echo ok > /tmp/a/f && cat /tmp/a/f",
+    );
+    for what in ["usr", "etc", "root", "symlink", "hardlink"] {
+        assert!(
+            !out.contains(&format!("{what}=0")),
+            "{what} succeeded: {out}\n{err}"
+        );
+    }
+    assert!(out.ends_with("ok\n"), "the private /tmp is writable: {out}");
+    assert!(!Path::new("/usr/evil").exists() && !Path::new("/evil").exists());
+}
+
+#[test]
+fn proc_tricks_reach_nothing_of_warden() {
+    let s = Sandbox::new("", "");
+    let (out, err) = run_ok(
+        &s,
+        "ls /proc/1/root/ >/dev/null 2>&1; echo root=$?; \
+         head -c 1 /proc/1/mem >/dev/null 2>&1; echo mem=$?; \
+         cat /proc/1/environ >/dev/null 2>&1; echo environ=$?; \
+         ls /proc | grep -c '^[0-9]'",
+    );
+    for what in ["root", "mem", "environ"] {
+        assert!(
+            !out.contains(&format!("{what}=0")),
+            "{what} worked: {out}\n{err}"
+        );
+    }
+    // Only the sandbox's own processes: the reaper, the shell, ls, grep.
+    let count: usize = out.lines().last().unwrap().trim().parse().unwrap();
+    assert!(count <= 6, "{count} processes visible: {out}");
+}
+
+#[test]
+fn kernel_escape_hatches_are_refused() {
+    let s = Sandbox::new("", "");
+    let (out, err) = run_ok(
+        &s,
+        "unshare -U true; echo unshare=$?; unshare -m true; echo unshare_mount=$?; \
+         mount -t tmpfs none /tmp; echo mount=$?; \
+         python3 -c 'import ctypes; print(\"ptrace\", ctypes.CDLL(None, use_errno=True).ptrace(0, 0, 0, 0))'; \
+         kill -9 1; echo kill=$?; \
+         su -c id root </dev/null; echo su=$?",
+    );
+    for what in ["unshare", "unshare_mount", "mount", "kill", "su"] {
+        assert!(
+            !out.contains(&format!("{what}=0")),
+            "{what} worked: {out}\n{err}"
+        );
+    }
+    assert!(
+        out.contains("ptrace -1"),
+        "ptrace was allowed: {out}\n{err}"
+    );
+}
+
+#[test]
+fn direct_connections_raw_sockets_and_dns_are_refused_and_journaled() {
+    let s = Sandbox::new("", "");
+    let script = r#"python3 - <<'EOF'
+import socket
+def attempt(name, f):
+    try:
+        f()
+        print(name, "open")
+    except OSError as e:
+        print(name, "refused", e.errno)
+attempt("tcp", lambda: socket.create_connection(("203.0.113.7", 443), timeout=2))
+attempt("udp", lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+attempt("raw", lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP))
+attempt("dns", lambda: socket.getaddrinfo("exfil.example.com", 53))
+EOF"#;
+    let (out, err) = run_ok(&s, script);
+    for what in ["tcp", "udp", "raw"] {
+        assert!(
+            out.contains(&format!("{what} refused 1")),
+            "{what}: {out}\n{err}"
+        );
+    }
+    assert!(!out.contains("dns open"), "{out}");
+    let connect = s.decisions("connect", "203.0.113.7");
+    assert_eq!(connect.len(), 1, "{connect:?}");
+    assert_eq!(connect[0]["effect"], "deny");
+    assert_eq!(connect[0]["args"]["port"], 443);
+    assert!(!s.decisions("connect", "(a UDP socket)").is_empty());
+    assert!(!s.decisions("connect", "(a raw socket)").is_empty());
+}
+
+#[test]
+fn a_program_the_agent_wrote_does_not_start_when_policy_forbids_it() {
+    let s = Sandbox::new("", "");
+    let (out, err) = run_ok(&s, "cp /usr/bin/id ./myid && ./myid; echo mine=$?; id -u");
+    assert!(!out.contains("mine=0"), "{out}\n{err}");
+    assert!(out.ends_with("1000\n"), "{out}");
+    let ws = s.path("workspaces/bot").canonicalize().unwrap();
+    let denied = s.decisions("exec", &format!("{}/myid", ws.display()));
+    assert_eq!(denied.len(), 1, "{:?}", s.journal());
+    assert_eq!(denied[0]["effect"], "deny");
+}
+
+#[test]
+fn a_fork_bomb_and_a_memory_bomb_stay_inside_their_limits() {
+    let s = Sandbox::new("max_processes = 32\nmax_memory_mb = 64\n", "");
+    // Bounded on purpose: each attempt stops by itself.
+    let script = r#"python3 - <<'EOF'
+import os, signal, time
+kids = []
+try:
+    for _ in range(200):
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(30)
+            os._exit(0)
+        kids.append(pid)
+except OSError as e:
+    print("fork refused", e.errno)
+print("forks", len(kids))
+for k in kids:
+    os.kill(k, signal.SIGKILL)
+    os.waitpid(k, 0)
+try:
+    x = bytearray(512 * 1024 * 1024)
+    print("allocated")
+except MemoryError:
+    print("memory refused")
+EOF"#;
+    let (out, err) = run_ok(&s, script);
+    let forks: usize = out
+        .lines()
+        .find_map(|l| l.strip_prefix("forks "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{out}\n{err}"));
+    assert!(forks < 32, "{forks} processes started: {out}");
+    assert!(out.contains("fork refused 11"), "{out}");
+    assert!(out.contains("memory refused"), "{out}\n{err}");
+}
+
+#[test]
+fn nothing_the_agent_starts_outlives_it() {
+    let s = Sandbox::new("", "");
+    let marker = format!("4{}", std::process::id());
+    let (_, err) = run_ok(
+        &s,
+        &format!(
+            "setsid sleep {marker} >/dev/null 2>&1 & nohup sleep {marker} >/dev/null 2>&1 & echo started"
+        ),
+    );
+    // `warden run` returned: the sandbox's PID 1 is gone, and with it every process.
+    let survivors = Command::new("pgrep")
+        .args(["-f", &format!("sleep {marker}")])
+        .output()
+        .unwrap();
+    assert!(
+        survivors.stdout.is_empty(),
+        "left behind: {}\n{err}",
+        String::from_utf8_lossy(&survivors.stdout)
+    );
+}
+
+#[test]
+fn kill_stops_a_hundred_processes_at_once_and_journals_it() {
+    let s = Sandbox::new("", "");
+    let mut child = s
+        .command("i=0; while [ $i -lt 100 ]; do sleep 600 & i=$((i+1)); done; wait")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait (bounded) until the run is recorded and its 100 sleepers are in its cgroup.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let runs = s.path("runs");
+    loop {
+        assert!(Instant::now() < deadline, "the sandbox never filled up");
+        let procs = std::fs::read_dir(&runs)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .and_then(|e| std::fs::read_to_string(e.path()).ok())
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .and_then(|run| {
+                let dir = run["cgroups"]["v2"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .or_else(|| run["cgroups"]["v1"][0][1].as_str().map(str::to_owned))?;
+                std::fs::read_to_string(Path::new(&dir).join("cgroup.procs")).ok()
+            })
+            .map_or(0, |p| p.lines().count());
+        if procs >= 100 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let kill = Command::new(warden_bin())
+        .current_dir(s.dir.path())
+        .args(["kill", "bot"])
+        .output()
+        .unwrap();
+    let (out, err) = text(&kill);
+    assert!(kill.status.success(), "{out}\n{err}");
+    assert!(out.starts_with("killed 10"), "{out}");
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    let killed: Vec<Value> = s
+        .journal()
+        .into_iter()
+        .filter(|r| r.kind == "sandbox_killed")
+        .map(|r| r.body)
+        .collect();
+    assert_eq!(killed.len(), 1);
+    assert!(killed[0]["processes"].as_u64().unwrap() >= 100);
+    assert!(killed[0]["elapsed_us"].as_u64().is_some());
+    assert_eq!(killed[0]["by"], "operator");
+    // And nothing is recorded as running any more.
+    assert!(
+        std::fs::read_dir(&runs).map_or(true, |mut d| d.next().is_none()),
+        "the run record was left behind"
+    );
+}
+
+#[test]
+fn a_required_layer_that_is_missing_refuses_to_start() {
+    // Every layer exists on the CI machine, so ask for one through a bad name instead, and
+    // check that degrading a layer that must never be missing is refused.
+    let s = Sandbox::new(
+        "require = [\"namespaces\", \"seccomp\", \"no-such-layer\"]\n",
+        "",
+    );
+    let out = s.run("echo should-not-run");
+    let (stdout, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(!stdout.contains("should-not-run"));
+    assert!(
+        stderr.contains("unknown layer \"no-such-layer\""),
+        "{stderr}"
+    );
+    let s = Sandbox::new("", "");
+    let out = s
+        .command_with(&["--allow-degraded", "namespaces"], "echo should-not-run")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(!stdout.contains("should-not-run"));
+    assert!(
+        stderr.contains("never runs an agent without namespaces"),
+        "{stderr}"
+    );
+}
