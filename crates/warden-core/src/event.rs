@@ -61,6 +61,10 @@ pub enum EventBody {
         server: String,
         /// Warden's version.
         warden_version: String,
+        /// The session this one was opened from: for an MCP session of a contained agent,
+        /// the `warden run` session of its sandbox.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parent: Option<SessionId>,
     },
     /// A session ended.
     SessionEnded {

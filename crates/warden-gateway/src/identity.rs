@@ -475,6 +475,8 @@ impl Stamp {
 /// The version of the file the table was last brought up to date with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Seen {
+    /// Not backed by a file: one agent and one token, for the life of the process.
+    Fixed,
     Missing,
     File(Stamp),
     /// The file could not be examined; the table is what it was before.
@@ -528,6 +530,24 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
+    /// An authenticator for one agent and one token, kept in memory only: the gateway a
+    /// sandbox reaches, whose token lives as long as that one run (`warden run`).
+    pub fn for_one(agent: AgentId, token: &str) -> Self {
+        let file = AgentFile {
+            version: FORMAT_VERSION,
+            agents: vec![AgentRecord {
+                name: agent,
+                token_sha256: hex::encode(digest_of(token)),
+                created_ms: 0,
+                revoked_ms: None,
+            }],
+        };
+        Self {
+            path: PathBuf::new(),
+            table: RwLock::new(Table::new(Seen::Fixed, file)),
+        }
+    }
+
     /// Loads the agent file at `path`. A missing file means no agent can authenticate yet (and
     /// is logged); a file that cannot be read or parsed is an error.
     pub fn load(path: impl Into<PathBuf>) -> Result<Self, IdentityError> {
@@ -582,6 +602,15 @@ impl Authenticator {
     }
 
     fn refresh(&self) {
+        if self
+            .table
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .seen
+            == Seen::Fixed
+        {
+            return;
+        }
         let now = match fs::metadata(&self.path) {
             Ok(meta) => Seen::File(Stamp::of(&meta)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Seen::Missing,
@@ -665,8 +694,8 @@ fn read_versioned(path: &Path) -> Result<Option<(Stamp, AgentFile)>, IdentityErr
 
 // === Tokens ===
 
-/// A new token: the prefix and 32 random bytes, base64url without padding.
-fn new_token() -> Result<String, IdentityError> {
+/// A fresh bearer token: 256 random bits, prefixed so scanners can recognise it.
+pub fn new_token() -> Result<String, IdentityError> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| IdentityError::Randomness(e.to_string()))?;
     Ok(format!("{TOKEN_PREFIX}{}", base64url(&bytes)))
@@ -774,6 +803,18 @@ mod tests {
         let tmp = path.with_extension("edit");
         fs::write(&tmp, text).unwrap();
         fs::rename(&tmp, path).unwrap();
+    }
+
+    #[test]
+    fn a_one_agent_authenticator_knows_only_its_token() {
+        let auth = Authenticator::for_one(agent("bot"), "wdn_run_token");
+        assert_eq!(auth.authenticate("wdn_run_token").unwrap(), agent("bot"));
+        assert!(matches!(
+            auth.authenticate("wdn_other"),
+            Err(AuthError::Unknown)
+        ));
+        assert!(matches!(auth.authenticate(""), Err(AuthError::Missing)));
+        assert_eq!(auth.agent_count(), 1);
     }
 
     #[test]

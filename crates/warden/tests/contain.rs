@@ -471,3 +471,88 @@ fn a_required_layer_that_is_missing_refuses_to_start() {
         "{stderr}"
     );
 }
+
+/// The example MCP server, built beside `warden` by `cargo build --workspace --bins`.
+fn example_server() -> PathBuf {
+    warden_bin().with_file_name("warden-example-files")
+}
+
+#[test]
+fn the_agent_reaches_mcp_servers_only_through_its_gateway_with_a_run_token() {
+    let s = Sandbox::new(
+        "",
+        r#"permit(principal == Agent::"bot", action == Action::"call_tool", resource == Tool::"files/read_file");"#,
+    );
+    std::fs::create_dir_all(s.path("data")).unwrap();
+    std::fs::write(s.path("data/notes.txt"), "served by the upstream\n").unwrap();
+    let server = example_server();
+    assert!(
+        server.exists(),
+        "{} is missing: build the workspace's binaries",
+        server.display()
+    );
+    let config = format!(
+        "[journal]\npath = \"journal.db\"\n\n[servers.files]\ncommand = [{:?}, \"--root\", {:?}]\n",
+        server.display().to_string(),
+        s.path("data").display().to_string()
+    );
+    std::fs::write(s.path("warden.toml"), config).unwrap();
+    let script = r#"python3 - <<'EOF'
+import json, os, urllib.request
+config = json.load(open(os.environ["WARDEN_MCP_CONFIG"]))["mcpServers"]["warden"]
+session = None
+def call(method, params, id=1, token=None):
+    global session
+    headers = {"content-type": "application/json", "accept": "application/json, text/event-stream",
+               "authorization": token or config["headers"]["Authorization"]}
+    if session:
+        headers["mcp-session-id"] = session
+    body = {"jsonrpc": "2.0", "method": method, "params": params}
+    if id is not None:
+        body["id"] = id
+    req = urllib.request.Request(config["url"], data=json.dumps(body).encode(), headers=headers)
+    with urllib.request.urlopen(req, timeout=30) as r:
+        session = session or r.headers.get("mcp-session-id")
+        text = r.read().decode()
+    for line in text.splitlines():
+        if line.startswith("data:"):
+            return json.loads(line[5:])
+    return json.loads(text) if text.strip() else None
+try:
+    call("initialize", {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}, token="Bearer wdn_forged")
+except Exception as e:
+    print("forged", e)
+call("initialize", {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}})
+call("notifications/initialized", {}, id=None)
+tools = [t["name"] for t in call("tools/list", {}, id=2)["result"]["tools"]]
+print("tools", tools)
+result = call("tools/call", {"name": "files__read_file", "arguments": {"path": "notes.txt"}}, id=3)
+print("result", json.dumps(result["result"]))
+EOF"#;
+    let (out, err) = run_ok(&s, script);
+    assert!(out.contains("forged HTTP Error 401"), "{out}\n{err}");
+    assert!(out.contains("tools ['files__read_file']"), "{out}\n{err}");
+    assert!(out.contains("served by the upstream"), "{out}\n{err}");
+    let journal = s.journal();
+    let started = journal
+        .iter()
+        .find(|r| r.kind == "sandbox_started")
+        .unwrap();
+    let call = s.decisions("call_tool", "files/read_file");
+    assert_eq!(call.len(), 1, "{journal:?}");
+    assert_eq!(call[0]["effect"], "allow");
+    let call_record = journal
+        .iter()
+        .find(|r| r.kind == "decision" && r.body["action"] == "call_tool")
+        .unwrap();
+    // The MCP session is the run's child: its start names the sandbox's session.
+    let mcp_start = journal
+        .iter()
+        .find(|r| r.kind == "session_started" && r.session == call_record.session)
+        .unwrap();
+    assert_eq!(
+        mcp_start.body["parent"],
+        started.session.as_str(),
+        "{mcp_start:?}"
+    );
+}

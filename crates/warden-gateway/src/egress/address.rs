@@ -110,7 +110,7 @@ impl AddressRules {
                 self.check(*addr).map_err(|why| {
                     DialError::Refused(match host.ip() {
                         Some(_) => why,
-                        None => format!("{host} resolved to {why}"),
+                        None => format!("{host} resolved to {}: {why}", addr.ip()),
                     })
                 })?;
             }

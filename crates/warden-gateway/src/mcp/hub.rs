@@ -46,6 +46,9 @@ pub struct HubOptions {
     pub burst_per_agent: f64,
     /// Replace the secrets the response scanner finds before the agent sees them.
     pub redact_secrets: bool,
+    /// The session every session of this hub is opened from (a sandbox's `warden run`),
+    /// recorded as their parent.
+    pub parent: Option<SessionId>,
 }
 
 impl Default for HubOptions {
@@ -56,6 +59,7 @@ impl Default for HubOptions {
             rate_per_agent: 500.0,
             burst_per_agent: 1000.0,
             redact_secrets: true,
+            parent: None,
         }
     }
 }
@@ -182,6 +186,7 @@ impl Hub {
                     .collect::<Vec<_>>()
                     .join(","),
                 warden_version: env!("CARGO_PKG_VERSION").to_owned(),
+                parent: self.options.parent.clone(),
             })
             .await?;
         Ok(session)

@@ -143,6 +143,7 @@ where
         .record(EventBody::SessionStarted {
             server: server.as_str().to_owned(),
             warden_version: env!("CARGO_PKG_VERSION").to_owned(),
+            parent: None,
         })
         .await?;
 

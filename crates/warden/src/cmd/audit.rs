@@ -212,7 +212,14 @@ pub fn render(r: &JournalRecord) -> String {
                 }
             )
         }
-        "session_started" => format!("session started (server {})", s("server")),
+        "session_started" => format!(
+            "session started (server {}){}",
+            s("server"),
+            match s("parent") {
+                "" => String::new(),
+                p => format!(" from session {}", &p[..8.min(p.len())]),
+            }
+        ),
         "session_ended" => format!("session ended — {}", s("detail")),
         "agent_changed" => match s("change") {
             "added" => "agent added: a token was issued".to_owned(),

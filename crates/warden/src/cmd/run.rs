@@ -97,6 +97,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let journal = Journal::open(&journal_path, config.journal_options())
         .with_context(|| format!("opening the journal {}", journal_path.display()))?;
     let session = new_session()?;
+    let policies = Arc::new(policies);
+    // The agent's credential for the MCP gateway inside its sandbox: valid for this run only.
+    let mcp_token = if config.servers.is_empty() {
+        None
+    } else {
+        Some(warden_gateway::identity::new_token().context("issuing the run's MCP token")?)
+    };
 
     let (host_uid, host_gid) = if report.root {
         (config.sandbox.user, config.sandbox.group)
@@ -110,8 +117,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         &session,
         command.clone(),
         &workspace,
-        host_uid,
-        host_gid,
+        (host_uid, host_gid),
+        mcp_token.as_deref(),
     );
 
     let layout = Layout::detect(Path::new(CGROUP_ROOT));
@@ -150,7 +157,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let guard = Guard::new(
         agent.clone(),
         session.clone(),
-        Arc::new(policies),
+        policies.clone(),
         journal.clone(),
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -210,7 +217,26 @@ pub fn run(args: Args) -> Result<ExitCode> {
         ),
         None => None,
     };
-    serve_listeners(&runtime, listeners, &guard);
+    let mcp = match &mcp_token {
+        Some(token) => {
+            let _entered = runtime.enter();
+            let hub = super::up::build_hub(
+                &config,
+                policies.clone(),
+                journal.clone(),
+                Some(session.clone()),
+            )?;
+            let auth = warden_gateway::identity::Authenticator::for_one(agent.clone(), token);
+            Some(super::up::http_gateway(
+                &config,
+                hub,
+                auth,
+                config.sandbox.mcp_port,
+            ))
+        }
+        None => None,
+    };
+    serve_listeners(&runtime, listeners, &guard, mcp.clone());
 
     // The terminal's Ctrl-C reaches the agent too; Warden waits for it to end.
     let status = runtime.block_on(async {
@@ -251,6 +277,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         (None, Some(s)) => format!("killed by signal {s}"),
         _ => "ended".to_owned(),
     };
+    if let Some(gateway) = &mcp {
+        runtime.block_on(gateway.close_all("the sandbox ended"));
+    }
     if let Err(e) = runtime.block_on(guard.record(EventBody::SandboxEnded { status: detail })) {
         eprintln!("warden: could not journal the end of the sandbox: {e}");
     }
@@ -311,8 +340,8 @@ fn plan(
     session: &SessionId,
     command: Vec<String>,
     workspace: &Path,
-    host_uid: u32,
-    host_gid: u32,
+    (host_uid, host_gid): (u32, u32),
+    mcp_token: Option<&str>,
 ) -> Plan {
     let s = &config.sandbox;
     let extra = s.agents.get(agent.as_str());
@@ -391,6 +420,31 @@ fn plan(
     if let Ok(term) = std::env::var("TERM") {
         env.push(("TERM".into(), term));
     }
+    let mut listeners = vec![Listener {
+        role: ListenerRole::Egress,
+        port: s.egress_port,
+    }];
+    let mut files = Vec::new();
+    if let Some(token) = mcp_token {
+        let url = format!("http://127.0.0.1:{}/mcp", s.mcp_port);
+        let client_config = serde_json::json!({
+            "mcpServers": {
+                "warden": {
+                    "type": "http",
+                    "url": url,
+                    "headers": { "Authorization": format!("Bearer {token}") }
+                }
+            }
+        });
+        files.push(("mcp.json".to_owned(), format!("{client_config:#}\n")));
+        env.push(("WARDEN_MCP_URL".into(), url));
+        env.push(("WARDEN_MCP_TOKEN".into(), token.to_owned()));
+        env.push(("WARDEN_MCP_CONFIG".into(), "/run/warden/mcp.json".into()));
+        listeners.push(Listener {
+            role: ListenerRole::Mcp,
+            port: s.mcp_port,
+        });
+    }
     Plan {
         command,
         env,
@@ -398,7 +452,7 @@ fn plan(
         binds,
         symlinks,
         hidden,
-        files: Vec::new(),
+        files,
         etc: vec![
             (
                 "passwd".into(),
@@ -423,10 +477,7 @@ fn plan(
         host_gid,
         hostname: format!("warden-{agent}"),
         isolate_network: true,
-        listeners: vec![Listener {
-            role: ListenerRole::Egress,
-            port: s.egress_port,
-        }],
+        listeners,
         local_ports: s.local_ports.clone(),
         required: config.sandbox.required().unwrap_or_default(),
         limits: s.limits(),
@@ -440,6 +491,7 @@ fn serve_listeners(
     runtime: &tokio::runtime::Runtime,
     listeners: Vec<(ListenerRole, u16, OwnedFd)>,
     guard: &Guard,
+    mcp: Option<Arc<warden_gateway::http::HttpGateway>>,
 ) {
     for (role, _port, fd) in listeners {
         let std_listener = std::net::TcpListener::from(fd);
@@ -462,8 +514,23 @@ fn serve_listeners(
                     }
                 });
             }
-            // Not planned yet: dropping it refuses connections at once.
-            ListenerRole::Mcp => drop(std_listener),
+            ListenerRole::Mcp => {
+                let Some(gateway) = mcp.clone() else { continue };
+                runtime.spawn(async move {
+                    if std_listener.set_nonblocking(true).is_err() {
+                        return;
+                    }
+                    let Ok(listener) = tokio::net::TcpListener::from_std(std_listener) else {
+                        return;
+                    };
+                    let app = gateway
+                        .router()
+                        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+                    if let Err(e) = axum::serve(listener, app).await {
+                        eprintln!("warden: the MCP gateway in the sandbox stopped: {e}");
+                    }
+                });
+            }
         }
     }
 }

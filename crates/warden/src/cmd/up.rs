@@ -90,54 +90,9 @@ async fn serve(
         );
     }
 
-    let session = config.session_options();
-    let upstream_options = UpstreamOptions {
-        max_message_bytes: session.max_message_bytes,
-        initialize_timeout: session.initialize_timeout,
-        ..UpstreamOptions::default()
-    };
-    let mut upstreams: Vec<Arc<Upstream>> = Vec::new();
-    for (name, server) in &config.servers {
-        let target = config.upstream_target(name, server)?;
-        upstreams.push(Upstream::start(
-            name.clone(),
-            target,
-            upstream_options.clone(),
-        ));
-    }
+    let hub = build_hub(&config, Arc::new(policies), journal.clone(), None)?;
+    let gateway = http_gateway(&config, hub.clone(), auth, local.port());
     let h = &config.http;
-    let plain = config
-        .servers
-        .iter()
-        .find(|(_, s)| !s.namespace)
-        .map(|(n, _)| n.clone());
-    let hub = Hub::new(
-        upstreams,
-        plain,
-        Arc::new(policies),
-        journal.clone(),
-        HubOptions {
-            call_timeout: session.call_timeout,
-            max_in_flight_per_agent: h.max_in_flight_per_agent,
-            rate_per_agent: h.requests_per_second_per_agent,
-            burst_per_agent: h.burst_per_agent,
-            redact_secrets: config.responses.redact_secrets,
-        },
-    );
-    let gateway = HttpGateway::new(
-        hub.clone(),
-        auth,
-        AllowedPeers::new(local.port(), &h.allowed_hosts, &h.allowed_origins),
-        HttpOptions {
-            max_body_bytes: h.max_body_bytes,
-            body_timeout: Duration::from_secs_f64(h.body_timeout_secs),
-            sessions: SessionLimits {
-                per_agent: h.sessions_per_agent,
-                total: h.max_sessions,
-                idle: Duration::from_secs_f64(h.session_idle_secs),
-            },
-        },
-    );
 
     let sweeper = {
         let gateway = gateway.clone();
@@ -205,6 +160,74 @@ async fn serve(
         tracing::error!(%err, "closing the journal failed");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The upstreams of the configuration behind one hub, started (and supervised) now.
+pub fn build_hub(
+    config: &Config,
+    policies: Arc<PolicySet>,
+    journal: Journal,
+    parent: Option<warden_core::SessionId>,
+) -> Result<Arc<Hub>> {
+    let session = config.session_options();
+    let upstream_options = UpstreamOptions {
+        max_message_bytes: session.max_message_bytes,
+        initialize_timeout: session.initialize_timeout,
+        ..UpstreamOptions::default()
+    };
+    let mut upstreams: Vec<Arc<Upstream>> = Vec::new();
+    for (name, server) in &config.servers {
+        let target = config.upstream_target(name, server)?;
+        upstreams.push(Upstream::start(
+            name.clone(),
+            target,
+            upstream_options.clone(),
+        ));
+    }
+    let h = &config.http;
+    let plain = config
+        .servers
+        .iter()
+        .find(|(_, s)| !s.namespace)
+        .map(|(n, _)| n.clone());
+    Ok(Hub::new(
+        upstreams,
+        plain,
+        policies,
+        journal,
+        HubOptions {
+            call_timeout: session.call_timeout,
+            max_in_flight_per_agent: h.max_in_flight_per_agent,
+            rate_per_agent: h.requests_per_second_per_agent,
+            burst_per_agent: h.burst_per_agent,
+            redact_secrets: config.responses.redact_secrets,
+            parent,
+        },
+    ))
+}
+
+/// The Streamable HTTP endpoint in front of `hub`, for a listener on `port`.
+pub fn http_gateway(
+    config: &Config,
+    hub: Arc<Hub>,
+    auth: Authenticator,
+    port: u16,
+) -> Arc<HttpGateway> {
+    let h = &config.http;
+    HttpGateway::new(
+        hub,
+        auth,
+        AllowedPeers::new(port, &h.allowed_hosts, &h.allowed_origins),
+        HttpOptions {
+            max_body_bytes: h.max_body_bytes,
+            body_timeout: Duration::from_secs_f64(h.body_timeout_secs),
+            sessions: SessionLimits {
+                per_agent: h.sessions_per_agent,
+                total: h.max_sessions,
+                idle: Duration::from_secs_f64(h.session_idle_secs),
+            },
+        },
+    )
 }
 
 /// Tells the operator (on stdout) each time an upstream becomes ready or goes down.
