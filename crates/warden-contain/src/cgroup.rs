@@ -369,20 +369,45 @@ impl Cgroups {
         })
     }
 
-    /// Waits until no process is left, or fails at `deadline`.
+    /// Waits until no process is left, or fails at `deadline`. With v2, the kernel wakes us
+    /// when `cgroup.events` changes; otherwise the process list is polled briefly.
     fn wait_empty(&self, deadline: Instant) -> Result<(), KillError> {
-        let mut pause = Duration::from_micros(50);
+        let events = match (self.kill, &self.v2) {
+            (Some(KillMethod::V2Kill), Some(v2)) => fs::File::open(v2.join("cgroup.events")).ok(),
+            _ => None,
+        };
+        let mut pause = Duration::from_micros(20);
         loop {
-            if self.is_empty()? {
+            // Reading through the polled handle also tells the kernel this change was seen.
+            let empty = match &events {
+                Some(file) => {
+                    use std::os::unix::fs::FileExt;
+                    let mut buf = [0u8; 256];
+                    match file.read_at(&mut buf, 0) {
+                        Ok(n) => String::from_utf8_lossy(&buf[..n])
+                            .lines()
+                            .any(|l| l.trim() == "populated 0"),
+                        Err(_) => self.is_empty()?,
+                    }
+                }
+                None => self.is_empty()?,
+            };
+            if empty {
                 return Ok(());
             }
-            if Instant::now() >= deadline {
+            let now = Instant::now();
+            if now >= deadline {
                 return Err(KillError::Survivors(self.processes()?.len()));
             }
-            // A zombie leaves the cgroup only once reaped; short pauses keep the reported
-            // time close to the real one without spinning a core.
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(2));
+            match &events {
+                Some(file) => wait_modified(file, deadline - now),
+                None => {
+                    // A zombie leaves the cgroup only once reaped; short pauses keep the
+                    // reported time close to the real one without spinning a core.
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_micros(500));
+                }
+            }
         }
     }
 
@@ -420,6 +445,19 @@ impl Cgroups {
         }
         first.map_or(Ok(()), Err)
     }
+}
+
+/// Sleeps until `file` (a cgroup v2 `cgroup.events`) changes, or `timeout` passes.
+fn wait_modified(file: &fs::File, timeout: Duration) {
+    use std::os::fd::AsRawFd;
+    let mut fd = libc::pollfd {
+        fd: file.as_raw_fd(),
+        events: libc::POLLPRI,
+        revents: 0,
+    };
+    let ms = libc::c_int::try_from(timeout.as_millis().max(1)).unwrap_or(libc::c_int::MAX);
+    // SAFETY: one valid pollfd. An error or a timeout just means "look again".
+    unsafe { libc::poll(&mut fd, 1, ms) };
 }
 
 /// What a kill did.

@@ -7,6 +7,9 @@ use super::SeccompError;
 use super::bpf::{Asm, Target};
 use super::syscall::{self, Syscall};
 
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+compile_error!("Warden's seccomp filter supports x86_64 and aarch64 only");
+
 /// The audit architecture of the native ABI (`AUDIT_ARCH_*` in `linux/audit.h`).
 #[cfg(target_arch = "x86_64")]
 pub(crate) const NATIVE_ARCH: u32 = 0xc000_003e;
@@ -142,7 +145,7 @@ impl Spec {
             }
         }
         for chunk in plain.chunks(DENY_CHUNK) {
-            ret_if_any(&mut asm, chunk, RET_ALLOW)?;
+            ret_if_any(&mut asm, chunk, RET_EPERM)?;
         }
 
         if self.notify_exec {
@@ -216,7 +219,7 @@ fn clone_without_namespaces(asm: &mut Asm) {
     asm.jeq(syscall::CLONE.nr() as u32, Target::Next, Target::At(other));
     asm.load(off_arg_low(0));
     asm.jset(CLONE_NAMESPACE_FLAGS, Target::Next, Target::At(allow));
-    asm.ret(RET_ALLOW);
+    asm.ret(RET_EPERM);
     asm.bind(allow);
     asm.ret(RET_ALLOW);
     asm.bind(other);
@@ -234,7 +237,7 @@ fn personality_query_only(asm: &mut Asm) {
     asm.load(off_arg_low(0));
     asm.jeq(PERSONALITY_QUERY, Target::At(allow), Target::Next);
     asm.jeq(PER_LINUX, Target::At(allow), Target::Next);
-    asm.ret(RET_ALLOW);
+    asm.ret(RET_EPERM);
     asm.bind(allow);
     asm.ret(RET_ALLOW);
     asm.bind(other);
@@ -305,7 +308,8 @@ impl Program {
     ///
     /// Async-signal-safe: it only makes system calls on data built by [`Spec::compile`], so it
     /// may run between `fork` and `exec` (e.g. in `CommandExt::pre_exec`). Call it while the
-    /// process has one thread; the filter is not synchronised to other threads.
+    /// process has one thread; the filter is not synchronised to other threads. The default
+    /// deny list refuses `mount`, `pivot_root` and `unshare`: install after the sandbox is built.
     pub fn install(&self) -> Result<Option<OwnedFd>, SeccompError> {
         // SAFETY: prctl with integer arguments only.
         let rc = unsafe {
@@ -410,19 +414,19 @@ mod tests {
         let insns = p.instructions();
         assert_eq!((insns[0].code, insns[0].k), (LD_W_ABS, OFF_ARCH));
         assert_eq!(insns[1].k, NATIVE_ARCH);
-        let mut foreign = data(libc::SYS_getpid as i64, [0; 6]);
+        let mut foreign = data(libc::SYS_getpid, [0; 6]);
         foreign[1] = 0x4000_0003; // AUDIT_ARCH_I386
         assert_eq!(bpf::run(insns, &foreign), RET_KILL_PROCESS);
-        assert_eq!(run(&p, libc::SYS_getpid as i64, [0; 6]), RET_ALLOW);
+        assert_eq!(run(&p, libc::SYS_getpid, [0; 6]), RET_ALLOW);
     }
 
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn x32_calls_are_not_mistaken_for_native_ones() {
         let p = full();
-        let nr = libc::SYS_ptrace as i64 | i64::from(X32_SYSCALL_BIT);
+        let nr = libc::SYS_ptrace | i64::from(X32_SYSCALL_BIT);
         assert_eq!(run(&p, nr, [0; 6]), RET_ENOSYS);
-        let nr = libc::SYS_getpid as i64 | i64::from(X32_SYSCALL_BIT);
+        let nr = libc::SYS_getpid | i64::from(X32_SYSCALL_BIT);
         assert_eq!(run(&p, nr, [0; 6]), RET_ENOSYS);
     }
 
@@ -440,7 +444,7 @@ mod tests {
     #[test]
     fn clone_is_refused_only_with_namespace_flags() {
         let p = full();
-        let clone = libc::SYS_clone as i64;
+        let clone = libc::SYS_clone;
         let fork = libc::SIGCHLD as u64;
         let thread = (libc::CLONE_VM | libc::CLONE_THREAD | libc::CLONE_SIGHAND) as u64;
         assert_eq!(run(&p, clone, [fork, 0, 0, 0, 0, 0]), RET_ALLOW);
@@ -462,13 +466,13 @@ mod tests {
                 "{flag:#x}"
             );
         }
-        assert_eq!(run(&p, libc::SYS_clone3 as i64, [0; 6]), RET_ENOSYS);
+        assert_eq!(run(&p, libc::SYS_clone3, [0; 6]), RET_ENOSYS);
     }
 
     #[test]
     fn personality_may_only_query_or_set_linux() {
         let p = full();
-        let nr = libc::SYS_personality as i64;
+        let nr = libc::SYS_personality;
         assert_eq!(run(&p, nr, [0xffff_ffff, 0, 0, 0, 0, 0]), RET_ALLOW);
         assert_eq!(run(&p, nr, [0, 0, 0, 0, 0, 0]), RET_ALLOW);
         assert_eq!(run(&p, nr, [0x0040000, 0, 0, 0, 0, 0]), RET_EPERM); // ADDR_NO_RANDOMIZE
@@ -478,7 +482,7 @@ mod tests {
     #[test]
     fn sockets_are_supervised_by_domain_and_type() {
         let p = full();
-        let nr = libc::SYS_socket as i64;
+        let nr = libc::SYS_socket;
         let sock = |domain: i32, kind: i32| run(&p, nr, [domain as u64, kind as u64, 0, 0, 0, 0]);
         assert_eq!(sock(libc::AF_INET, libc::SOCK_STREAM), RET_ALLOW);
         assert_eq!(
@@ -499,13 +503,13 @@ mod tests {
         let p = full();
         assert!(p.has_listener());
         for nr in [libc::SYS_execve, libc::SYS_execveat, libc::SYS_connect] {
-            assert_eq!(run(&p, nr as i64, [0; 6]), RET_USER_NOTIF);
+            assert_eq!(run(&p, nr, [0; 6]), RET_USER_NOTIF);
         }
         let quiet = Spec::default().compile().unwrap();
         assert!(!quiet.has_listener());
         for nr in [libc::SYS_execve, libc::SYS_connect, libc::SYS_socket] {
             assert_eq!(
-                run(&quiet, nr as i64, [libc::AF_PACKET as u64, 0, 0, 0, 0, 0]),
+                run(&quiet, nr, [libc::AF_PACKET as u64, 0, 0, 0, 0, 0]),
                 RET_ALLOW
             );
         }
@@ -520,16 +524,16 @@ mod tests {
             notify_sockets: false,
         };
         let p = spec.compile().unwrap();
-        assert_eq!(run(&p, libc::SYS_execve as i64, [0; 6]), RET_EPERM);
-        assert_eq!(run(&p, libc::SYS_execveat as i64, [0; 6]), RET_USER_NOTIF);
-        assert_eq!(run(&p, libc::SYS_io_uring_setup as i64, [0; 6]), RET_EPERM);
+        assert_eq!(run(&p, libc::SYS_execve, [0; 6]), RET_EPERM);
+        assert_eq!(run(&p, libc::SYS_execveat, [0; 6]), RET_USER_NOTIF);
+        assert_eq!(run(&p, libc::SYS_io_uring_setup, [0; 6]), RET_EPERM);
         let exec_only = Spec {
             deny: vec![],
             notify_exec: true,
             ..Spec::default()
         };
         let p = exec_only.compile().unwrap();
-        assert_eq!(run(&p, libc::SYS_io_uring_setup as i64, [0; 6]), RET_ALLOW);
+        assert_eq!(run(&p, libc::SYS_io_uring_setup, [0; 6]), RET_ALLOW);
     }
 
     #[test]
@@ -550,7 +554,7 @@ mod tests {
             assert_eq!(run(&p, call.nr(), [0; 6]), RET_EPERM, "{call}");
         }
         assert_eq!(run(&p, 999, [0; 6]), RET_ALLOW);
-        assert_eq!(run(&p, libc::SYS_execve as i64, [0; 6]), RET_USER_NOTIF);
+        assert_eq!(run(&p, libc::SYS_execve, [0; 6]), RET_USER_NOTIF);
     }
 
     #[test]

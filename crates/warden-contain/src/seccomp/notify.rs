@@ -37,7 +37,8 @@ pub enum Event {
     Exec {
         /// The program, absolute: a relative path is joined to the caller's working directory
         /// (or to `execveat`'s directory descriptor); an `AT_EMPTY_PATH` `execveat` is the file
-        /// its descriptor refers to. Symbolic links are not resolved.
+        /// its descriptor refers to. Paths are in the target's view of the filesystem (its
+        /// root, e.g. after `pivot_root`, is `/`). Symbolic links are not resolved.
         path: String,
         /// The arguments, lossy UTF-8.
         argv: Vec<String>,
@@ -375,7 +376,7 @@ fn absolute_program(
 ) -> Result<String, String> {
     let link = |what: String| {
         std::fs::read_link(&what)
-            .map(|p| p.to_string_lossy().into_owned())
+            .map(|p| in_target_view(pid, &p.to_string_lossy()))
             .map_err(|e| format!("cannot resolve {what}: {e}"))
     };
     let base = match dirfd {
@@ -392,6 +393,28 @@ fn absolute_program(
         return Ok(clean(path));
     }
     Ok(clean(&format!("{}/{path}", link(base)?)))
+}
+
+/// A `/proc/PID/{cwd,fd/N}` target, as Warden sees it, in the target's own view of the
+/// filesystem: the target's root directory (as Warden sees it) is cut off the front, so a
+/// joined relative path reads like the absolute paths the target passes itself.
+fn in_target_view(pid: i32, seen: &str) -> String {
+    let root = std::fs::read_link(format!("/proc/{pid}/root"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "/".to_owned());
+    strip_root(&root, seen)
+}
+
+fn strip_root(root: &str, seen: &str) -> String {
+    let root = root.trim_end_matches('/');
+    if root.is_empty() {
+        return seen.to_owned();
+    }
+    match seen.strip_prefix(root) {
+        Some("") => "/".to_owned(),
+        Some(rest) if rest.starts_with('/') => rest.to_owned(),
+        _ => seen.to_owned(),
+    }
 }
 
 /// Drops empty and `.` components. `..` stays: removing it would be wrong across symlinks.
@@ -458,6 +481,15 @@ mod tests {
         assert_eq!(clean("//usr//bin/"), "/usr/bin");
         assert_eq!(clean("/a/../b"), "/a/../b");
         assert_eq!(clean("/"), "/");
+    }
+
+    #[test]
+    fn paths_are_shown_in_the_targets_view() {
+        assert_eq!(strip_root("/", "/home/agent"), "/home/agent");
+        assert_eq!(strip_root("/srv/box", "/srv/box/home/agent"), "/home/agent");
+        assert_eq!(strip_root("/srv/box/", "/srv/box"), "/");
+        assert_eq!(strip_root("/srv/box", "/srv/boxer/x"), "/srv/boxer/x");
+        assert_eq!(strip_root("/srv/box", "/elsewhere"), "/elsewhere");
     }
 
     #[test]

@@ -140,13 +140,13 @@ pub(crate) const IO_URING: &[Syscall] = syscalls![
     SYS_io_uring_register
 ];
 
-pub(crate) const CLONE: Syscall = Syscall::new(libc::SYS_clone as i64, "clone");
-pub(crate) const CLONE3: Syscall = Syscall::new(libc::SYS_clone3 as i64, "clone3");
-pub(crate) const PERSONALITY: Syscall = Syscall::new(libc::SYS_personality as i64, "personality");
-pub(crate) const EXECVE: Syscall = Syscall::new(libc::SYS_execve as i64, "execve");
-pub(crate) const EXECVEAT: Syscall = Syscall::new(libc::SYS_execveat as i64, "execveat");
-pub(crate) const CONNECT: Syscall = Syscall::new(libc::SYS_connect as i64, "connect");
-pub(crate) const SOCKET: Syscall = Syscall::new(libc::SYS_socket as i64, "socket");
+pub(crate) const CLONE: Syscall = Syscall::new(libc::SYS_clone, "clone");
+pub(crate) const CLONE3: Syscall = Syscall::new(libc::SYS_clone3, "clone3");
+pub(crate) const PERSONALITY: Syscall = Syscall::new(libc::SYS_personality, "personality");
+pub(crate) const EXECVE: Syscall = Syscall::new(libc::SYS_execve, "execve");
+pub(crate) const EXECVEAT: Syscall = Syscall::new(libc::SYS_execveat, "execveat");
+pub(crate) const CONNECT: Syscall = Syscall::new(libc::SYS_connect, "connect");
+pub(crate) const SOCKET: Syscall = Syscall::new(libc::SYS_socket, "socket");
 
 /// Every call Warden names: the deny lists and the calls with rules of their own.
 const KNOWN: &[&[Syscall]] = &[
@@ -176,9 +176,9 @@ mod tests {
     fn names_lose_their_prefix() {
         assert_eq!(
             Syscall::by_name("ptrace").map(|s| s.nr()),
-            Some(libc::SYS_ptrace as i64)
+            Some(libc::SYS_ptrace)
         );
-        assert_eq!(Syscall::by_nr(libc::SYS_mount as i64).name(), "mount");
+        assert_eq!(Syscall::by_nr(libc::SYS_mount).name(), "mount");
         assert_eq!(Syscall::by_nr(-7).name(), "unknown");
         assert_eq!(Syscall::by_name("SYS_ptrace"), None);
     }

@@ -145,7 +145,10 @@ impl EgressProxy {
                 stopping,
             }),
             header_timeout: options.header_timeout,
-            max_connections: options.max_connections.max(1),
+            // Within what a semaphore holds and `acquire_many` can wait for.
+            max_connections: options
+                .max_connections
+                .clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize)),
         }
     }
 
