@@ -265,6 +265,12 @@ fn kernel_escape_hatches_are_refused() {
         "unshare -U true; echo unshare=$?; unshare -m true; echo unshare_mount=$?; \
          mount -t tmpfs none /tmp; echo mount=$?; \
          python3 -c 'import ctypes; print(\"ptrace\", ctypes.CDLL(None, use_errno=True).ptrace(0, 0, 0, 0))'; \
+         python3 -c 'import fcntl, termios
+for name in (\"TIOCSTI\", \"TIOCGWINSZ\"):
+    try:
+        fcntl.ioctl(0, getattr(termios, name), b\"x\" * 8)
+    except OSError as e:
+        print(name, e.errno)'; \
          kill -9 1; echo kill=$?; \
          su -c id root </dev/null; echo su=$?",
     );
@@ -555,4 +561,80 @@ EOF"#;
         started.session.as_str(),
         "{mcp_start:?}"
     );
+}
+
+/// A tiny HTTP server on the host: answers every request with its path, counts requests.
+fn destination() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            counter.fetch_add(1, Ordering::SeqCst);
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).map_or(true, |n| n == 0) || header == "\r\n" {
+                    break;
+                }
+            }
+            let body = format!("hello from {path}");
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (port, hits)
+}
+
+#[test]
+fn the_network_is_reached_only_through_the_egress_proxy_and_policy_decides() {
+    let (port, hits) = destination();
+    let s = Sandbox::new(
+        "egress_allow_loopback = true\n",
+        r#"permit(principal == Agent::"bot", action == Action::"http_request", resource == Host::"127.0.0.1")
+  when { context.method == "GET" && context.path like "/allowed/*" };"#,
+    );
+    let script = format!(
+        r#"python3 - <<'EOF'
+import os, urllib.request, urllib.error
+# The destination is on loopback, which NO_PROXY exempts: use the proxy for it all the same.
+os.environ.pop("no_proxy"); os.environ.pop("NO_PROXY")
+proxy = urllib.request.ProxyHandler({{"http": os.environ["http_proxy"]}})
+opener = urllib.request.build_opener(proxy)
+for path in ("/allowed/page", "/admin"):
+    try:
+        print(path, opener.open("http://127.0.0.1:{port}" + path, timeout=20).read().decode())
+    except urllib.error.HTTPError as e:
+        print(path, e.code, e.read().decode())
+EOF"#
+    );
+    let (out, err) = run_ok(&s, &script);
+    assert!(
+        out.contains("/allowed/page hello from /allowed/page"),
+        "{out}\n{err}"
+    );
+    assert!(
+        out.contains("/admin 403 Warden refused GET"),
+        "{out}\n{err}"
+    );
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the refused request left"
+    );
+    let decided = s.decisions("http_request", "127.0.0.1");
+    assert_eq!(decided.len(), 2, "{decided:?}");
+    assert_eq!(decided[0]["effect"], "allow");
+    assert_eq!(decided[0]["args"]["path"], "/allowed/page");
+    assert_eq!(decided[1]["effect"], "deny");
 }

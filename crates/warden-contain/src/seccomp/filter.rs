@@ -147,6 +147,7 @@ impl Spec {
         for chunk in plain.chunks(DENY_CHUNK) {
             ret_if_any(&mut asm, chunk, RET_EPERM)?;
         }
+        no_terminal_injection(&mut asm);
 
         if self.notify_exec {
             ret_if_any(
@@ -219,6 +220,24 @@ fn clone_without_namespaces(asm: &mut Asm) {
     asm.jeq(syscall::CLONE.nr() as u32, Target::Next, Target::At(other));
     asm.load(off_arg_low(0));
     asm.jset(CLONE_NAMESPACE_FLAGS, Target::Next, Target::At(allow));
+    asm.ret(RET_EPERM);
+    asm.bind(allow);
+    asm.ret(RET_ALLOW);
+    asm.bind(other);
+}
+
+/// `ioctl(fd, TIOCSTI | TIOCLINUX, ...)` is refused: with the terminal Warden was started
+/// from, a sandboxed process could push keystrokes into the operator's shell, to be run
+/// there after the agent exits. The request number is 32 bits in the kernel.
+fn no_terminal_injection(asm: &mut Asm) {
+    let other = asm.label();
+    let allow = asm.label();
+    let deny = asm.label();
+    asm.jeq(syscall::IOCTL.nr() as u32, Target::Next, Target::At(other));
+    asm.load(off_arg_low(1));
+    asm.jeq(libc::TIOCSTI as u32, Target::At(deny), Target::Next);
+    asm.jeq(libc::TIOCLINUX as u32, Target::At(deny), Target::At(allow));
+    asm.bind(deny);
     asm.ret(RET_EPERM);
     asm.bind(allow);
     asm.ret(RET_ALLOW);
@@ -477,6 +496,22 @@ mod tests {
         assert_eq!(run(&p, nr, [0, 0, 0, 0, 0, 0]), RET_ALLOW);
         assert_eq!(run(&p, nr, [0x0040000, 0, 0, 0, 0, 0]), RET_EPERM); // ADDR_NO_RANDOMIZE
         assert_eq!(run(&p, nr, [0x0008, 0, 0, 0, 0, 0]), RET_EPERM); // PER_LINUX32
+    }
+
+    #[test]
+    fn terminal_injection_ioctls_are_refused_and_others_pass() {
+        let p = full();
+        let nr = libc::SYS_ioctl;
+        let ioctl = |req: u64| run(&p, nr, [0, req, 0, 0, 0, 0]);
+        assert_eq!(ioctl(libc::TIOCSTI as u64), RET_EPERM);
+        assert_eq!(ioctl(libc::TIOCLINUX as u64), RET_EPERM);
+        // The kernel compares 32 bits: high bits set do not dodge the rule.
+        assert_eq!(
+            ioctl(0xffff_ffff_0000_0000 | libc::TIOCSTI as u64),
+            RET_EPERM
+        );
+        assert_eq!(ioctl(libc::TIOCGWINSZ as u64), RET_ALLOW);
+        assert_eq!(ioctl(libc::FIONREAD as u64), RET_ALLOW);
     }
 
     #[test]

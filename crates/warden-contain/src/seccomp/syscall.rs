@@ -147,6 +147,7 @@ pub(crate) const EXECVE: Syscall = Syscall::new(libc::SYS_execve, "execve");
 pub(crate) const EXECVEAT: Syscall = Syscall::new(libc::SYS_execveat, "execveat");
 pub(crate) const CONNECT: Syscall = Syscall::new(libc::SYS_connect, "connect");
 pub(crate) const SOCKET: Syscall = Syscall::new(libc::SYS_socket, "socket");
+pub(crate) const IOCTL: Syscall = Syscall::new(libc::SYS_ioctl, "ioctl");
 
 /// Every call Warden names: the deny lists and the calls with rules of their own.
 const KNOWN: &[&[Syscall]] = &[
@@ -154,6 +155,7 @@ const KNOWN: &[&[Syscall]] = &[
     DENY_ARCH,
     IO_URING,
     &[
+        IOCTL,
         CLONE,
         CLONE3,
         PERSONALITY,

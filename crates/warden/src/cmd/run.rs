@@ -236,7 +236,19 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
         None => None,
     };
-    serve_listeners(&runtime, listeners, &guard, mcp.clone());
+    let egress = warden_gateway::egress::EgressOptions {
+        allow_loopback: config.sandbox.egress_allow_loopback,
+        // `warden up`'s port, whichever address it is given on.
+        protected: config
+            .http
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .map(|a| std::net::SocketAddr::new([0, 0, 0, 0].into(), a.port()))
+            .into_iter()
+            .collect(),
+        ..warden_gateway::egress::EgressOptions::default()
+    };
+    serve_listeners(&runtime, listeners, &guard, mcp.clone(), egress);
 
     // The terminal's Ctrl-C reaches the agent too; Warden waits for it to end.
     let status = runtime.block_on(async {
@@ -492,12 +504,14 @@ fn serve_listeners(
     listeners: Vec<(ListenerRole, u16, OwnedFd)>,
     guard: &Guard,
     mcp: Option<Arc<warden_gateway::http::HttpGateway>>,
+    egress: warden_gateway::egress::EgressOptions,
 ) {
     for (role, _port, fd) in listeners {
         let std_listener = std::net::TcpListener::from(fd);
         match role {
             ListenerRole::Egress => {
                 let guard = guard.clone();
+                let options = egress.clone();
                 runtime.spawn(async move {
                     if std_listener.set_nonblocking(true).is_err() {
                         return;
@@ -505,10 +519,7 @@ fn serve_listeners(
                     let Ok(listener) = tokio::net::TcpListener::from_std(std_listener) else {
                         return;
                     };
-                    let proxy = warden_gateway::egress::EgressProxy::new(
-                        guard,
-                        warden_gateway::egress::EgressOptions::default(),
-                    );
+                    let proxy = warden_gateway::egress::EgressProxy::new(guard, options);
                     if let Err(e) = proxy.serve(listener, std::future::pending()).await {
                         eprintln!("warden: the egress proxy stopped: {e}");
                     }

@@ -65,6 +65,11 @@ pub struct SandboxSection {
     /// Ports of the agent's own local servers it may connect to inside the sandbox.
     #[serde(default)]
     pub local_ports: Vec<u16>,
+    /// Let the egress proxy reach this host's loopback addresses (local development, tests).
+    /// Off by default: Warden's host runs services agents must not reach. Warden's own ports
+    /// stay refused either way.
+    #[serde(default)]
+    pub egress_allow_loopback: bool,
     /// Decide every program start (`exec`) with policy.
     #[serde(default = "crate::config::default_true")]
     pub decide_exec: bool,
@@ -104,6 +109,7 @@ impl Default for SandboxSection {
             egress_port: default_egress_port(),
             mcp_port: default_mcp_port(),
             local_ports: Vec::new(),
+            egress_allow_loopback: false,
             decide_exec: true,
             decide_connect: true,
             require: default_require(),
