@@ -638,3 +638,40 @@ EOF"#
     assert_eq!(decided[0]["args"]["path"], "/allowed/page");
     assert_eq!(decided[1]["effect"], "deny");
 }
+
+#[test]
+fn wardens_own_port_is_refused_by_the_proxy_whatever_the_policy() {
+    let (port, hits) = destination();
+    let s = Sandbox::new(
+        "",
+        r#"permit(principal == Agent::"bot", action == Action::"http_request", resource);"#,
+    );
+    // The destination stands in for `warden up`: its port is Warden's [http] listen port.
+    std::fs::write(
+        s.path("warden.toml"),
+        format!(
+            "[journal]\npath = \"journal.db\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n\n\
+             [sandbox]\negress_allow_loopback = true\n"
+        ),
+    )
+    .unwrap();
+    let script = format!(
+        r#"python3 - <<'EOF'
+import os, urllib.request, urllib.error
+os.environ.pop("no_proxy"); os.environ.pop("NO_PROXY")
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({{"http": os.environ["http_proxy"]}}))
+try:
+    print(opener.open("http://localhost:{port}/mcp", timeout=20).read().decode())
+except urllib.error.HTTPError as e:
+    print(e.code, e.read().decode())
+EOF"#
+    );
+    let (out, err) = run_ok(&s, &script);
+    assert!(out.starts_with("403 Warden refused"), "{out}\n{err}");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0, "Warden's port was reached");
+    let refused = s.decisions("http_request", "localhost");
+    assert!(
+        refused.iter().any(|d| d["effect"] == "deny"),
+        "the refusal is journaled: {refused:?}"
+    );
+}
