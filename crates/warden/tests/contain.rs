@@ -389,16 +389,8 @@ fn nothing_the_agent_starts_outlives_it() {
     );
 }
 
-#[test]
-fn kill_stops_a_hundred_processes_at_once_and_journals_it() {
-    let s = Sandbox::new("", "");
-    let mut child = s
-        .command("i=0; while [ $i -lt 100 ]; do sleep 600 & i=$((i+1)); done; wait")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait (bounded) until the run is recorded and its 100 sleepers are in its cgroup.
+/// Waits (bounded) until the sandbox's run is recorded and its cgroup holds `n` processes.
+fn wait_until_populated(s: &Sandbox, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(60);
     let runs = s.path("runs");
     loop {
@@ -417,11 +409,59 @@ fn kill_stops_a_hundred_processes_at_once_and_journals_it() {
                 std::fs::read_to_string(Path::new(&dir).join("cgroup.procs")).ok()
             })
             .map_or(0, |p| p.lines().count());
-        if procs >= 100 {
-            break;
+        if procs >= n {
+            return;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn sigterm_to_warden_run_kills_the_sandbox_and_journals_it() {
+    let s = Sandbox::new("", "");
+    let mut child = s
+        .command("i=0; while [ $i -lt 10 ]; do sleep 600 & i=$((i+1)); done; wait")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until_populated(&s, 10);
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = child.wait().unwrap();
+    assert!(
+        !status.success(),
+        "the agent was killed, so its status is not 0"
+    );
+    let killed: Vec<Value> = s
+        .journal()
+        .into_iter()
+        .filter(|r| r.kind == "sandbox_killed")
+        .map(|r| r.body)
+        .collect();
+    assert_eq!(killed.len(), 1, "{:?}", s.journal());
+    assert_eq!(killed[0]["by"], "SIGTERM to warden run");
+    assert!(killed[0]["processes"].as_u64().unwrap() >= 10);
+    assert_eq!(
+        s.journal().last().map(|r| r.kind.clone()).as_deref(),
+        Some("sandbox_ended")
+    );
+}
+
+#[test]
+fn kill_stops_a_hundred_processes_at_once_and_journals_it() {
+    let s = Sandbox::new("", "");
+    let mut child = s
+        .command("i=0; while [ $i -lt 100 ]; do sleep 600 & i=$((i+1)); done; wait")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until_populated(&s, 100);
+    let runs = s.path("runs");
     let kill = Command::new(warden_bin())
         .current_dir(s.dir.path())
         .args(["kill", "bot"])
@@ -668,7 +708,11 @@ EOF"#
     );
     let (out, err) = run_ok(&s, &script);
     assert!(out.starts_with("403 Warden refused"), "{out}\n{err}");
-    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0, "Warden's port was reached");
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "Warden's port was reached"
+    );
     let refused = s.decisions("http_request", "localhost");
     assert!(
         refused.iter().any(|d| d["effect"] == "deny"),

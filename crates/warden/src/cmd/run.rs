@@ -263,7 +263,21 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 status = &mut wait => return status.context("waiting for the sandbox")?.context("waiting for the sandbox"),
                 _ = term.recv() => {
                     if let Some(c) = &cgroups {
-                        let _ = c.kill(Duration::from_secs(5));
+                        match c.kill(Duration::from_secs(5)) {
+                            Ok(report) => {
+                                let record = guard.record(EventBody::SandboxKilled {
+                                    by: "SIGTERM to warden run".into(),
+                                    processes: report.processes as u64,
+                                    elapsed_us: u64::try_from(report.elapsed.as_micros())
+                                        .unwrap_or(u64::MAX),
+                                    method: report.method.as_str().into(),
+                                });
+                                if let Err(e) = record.await {
+                                    eprintln!("warden: could not journal the kill: {e}");
+                                }
+                            }
+                            Err(e) => eprintln!("warden: killing the sandbox failed: {e}"),
+                        }
                     }
                 }
                 _ = int.recv() => {}
