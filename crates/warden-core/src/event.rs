@@ -113,6 +113,60 @@ pub enum EventBody {
         /// How (`cgroup v2 cgroup.kill`, `cgroup v1 freezer`).
         method: String,
     },
+    /// A detector saw the agent leave its task; the event's session is where it happened.
+    Alert {
+        /// The detector (`denial_burst`, `runaway`, …).
+        detector: String,
+        /// How bad.
+        severity: Severity,
+        /// What it saw, for a human.
+        summary: String,
+        /// The journal records that are its evidence.
+        evidence: Vec<u64>,
+    },
+    /// The agent was quarantined: every further action of it is refused until a human
+    /// releases it.
+    Quarantined {
+        /// Why (the alert's summary, or the operator's reason).
+        reason: String,
+        /// Who: a detector (`detector:denial_burst`) or `operator`.
+        by: String,
+        /// The journal records that led to it.
+        evidence: Vec<u64>,
+    },
+    /// A human released a quarantined agent.
+    Released {
+        /// Who released it.
+        by: String,
+        /// Why, as the human gave it.
+        reason: String,
+    },
+}
+
+/// How bad an alert is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Worth a look.
+    Low,
+    /// Unusual; a human should know.
+    Medium,
+    /// Likely harmful.
+    High,
+    /// Certain harm (a canary secret leaving, an attempt on Warden itself).
+    Critical,
+}
+
+impl Severity {
+    /// The lowercase name used in configuration and the journal.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
 }
 
 impl EventBody {
@@ -128,6 +182,9 @@ impl EventBody {
             EventBody::SandboxStarted { .. } => "sandbox_started",
             EventBody::SandboxEnded { .. } => "sandbox_ended",
             EventBody::SandboxKilled { .. } => "sandbox_killed",
+            EventBody::Alert { .. } => "alert",
+            EventBody::Quarantined { .. } => "quarantined",
+            EventBody::Released { .. } => "released",
         }
     }
 }

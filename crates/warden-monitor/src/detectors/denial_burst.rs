@@ -1,0 +1,27 @@
+//! Placeholder, being written.
+
+use crate::alert::Alert;
+use crate::detector::{Detector, Observation};
+use crate::detectors::ConfigError;
+
+/// The name in configuration and alerts.
+pub const NAME: &str = "denial_burst";
+
+/// Not written yet.
+#[derive(Debug)]
+pub struct DenialBurst;
+
+impl DenialBurst {
+    /// Refuses every configuration until the detector exists.
+    pub fn from_config(_config: serde_json::Value) -> Result<Self, ConfigError> {
+        Err(ConfigError::new(NAME, "not available yet"))
+    }
+}
+
+impl Detector for DenialBurst {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn observe(&self, _observation: &Observation<'_>, _alerts: &mut Vec<Alert>) {}
+}

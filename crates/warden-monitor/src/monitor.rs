@@ -1,0 +1,125 @@
+//! The monitor: the configured detectors, the playbook, and the quarantine list.
+
+use std::sync::{Arc, PoisonError, RwLock};
+
+use warden_core::AgentId;
+
+use crate::alert::Alert;
+use crate::detector::{Detector, Observation};
+use crate::playbook::{Playbook, Response};
+use crate::quarantine::{Quarantine, QuarantineEntry, QuarantineError};
+
+/// Called when an agent is quarantined, with its entry (a sandbox kills its processes, the
+/// HTTP gateway revokes its token).
+pub type QuarantineHook = Box<dyn Fn(&QuarantineEntry) + Send + Sync>;
+
+/// Detectors, playbook and quarantine, shared by every gateway of one process.
+pub struct Monitor {
+    detectors: Vec<Box<dyn Detector>>,
+    playbook: Playbook,
+    quarantine: Arc<Quarantine>,
+    hooks: RwLock<Vec<QuarantineHook>>,
+}
+
+impl std::fmt::Debug for Monitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Monitor")
+            .field(
+                "detectors",
+                &self.detectors.iter().map(|d| d.name()).collect::<Vec<_>>(),
+            )
+            .field("playbook", &self.playbook)
+            .field("quarantine", &self.quarantine)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An alert with what the playbook says to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Raised {
+    /// The alert.
+    pub alert: Alert,
+    /// The playbook's responses.
+    pub responses: Vec<Response>,
+}
+
+impl Monitor {
+    /// A monitor running `detectors`, answering alerts by `playbook`.
+    pub fn new(
+        detectors: Vec<Box<dyn Detector>>,
+        playbook: Playbook,
+        quarantine: Arc<Quarantine>,
+    ) -> Self {
+        Self {
+            detectors,
+            playbook,
+            quarantine,
+            hooks: RwLock::new(Vec::new()),
+        }
+    }
+
+    /// The quarantine list.
+    pub fn quarantine(&self) -> &Arc<Quarantine> {
+        &self.quarantine
+    }
+
+    /// The agent's quarantine, if it is quarantined.
+    pub fn quarantined(&self, agent: &AgentId) -> Option<QuarantineEntry> {
+        self.quarantine.get(agent)
+    }
+
+    /// Runs every detector on one journaled record; returns the alerts with their responses.
+    pub fn observe(&self, observation: &Observation<'_>) -> Vec<Raised> {
+        let mut alerts = Vec::new();
+        for d in &self.detectors {
+            d.observe(observation, &mut alerts);
+        }
+        alerts
+            .into_iter()
+            .map(|alert| Raised {
+                responses: self.playbook.responses(&alert),
+                alert,
+            })
+            .collect()
+    }
+
+    /// The first veto of any detector on `action`, before it is decided.
+    pub fn veto(
+        &self,
+        agent: &AgentId,
+        session: &warden_core::SessionId,
+        action: &warden_core::Action,
+    ) -> Option<Raised> {
+        self.detectors
+            .iter()
+            .find_map(|d| d.veto(agent, session, action))
+            .map(|alert| Raised {
+                responses: self.playbook.responses(&alert),
+                alert,
+            })
+    }
+
+    /// Registers a hook run on every new quarantine this process puts in force.
+    pub fn on_quarantine(&self, hook: QuarantineHook) {
+        self.hooks
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(hook);
+    }
+
+    /// Quarantines the entry's agent and runs the hooks; `Ok(false)` if it already was.
+    pub fn quarantine_now(&self, entry: QuarantineEntry) -> Result<bool, QuarantineError> {
+        let added = self.quarantine.add(entry.clone())?;
+        if added {
+            for hook in self
+                .hooks
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+            {
+                hook(&entry);
+            }
+        }
+        Ok(added)
+    }
+}

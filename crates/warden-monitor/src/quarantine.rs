@@ -1,0 +1,350 @@
+//! The quarantine list: agents whose every further action is refused until a human releases
+//! them. Kept in a file (mode 0600), written whole and renamed into place under a lock, so it
+//! survives a restart and every Warden process on the machine sees the same list; each process
+//! re-reads it when its size, time or inode changes (one `stat` per check).
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{PoisonError, RwLock};
+
+use serde::{Deserialize, Serialize};
+use warden_core::AgentId;
+
+/// One quarantined agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuarantineEntry {
+    /// The agent.
+    pub agent: AgentId,
+    /// Why, as journaled.
+    pub reason: String,
+    /// Who: `detector:<name>` or `operator`.
+    pub by: String,
+    /// Since when, in milliseconds since the Unix epoch.
+    pub since_ms: i64,
+    /// The journal records that led to it.
+    pub evidence: Vec<u64>,
+}
+
+/// Why the list could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[error("quarantine list {path}: {what}")]
+pub struct QuarantineError {
+    /// The file.
+    pub path: PathBuf,
+    /// What went wrong.
+    pub what: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListFile {
+    version: u32,
+    agents: Vec<QuarantineEntry>,
+}
+
+const VERSION: u32 = 1;
+
+/// What identifies one version of the file on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    inode: u64,
+    size: u64,
+    mtime_ns: i128,
+}
+
+impl Stamp {
+    fn of(meta: &fs::Metadata) -> Self {
+        Self {
+            inode: meta.ino(),
+            size: meta.len(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// `None` when the file does not exist (nobody is quarantined).
+    stamp: Option<Stamp>,
+    entries: BTreeMap<AgentId, QuarantineEntry>,
+}
+
+/// The list, shared by every gateway of one process.
+#[derive(Debug)]
+pub struct Quarantine {
+    /// `None`: in memory only (tests, benchmarks).
+    path: Option<PathBuf>,
+    state: RwLock<State>,
+}
+
+impl Quarantine {
+    /// The list kept in `path`; a missing file is an empty list.
+    pub fn open(path: impl Into<PathBuf>) -> Result<Self, QuarantineError> {
+        let path = path.into();
+        let state = read(&path)?;
+        Ok(Self {
+            path: Some(path),
+            state: RwLock::new(state),
+        })
+    }
+
+    /// A list that lives only in this process.
+    pub fn in_memory() -> Self {
+        Self {
+            path: None,
+            state: RwLock::new(State::default()),
+        }
+    }
+
+    /// The file, if any.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The agent's entry, if it is quarantined. Follows changes other processes made.
+    ///
+    /// A file that cannot be read keeps the list as last read: it never lifts a quarantine.
+    pub fn get(&self, agent: &AgentId) -> Option<QuarantineEntry> {
+        self.refresh();
+        self.state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entries
+            .get(agent)
+            .cloned()
+    }
+
+    /// Every quarantined agent.
+    pub fn list(&self) -> Vec<QuarantineEntry> {
+        self.refresh();
+        self.state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entries
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Quarantines `entry.agent`; `Ok(false)` if it already was (the first entry is kept).
+    pub fn add(&self, entry: QuarantineEntry) -> Result<bool, QuarantineError> {
+        self.change(|entries| {
+            if entries.contains_key(&entry.agent) {
+                return false;
+            }
+            entries.insert(entry.agent.clone(), entry);
+            true
+        })
+    }
+
+    /// Releases `agent`; its entry, or `None` if it was not quarantined.
+    pub fn remove(&self, agent: &AgentId) -> Result<Option<QuarantineEntry>, QuarantineError> {
+        let mut removed = None;
+        self.change(|entries| {
+            removed = entries.remove(agent);
+            removed.is_some()
+        })?;
+        Ok(removed)
+    }
+
+    /// Applies `edit` to the list as it is on disk now, and writes it back if `edit` says it
+    /// changed something. Other processes are kept out by a lock beside the file.
+    fn change(
+        &self,
+        edit: impl FnOnce(&mut BTreeMap<AgentId, QuarantineEntry>) -> bool,
+    ) -> Result<bool, QuarantineError> {
+        let Some(path) = &self.path else {
+            let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+            return Ok(edit(&mut state.entries));
+        };
+        let lock = lock_file(path)?;
+        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        *state = read(path)?;
+        let changed = edit(&mut state.entries);
+        if changed {
+            write(path, &state.entries)?;
+            *state = read(path)?;
+        }
+        drop(lock);
+        Ok(changed)
+    }
+
+    fn refresh(&self) {
+        let Some(path) = &self.path else { return };
+        let now = match fs::metadata(path) {
+            Ok(meta) => Some(Stamp::of(&meta)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "cannot examine the quarantine list; keeping it as last read");
+                return;
+            }
+        };
+        if self
+            .state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .stamp
+            == now
+        {
+            return;
+        }
+        match read(path) {
+            Ok(state) => *self.state.write().unwrap_or_else(PoisonError::into_inner) = state,
+            Err(e) => tracing::error!(%e, "keeping the quarantine list as last read"),
+        }
+    }
+}
+
+fn err(path: &Path, what: impl std::fmt::Display) -> QuarantineError {
+    QuarantineError {
+        path: path.to_owned(),
+        what: what.to_string(),
+    }
+}
+
+fn read(path: &Path) -> Result<State, QuarantineError> {
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(State::default()),
+        Err(e) => return Err(err(path, format!("cannot open it: {e}"))),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| err(path, format!("cannot examine it: {e}")))?;
+    let mut text = String::new();
+    io::Read::read_to_string(&mut file, &mut text)
+        .map_err(|e| err(path, format!("cannot read it: {e}")))?;
+    let list: ListFile =
+        serde_json::from_str(&text).map_err(|e| err(path, format!("it is malformed: {e}")))?;
+    if list.version != VERSION {
+        return Err(err(path, format!("unknown version {}", list.version)));
+    }
+    Ok(State {
+        stamp: Some(Stamp::of(&meta)),
+        entries: list
+            .agents
+            .into_iter()
+            .map(|e| (e.agent.clone(), e))
+            .collect(),
+    })
+}
+
+fn write(path: &Path, entries: &BTreeMap<AgentId, QuarantineEntry>) -> Result<(), QuarantineError> {
+    let list = ListFile {
+        version: VERSION,
+        agents: entries.values().cloned().collect(),
+    };
+    let text = serde_json::to_vec_pretty(&list).map_err(|e| err(path, e))?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| err(&tmp, format!("cannot create it: {e}")))?;
+    file.write_all(&text)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| err(&tmp, format!("cannot write it: {e}")))?;
+    fs::rename(&tmp, path).map_err(|e| err(path, format!("cannot replace it: {e}")))
+}
+
+/// An exclusive lock on `<path>.lock`, held until dropped.
+fn lock_file(path: &Path) -> Result<File, QuarantineError> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(|e| err(&lock_path, format!("cannot open the lock: {e}")))?;
+    file.lock()
+        .map_err(|e| err(&lock_path, format!("cannot take the lock: {e}")))?;
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(agent: &str) -> QuarantineEntry {
+        QuarantineEntry {
+            agent: AgentId::new(agent).unwrap(),
+            reason: "5 refusals in 60 s".into(),
+            by: "detector:denial_burst".into(),
+            since_ms: 1,
+            evidence: vec![3, 4],
+        }
+    }
+
+    #[test]
+    fn a_quarantine_survives_a_restart_and_is_seen_by_other_processes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("quarantine.json");
+        let one = Quarantine::open(&path).unwrap();
+        let other = Quarantine::open(&path).unwrap();
+        let mallory = AgentId::new("mallory").unwrap();
+        assert!(one.get(&mallory).is_none());
+        assert!(one.add(entry("mallory")).unwrap());
+        assert!(
+            !one.add(entry("mallory")).unwrap(),
+            "the first entry is kept"
+        );
+        // Another process (here: another handle) sees it at its next check.
+        assert_eq!(other.get(&mallory).unwrap().reason, "5 refusals in 60 s");
+        // A restart reads it back.
+        let restarted = Quarantine::open(&path).unwrap();
+        assert_eq!(restarted.list().len(), 1);
+        assert!(other.remove(&mallory).unwrap().is_some());
+        assert!(one.get(&mallory).is_none());
+        assert!(restarted.remove(&mallory).unwrap().is_none());
+        let mode = fs::metadata(&path).unwrap().permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600
+        );
+    }
+
+    #[test]
+    fn an_unreadable_list_never_lifts_a_quarantine() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("quarantine.json");
+        let q = Quarantine::open(&path).unwrap();
+        q.add(entry("mallory")).unwrap();
+        fs::write(&path, "not json").unwrap();
+        assert!(q.get(&AgentId::new("mallory").unwrap()).is_some());
+        assert!(
+            Quarantine::open(&path).is_err(),
+            "a malformed list is an error at start"
+        );
+    }
+
+    #[test]
+    fn two_writers_do_not_lose_each_others_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("quarantine.json");
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    Quarantine::open(&path)
+                        .unwrap()
+                        .add(entry(&format!("agent{i}")))
+                        .unwrap()
+                })
+            })
+            .collect();
+        for h in handles {
+            assert!(h.join().unwrap());
+        }
+        assert_eq!(Quarantine::open(&path).unwrap().list().len(), 8);
+    }
+}
