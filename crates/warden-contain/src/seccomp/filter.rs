@@ -502,16 +502,16 @@ mod tests {
     fn terminal_injection_ioctls_are_refused_and_others_pass() {
         let p = full();
         let nr = libc::SYS_ioctl;
-        let ioctl = |req: u64| run(&p, nr, [0, req, 0, 0, 0, 0]);
-        assert_eq!(ioctl(libc::TIOCSTI as u64), RET_EPERM);
-        assert_eq!(ioctl(libc::TIOCLINUX as u64), RET_EPERM);
+        // The request's type differs between C libraries (`c_ulong` or `c_int`).
+        #[allow(clippy::unnecessary_cast)]
+        let req = |r: libc::Ioctl| r as u64;
+        let ioctl = |r: u64| run(&p, nr, [0, r, 0, 0, 0, 0]);
+        assert_eq!(ioctl(req(libc::TIOCSTI)), RET_EPERM);
+        assert_eq!(ioctl(req(libc::TIOCLINUX)), RET_EPERM);
         // The kernel compares 32 bits: high bits set do not dodge the rule.
-        assert_eq!(
-            ioctl(0xffff_ffff_0000_0000 | libc::TIOCSTI as u64),
-            RET_EPERM
-        );
-        assert_eq!(ioctl(libc::TIOCGWINSZ as u64), RET_ALLOW);
-        assert_eq!(ioctl(libc::FIONREAD as u64), RET_ALLOW);
+        assert_eq!(ioctl(0xffff_ffff_0000_0000 | req(libc::TIOCSTI)), RET_EPERM);
+        assert_eq!(ioctl(req(libc::TIOCGWINSZ)), RET_ALLOW);
+        assert_eq!(ioctl(req(libc::FIONREAD)), RET_ALLOW);
     }
 
     #[test]
