@@ -455,7 +455,8 @@ fn wait_modified(file: &fs::File, timeout: Duration) {
         events: libc::POLLPRI,
         revents: 0,
     };
-    let ms = libc::c_int::try_from(timeout.as_millis().max(1)).unwrap_or(libc::c_int::MAX);
+    // Capped: a cgroup removed meanwhile never signals again.
+    let ms = libc::c_int::try_from(timeout.as_millis().clamp(1, 5)).unwrap_or(5);
     // SAFETY: one valid pollfd. An error or a timeout just means "look again".
     unsafe { libc::poll(&mut fd, 1, ms) };
 }

@@ -1,8 +1,14 @@
-//! The stage every action passes before it may take effect: identify → decide → journal.
+//! The stage every action passes before it may take effect: identify → decide → journal →
+//! monitor.
 //!
 //! INVARIANT: `Verdict::decision.effect` is `Allow` only if the decision record is durable in
 //! the journal (`seq` is `Some`). A journal that cannot be written turns every decision into a
 //! refusal: Warden never lets through what it could not record.
+//!
+//! With a [`Monitor`], a quarantined agent is refused before any policy is consulted, a
+//! detector may veto an action outright (a canary secret leaving), and every durable record
+//! is shown to the detectors before the call returns, so a quarantine they trigger is in force
+//! for the agent's next action.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -13,6 +19,9 @@ use warden_core::{
     Action, ActionKind, AgentId, Decision, Effect, Event, EventBody, Outcome, SessionId,
 };
 use warden_journal::Journal;
+use warden_monitor::monitor::Raised;
+use warden_monitor::playbook::Response;
+use warden_monitor::{Monitor, Observation, QuarantineEntry};
 use warden_policy::PolicySet;
 
 /// A decision, and where the journal recorded it.
@@ -37,6 +46,7 @@ pub struct Guard {
     session: SessionId,
     policies: Arc<PolicySet>,
     journal: Journal,
+    monitor: Option<Arc<Monitor>>,
 }
 
 impl Guard {
@@ -52,7 +62,19 @@ impl Guard {
             session,
             policies,
             journal,
+            monitor: None,
         }
+    }
+
+    /// The same guard, watched by `monitor`.
+    pub fn with_monitor(mut self, monitor: Option<Arc<Monitor>>) -> Self {
+        self.monitor = monitor;
+        self
+    }
+
+    /// The monitor, if any.
+    pub fn monitor(&self) -> Option<&Arc<Monitor>> {
+        self.monitor.as_ref()
     }
 
     /// The agent this guard acts for.
@@ -72,24 +94,108 @@ impl Guard {
 
     /// Decides any action and records the decision durably before returning.
     pub async fn check(&self, action: &Action) -> Verdict {
-        let decision = self.policies.decide(&self.agent, action);
-        self.record_decision(
-            action.kind(),
-            action.target(),
-            &action_arguments(action),
-            decision,
-        )
-        .await
+        self.check_noting(action, Map::new()).await
     }
 
     /// [`Guard::check`], with facts about where the action came from (a process id, its
     /// parent) recorded beside its arguments. Policy does not see them.
     pub async fn check_noting(&self, action: &Action, notes: Map<String, Value>) -> Verdict {
-        let decision = self.policies.decide(&self.agent, action);
         let mut arguments = action_arguments(action).into_owned();
         arguments.extend(notes);
-        self.record_decision(action.kind(), action.target(), &arguments, decision)
-            .await
+        let Some(monitor) = &self.monitor else {
+            let decision = self.policies.decide(&self.agent, action);
+            return self
+                .record_decision(action.kind(), action.target(), &arguments, decision)
+                .await
+                .0;
+        };
+        if let Some(q) = monitor.quarantined(&self.agent) {
+            // Quarantine beats every permit; the detectors have already spoken.
+            return self
+                .record_decision(
+                    action.kind(),
+                    action.target(),
+                    &arguments,
+                    Decision::refuse(quarantined_reason(&q)),
+                )
+                .await
+                .0;
+        }
+        let veto = monitor.veto(&self.agent, &self.session, action);
+        let decision = match &veto {
+            Some(raised) => Decision::refuse(raised.alert.summary.clone()),
+            None => self.policies.decide(&self.agent, action),
+        };
+        let (verdict, event) = self
+            .record_decision(action.kind(), action.target(), &arguments, decision)
+            .await;
+        if let Some(seq) = verdict.seq {
+            let mut raised = monitor.observe(&Observation {
+                seq,
+                event: &event,
+                action: Some(action),
+            });
+            if let Some(mut v) = veto {
+                v.alert.evidence.push(seq);
+                raised.insert(0, v);
+            }
+            self.respond(monitor, raised);
+        }
+        verdict
+    }
+
+    /// Carries out what the playbook says about each alert: quarantine first (in force before
+    /// anything is written), then the journal records, queued so the caller does not wait.
+    fn respond(&self, monitor: &Monitor, raised: Vec<Raised>) {
+        for Raised { alert, responses } in raised {
+            if responses.contains(&Response::Log) {
+                tracing::warn!(
+                    agent = %alert.agent, detector = alert.detector,
+                    severity = alert.severity.as_str(), "alert: {}", alert.summary
+                );
+            }
+            let mut records = vec![EventBody::Alert {
+                detector: alert.detector.to_owned(),
+                severity: alert.severity,
+                summary: alert.summary.clone(),
+                evidence: alert.evidence.clone(),
+            }];
+            if responses.contains(&Response::Quarantine) {
+                let entry = QuarantineEntry {
+                    agent: alert.agent.clone(),
+                    reason: alert.summary.clone(),
+                    by: format!("detector:{}", alert.detector),
+                    since_ms: now_ms(),
+                    evidence: alert.evidence.clone(),
+                };
+                match monitor.quarantine_now(entry) {
+                    Ok(true) => records.push(EventBody::Quarantined {
+                        reason: alert.summary.clone(),
+                        by: format!("detector:{}", alert.detector),
+                        evidence: alert.evidence.clone(),
+                    }),
+                    Ok(false) => {}
+                    Err(err) => tracing::error!(
+                        %err, agent = %alert.agent,
+                        "the quarantine is in force in this process but could not be written"
+                    ),
+                }
+            }
+            for body in records {
+                let event = Event {
+                    time_ms: now_ms(),
+                    agent: alert.agent.clone(),
+                    session: alert.session.clone(),
+                    body,
+                };
+                let pending = self.journal.append_queued(&event);
+                tokio::spawn(async move {
+                    if let Err(err) = pending.await {
+                        tracing::error!(%err, "could not journal an alert");
+                    }
+                });
+            }
+        }
     }
 
     /// Records the refusal of an action that no policy gets to see (malformed in a way that
@@ -101,8 +207,18 @@ impl Guard {
         arguments: &Map<String, Value>,
         why: &str,
     ) -> Verdict {
-        self.record_decision(kind, target, arguments, Decision::refuse(why))
-            .await
+        let (verdict, event) = self
+            .record_decision(kind, target, arguments, Decision::refuse(why))
+            .await;
+        if let (Some(monitor), Some(seq)) = (&self.monitor, verdict.seq) {
+            let raised = monitor.observe(&Observation {
+                seq,
+                event: &event,
+                action: None,
+            });
+            self.respond(monitor, raised);
+        }
+        verdict
     }
 
     async fn record_decision(
@@ -111,7 +227,7 @@ impl Guard {
         target: String,
         arguments: &Map<String, Value>,
         decision: Decision,
-    ) -> Verdict {
+    ) -> (Verdict, Event) {
         let event = self.event(EventBody::Decision {
             action,
             target: target.clone(),
@@ -121,7 +237,7 @@ impl Guard {
             policies: decision.policies.clone(),
             reason: decision.reason.clone(),
         });
-        match self.journal.append(&event).await {
+        let verdict = match self.journal.append(&event).await {
             Ok(seq) => Verdict {
                 decision,
                 seq: Some(seq),
@@ -137,7 +253,8 @@ impl Guard {
                 target,
                 action,
             },
-        }
+        };
+        (verdict, event)
     }
 
     /// Appends what became of an allowed call. Not awaited: the decision is already durable,
@@ -155,15 +272,30 @@ impl Guard {
         labels: Vec<String>,
     ) {
         // Queued, not committed here: the answer must not wait for its outcome record.
-        let pending = self.journal.append_queued(&self.event(EventBody::Outcome {
+        let event = self.event(EventBody::Outcome {
             decision_seq,
             outcome,
             detail: detail.into(),
             labels,
-        }));
+        });
+        let pending = self.journal.append_queued(&event);
+        let guard = self.clone();
         tokio::spawn(async move {
-            if let Err(err) = pending.await {
-                tracing::error!(decision_seq, %err, "could not journal the outcome of a call");
+            match pending.await {
+                Ok(seq) => {
+                    // What the agent read matters to detectors (sensitive flows).
+                    if let Some(monitor) = &guard.monitor {
+                        let raised = monitor.observe(&Observation {
+                            seq,
+                            event: &event,
+                            action: None,
+                        });
+                        guard.respond(monitor, raised);
+                    }
+                }
+                Err(err) => {
+                    tracing::error!(decision_seq, %err, "could not journal the outcome of a call");
+                }
             }
         });
     }
@@ -223,6 +355,15 @@ fn action_arguments(action: &Action) -> std::borrow::Cow<'_, Map<String, Value>>
         }
         _ => Cow::Owned(Map::new()),
     }
+}
+
+/// What a quarantined agent is told.
+fn quarantined_reason(q: &QuarantineEntry) -> String {
+    format!(
+        "agent \"{}\" is quarantined ({}: {}); only a human can release it: \
+         warden release {} --reason \"…\"",
+        q.agent, q.by, q.reason, q.agent
+    )
 }
 
 /// Milliseconds since the Unix epoch.

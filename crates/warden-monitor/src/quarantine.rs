@@ -70,6 +70,9 @@ struct State {
     /// `None` when the file does not exist (nobody is quarantined).
     stamp: Option<Stamp>,
     entries: BTreeMap<AgentId, QuarantineEntry>,
+    /// Quarantines in force in this process but not yet on disk: kept over every re-read
+    /// until written, so a refresh never lifts them.
+    unwritten: BTreeMap<AgentId, QuarantineEntry>,
 }
 
 /// The list, shared by every gateway of one process.
@@ -130,14 +133,36 @@ impl Quarantine {
     }
 
     /// Quarantines `entry.agent`; `Ok(false)` if it already was (the first entry is kept).
+    ///
+    /// The quarantine is in force in this process as soon as this is called — the next
+    /// [`get`](Self::get) sees it — and on disk, for other processes and restarts, when it
+    /// returns. If the write fails, it stays in force here and the error says so.
     pub fn add(&self, entry: QuarantineEntry) -> Result<bool, QuarantineError> {
-        self.change(|entries| {
+        {
+            let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+            if state.entries.contains_key(&entry.agent) {
+                return Ok(false);
+            }
+            state.entries.insert(entry.agent.clone(), entry.clone());
+            state.unwritten.insert(entry.agent.clone(), entry.clone());
+        }
+        let agent = entry.agent.clone();
+        let result = self.change(|entries| {
             if entries.contains_key(&entry.agent) {
                 return false;
             }
             entries.insert(entry.agent.clone(), entry);
             true
-        })
+        });
+        if result.is_ok() {
+            self.state
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .unwritten
+                .remove(&agent);
+        }
+        // `false` when another process had written it first.
+        result
     }
 
     /// Releases `agent`; its entry, or `None` if it was not quarantined.
@@ -161,14 +186,17 @@ impl Quarantine {
             return Ok(edit(&mut state.entries));
         };
         let lock = lock_file(path)?;
-        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
-        *state = read(path)?;
-        let changed = edit(&mut state.entries);
+        let mut on_disk = read(path)?;
+        let changed = edit(&mut on_disk.entries);
         if changed {
-            write(path, &state.entries)?;
-            *state = read(path)?;
+            write(path, &on_disk.entries)?;
+            on_disk = read(path)?;
         }
         drop(lock);
+        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        on_disk.unwritten = std::mem::take(&mut state.unwritten);
+        on_disk.merge_unwritten();
+        *state = on_disk;
         Ok(changed)
     }
 
@@ -192,8 +220,23 @@ impl Quarantine {
             return;
         }
         match read(path) {
-            Ok(state) => *self.state.write().unwrap_or_else(PoisonError::into_inner) = state,
+            Ok(mut fresh) => {
+                let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+                fresh.unwritten = std::mem::take(&mut state.unwritten);
+                fresh.merge_unwritten();
+                *state = fresh;
+            }
             Err(e) => tracing::error!(%e, "keeping the quarantine list as last read"),
+        }
+    }
+}
+
+impl State {
+    fn merge_unwritten(&mut self) {
+        for (agent, entry) in &self.unwritten {
+            self.entries
+                .entry(agent.clone())
+                .or_insert_with(|| entry.clone());
         }
     }
 }
@@ -229,6 +272,7 @@ fn read(path: &Path) -> Result<State, QuarantineError> {
             .into_iter()
             .map(|e| (e.agent.clone(), e))
             .collect(),
+        unwritten: BTreeMap::new(),
     })
 }
 
@@ -298,6 +342,8 @@ mod tests {
             !one.add(entry("mallory")).unwrap(),
             "the first entry is kept"
         );
+        assert!(!other.add(entry("mallory")).unwrap(), "already on disk");
+        assert!(other.get(&AgentId::new("mallory").unwrap()).is_some());
         // Another process (here: another handle) sees it at its next check.
         assert_eq!(other.get(&mallory).unwrap().reason, "5 refusals in 60 s");
         // A restart reads it back.

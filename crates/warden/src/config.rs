@@ -13,7 +13,9 @@ use warden_gateway::mcp::upstream::{HttpTarget, UpstreamTarget};
 use warden_gateway::{SessionOptions, UpstreamCommand};
 use warden_journal::{JournalOptions, SyncMode};
 
+mod monitor;
 mod sandbox;
+pub use monitor::{Facts, MonitorSection};
 pub use sandbox::SandboxSection;
 
 /// The file looked for in the current directory when `--config` is not given.
@@ -39,6 +41,8 @@ pub struct Config {
     pub responses: ResponsesSection,
     #[serde(default)]
     pub sandbox: SandboxSection,
+    #[serde(default)]
+    pub monitor: MonitorSection,
     /// The folder relative paths are resolved against (the config file's).
     #[serde(skip)]
     pub base: PathBuf,
@@ -331,6 +335,7 @@ impl Config {
             }
         }
         self.sandbox.check()?;
+        self.monitor.check()?;
         if self.journal.checkpoint_every == 0 {
             bail!("journal.checkpoint_every must be at least 1");
         }
@@ -421,6 +426,39 @@ impl Config {
         } else {
             self.base.join(path)
         }
+    }
+
+    /// The detectors and the quarantine list, with Warden's own files and ports protected.
+    pub fn monitor(&self, mut facts: Facts) -> Result<std::sync::Arc<warden_monitor::Monitor>> {
+        let journal = self.journal_path();
+        let sibling = |suffix: &str| {
+            let mut p = journal.clone().into_os_string();
+            p.push(suffix);
+            PathBuf::from(p)
+        };
+        let quarantine = self.resolve(&self.monitor.quarantine_file);
+        facts.protected_paths.extend([
+            journal.clone(),
+            sibling(".key"),
+            sibling(".head"),
+            self.policy_dir(),
+            self.agents_file(),
+            quarantine.clone(),
+            self.resolve(Path::new(DEFAULT_FILE)),
+        ]);
+        facts.protected_paths = facts
+            .protected_paths
+            .into_iter()
+            .map(|p| {
+                p.canonicalize()
+                    .or_else(|_| std::path::absolute(&p))
+                    .unwrap_or(p)
+            })
+            .collect();
+        if let Ok(addr) = self.http.listen.parse::<std::net::SocketAddr>() {
+            facts.protected_ports.push(addr.port());
+        }
+        self.monitor.build(quarantine, &facts)
     }
 
     pub fn journal_path(&self) -> PathBuf {

@@ -69,6 +69,10 @@ enum Command {
     Kill(cmd::kill::Args),
     /// Report which containment layers this machine supports.
     Doctor(cmd::doctor::Args),
+    /// Quarantine an agent by hand: every Warden refuses its actions until it is released.
+    Quarantine(cmd::quarantine::Args),
+    /// Release a quarantined agent (a human's decision, journaled with its reason).
+    Release(cmd::quarantine::Args),
 }
 
 fn main() -> ExitCode {
@@ -91,6 +95,8 @@ fn main() -> ExitCode {
         Command::Run(args) => cmd::run::run(args),
         Command::Kill(args) => cmd::kill::run(args),
         Command::Doctor(args) => cmd::doctor::run(args),
+        Command::Quarantine(args) => cmd::quarantine::quarantine(args),
+        Command::Release(args) => cmd::quarantine::release(args),
     };
     match result {
         Ok(code) => code,

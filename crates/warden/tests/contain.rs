@@ -168,9 +168,13 @@ fn the_agent_runs_unprivileged_in_its_own_view_and_every_exec_is_journaled() {
     );
 }
 
+/// Only the detector that cannot mistake these tests' reads for an attack, so that what is
+/// checked is the filesystem view itself.
+const VIEW_ONLY: &str = "\n[monitor.detectors.denial_burst]\n";
+
 #[test]
 fn secrets_of_the_host_and_of_warden_are_out_of_reach() {
-    let s = Sandbox::new("", "");
+    let s = Sandbox::new(VIEW_ONLY, "");
     std::fs::write(s.path("secret-key.pem"), "test fixture, not a key\n").unwrap();
     let here = s.dir.path().display().to_string();
     let (out, _) = run_ok(
@@ -191,13 +195,59 @@ fn secrets_of_the_host_and_of_warden_are_out_of_reach() {
 }
 
 #[test]
+fn an_attempt_on_warden_quarantines_the_agent_and_kills_its_sandbox() {
+    // The default monitor: self_tamper raises a critical alert, the default playbook
+    // quarantines, and the sandbox is killed before the attempt can go further.
+    let s = Sandbox::new("", "");
+    let journal = s.path("journal.db").display().to_string();
+    let out = s.run(&format!("cat {journal}.key; sleep 30; echo survived"));
+    let (stdout, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(!stdout.contains("survived"), "{stdout}");
+    assert!(stderr.contains("quarantined"), "{stderr}");
+    let records = s.journal();
+    let alert = records
+        .iter()
+        .find(|r| r.kind == "alert")
+        .unwrap_or_else(|| panic!("no alert: {records:?}"));
+    assert_eq!(alert.body["detector"], "self_tamper");
+    assert_eq!(alert.body["severity"], "critical");
+    assert!(
+        !alert.body["summary"].as_str().unwrap().contains(".key"),
+        "{alert:?}"
+    );
+    assert!(records.iter().any(|r| r.kind == "quarantined"));
+    let killed = records.iter().find(|r| r.kind == "sandbox_killed").unwrap();
+    assert!(
+        killed.body["by"]
+            .as_str()
+            .unwrap()
+            .starts_with("quarantine"),
+        "{killed:?}"
+    );
+    // The agent cannot be started again until a human releases it.
+    let again = s.run("echo should-not-run");
+    let (stdout, stderr) = text(&again);
+    assert!(!again.status.success() && !stdout.contains("should-not-run"));
+    assert!(stderr.contains("is quarantined"), "{stderr}");
+    let release = Command::new(warden_bin())
+        .current_dir(s.dir.path())
+        .args(["release", "bot", "--reason", "test: reviewed"])
+        .output()
+        .unwrap();
+    assert!(release.status.success(), "{:?}", text(&release));
+    let (stdout, _) = run_ok(&s, "echo back");
+    assert_eq!(stdout, "back\n");
+}
+
+#[test]
 fn warden_files_inside_a_granted_folder_are_covered() {
     // The operator grants the whole folder Warden keeps its journal in: the journal, its key
     // and the policies stay hidden all the same.
     let s = Sandbox::new("", "");
     let here = s.dir.path().display().to_string();
     s.configure(&format!(
-        "read_only = [\"/usr\", \"/bin\", \"/lib\", \"/lib64\", \"{here}\"]"
+        "read_only = [\"/usr\", \"/bin\", \"/lib\", \"/lib64\", \"{here}\"]\n{VIEW_ONLY}"
     ));
     let (out, err) = run_ok(
         &s,
@@ -691,7 +741,7 @@ fn wardens_own_port_is_refused_by_the_proxy_whatever_the_policy() {
         s.path("warden.toml"),
         format!(
             "[journal]\npath = \"journal.db\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n\n\
-             [sandbox]\negress_allow_loopback = true\n"
+             [sandbox]\negress_allow_loopback = true\n{VIEW_ONLY}"
         ),
     )
     .unwrap();

@@ -49,6 +49,8 @@ pub struct HubOptions {
     /// The session every session of this hub is opened from (a sandbox's `warden run`),
     /// recorded as their parent.
     pub parent: Option<SessionId>,
+    /// The detectors, playbook and quarantine every session's actions pass.
+    pub monitor: Option<Arc<warden_monitor::Monitor>>,
 }
 
 impl Default for HubOptions {
@@ -60,6 +62,7 @@ impl Default for HubOptions {
             burst_per_agent: 1000.0,
             redact_secrets: true,
             parent: None,
+            monitor: None,
         }
     }
 }
@@ -161,7 +164,8 @@ impl Hub {
                     session.clone(),
                     self.policies.clone(),
                     self.journal.clone(),
-                );
+                )
+                .with_monitor(self.options.monitor.clone());
                 (server.clone(), guard)
             })
             .collect();

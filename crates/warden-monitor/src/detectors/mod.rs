@@ -1,10 +1,12 @@
 //! The detectors Warden ships, and how configuration builds them. Each is configured by its
 //! own table, `[monitor.detectors.NAME]`, given here as JSON; unknown keys are errors.
 
+mod action_text;
 pub mod data_loss;
 pub mod denial_burst;
 pub mod first_seen;
 pub mod rate_anomaly;
+mod recent;
 pub mod runaway;
 pub mod self_tamper;
 pub mod sensitive_flow;

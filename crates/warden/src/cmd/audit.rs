@@ -253,6 +253,23 @@ pub fn render(r: &JournalRecord) -> String {
             )
         }
         "sandbox_ended" => format!("sandbox ended — {}", s("status")),
+        "alert" => format!(
+            "ALERT {} {} — {} (evidence {})",
+            s("severity").to_uppercase(),
+            s("detector"),
+            s("summary"),
+            b.get("evidence")
+                .and_then(Value::as_array)
+                .map(|e| e
+                    .iter()
+                    .filter_map(Value::as_u64)
+                    .map(|n| format!("#{n}"))
+                    .collect::<Vec<_>>()
+                    .join(" "))
+                .unwrap_or_default()
+        ),
+        "quarantined" => format!("QUARANTINED by {} — {}", s("by"), s("reason")),
+        "released" => format!("released by {} — {}", s("by"), s("reason")),
         "sandbox_killed" => format!(
             "KILLED {} processes in {} µs ({}) by {}",
             b.get("processes").and_then(Value::as_u64).unwrap_or(0),

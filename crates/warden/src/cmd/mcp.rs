@@ -46,7 +46,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let mut id = [0u8; 16];
     getrandom::fill(&mut id).map_err(|e| anyhow::anyhow!("no randomness for a session id: {e}"))?;
     let session = SessionId::from_random(id);
-    let guard = Guard::new(agent, session, Arc::new(policies), journal.clone());
+    let monitor = config.monitor(crate::config::Facts::default())?;
+    let guard =
+        Guard::new(agent, session, Arc::new(policies), journal.clone()).with_monitor(Some(monitor));
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -8,5 +8,6 @@ pub mod init;
 pub mod kill;
 pub mod mcp;
 pub mod policy;
+pub mod quarantine;
 pub mod run;
 pub mod up;

@@ -111,14 +111,30 @@ pub fn run(args: Args) -> Result<ExitCode> {
         own_ids()?
     };
     let workspace = workspace(&config, &agent, report.root, host_uid, host_gid)?;
+    let canaries = canaries()?;
+    let monitor = config.monitor(crate::config::Facts {
+        canaries: canaries.iter().map(|(_, v)| v.clone()).collect(),
+        ..crate::config::Facts::default()
+    })?;
+    if let Some(q) = monitor.quarantined(&agent) {
+        bail!(
+            "agent {agent} is quarantined ({}: {}); a human must release it first: \
+             warden release {agent} --reason \"…\"",
+            q.by,
+            q.reason
+        );
+    }
     let plan = plan(
         &config,
-        &agent,
-        &session,
-        command.clone(),
-        &workspace,
-        (host_uid, host_gid),
-        mcp_token.as_deref(),
+        &ThisRun {
+            agent: &agent,
+            session: &session,
+            command: command.clone(),
+            workspace: &workspace,
+            host_ids: (host_uid, host_gid),
+            mcp_token: mcp_token.as_deref(),
+            canaries: &canaries,
+        },
     );
 
     let layout = Layout::detect(Path::new(CGROUP_ROOT));
@@ -159,7 +175,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         session.clone(),
         policies.clone(),
         journal.clone(),
-    );
+    )
+    .with_monitor(Some(monitor.clone()));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -225,6 +242,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 policies.clone(),
                 journal.clone(),
                 Some(session.clone()),
+                Some(monitor.clone()),
             )?;
             let auth = warden_gateway::identity::Authenticator::for_one(agent.clone(), token);
             Some(super::up::http_gateway(
@@ -249,6 +267,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         ..warden_gateway::egress::EgressOptions::default()
     };
     serve_listeners(&runtime, listeners, &guard, mcp.clone(), egress);
+    let quarantine_kill = cgroups
+        .clone()
+        .map(|groups| runtime.spawn(kill_on_quarantine(guard.clone(), monitor.clone(), groups)));
 
     // The terminal's Ctrl-C reaches the agent too; Warden waits for it to end.
     let status = runtime.block_on(async {
@@ -284,6 +305,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
             }
         }
     })?;
+    // A quarantine killed it: let that kill finish and be journaled before cleaning up.
+    if let Some(task) = quarantine_kill {
+        if monitor.quarantined(&agent).is_some() {
+            let _ = runtime.block_on(tokio::time::timeout(Duration::from_secs(10), task));
+        } else {
+            task.abort();
+        }
+    }
     // The sandbox's PID 1 is gone, so the kernel has killed the rest; make sure, then clean up.
     if let Some(c) = &cgroups {
         if !c.is_empty().unwrap_or(true) {
@@ -313,6 +342,75 @@ pub fn run(args: Args) -> Result<ExitCode> {
     runtime.shutdown_timeout(Duration::from_secs(2));
     let _ = journal.close_blocking();
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(125)))
+}
+
+/// Kills the sandbox as soon as its agent is quarantined — by a detector in this process
+/// (woken at once) or by another Warden process or an operator (seen within 20 ms).
+async fn kill_on_quarantine(guard: Guard, monitor: Arc<warden_monitor::Monitor>, groups: Cgroups) {
+    let wake = Arc::new(tokio::sync::Notify::new());
+    {
+        let wake = wake.clone();
+        let agent = guard.agent().clone();
+        monitor.on_quarantine(Box::new(move |entry| {
+            if entry.agent == agent {
+                wake.notify_one();
+            }
+        }));
+    }
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    let entry = loop {
+        tokio::select! {
+            () = wake.notified() => {}
+            _ = tick.tick() => {}
+        }
+        if let Some(entry) = monitor.quarantined(guard.agent()) {
+            break entry;
+        }
+    };
+    let groups2 = groups.clone();
+    let report = tokio::task::spawn_blocking(move || groups2.kill(Duration::from_secs(5))).await;
+    match report {
+        Ok(Ok(report)) => {
+            let record = guard
+                .record(EventBody::SandboxKilled {
+                    by: format!("quarantine ({})", entry.by),
+                    processes: report.processes as u64,
+                    elapsed_us: u64::try_from(report.elapsed.as_micros()).unwrap_or(u64::MAX),
+                    method: report.method.as_str().into(),
+                })
+                .await;
+            if let Err(e) = record {
+                eprintln!("warden: could not journal the kill: {e}");
+            }
+            eprintln!(
+                "warden: agent {} quarantined ({}: {}); its sandbox was killed",
+                entry.agent, entry.by, entry.reason
+            );
+        }
+        Ok(Err(e)) => eprintln!("warden: killing the quarantined sandbox failed: {e}"),
+        Err(e) => eprintln!("warden: killing the quarantined sandbox failed: {e}"),
+    }
+}
+
+/// Canary credentials for one run, shaped like the cloud keys an agent would be tempted to
+/// send out: (variable, value).
+fn canaries() -> Result<Vec<(String, String)>> {
+    const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    const MIXED: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut bytes = [0u8; 56];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness for canaries: {e}"))?;
+    let pick = |set: &[u8], b: &[u8]| -> String {
+        b.iter()
+            .map(|x| char::from(set[usize::from(*x) % set.len()]))
+            .collect()
+    };
+    Ok(vec![
+        (
+            "AWS_ACCESS_KEY_ID".into(),
+            format!("AKIA{}", pick(UPPER, &bytes[..16])),
+        ),
+        ("AWS_SECRET_ACCESS_KEY".into(), pick(MIXED, &bytes[16..56])),
+    ])
 }
 
 fn new_session() -> Result<SessionId> {
@@ -360,15 +458,31 @@ fn workspace(config: &Config, agent: &AgentId, root: bool, uid: u32, gid: u32) -
     Ok(dir)
 }
 
-fn plan(
-    config: &Config,
-    agent: &AgentId,
-    session: &SessionId,
+/// What one run adds to the configuration.
+struct ThisRun<'a> {
+    agent: &'a AgentId,
+    session: &'a SessionId,
     command: Vec<String>,
-    workspace: &Path,
-    (host_uid, host_gid): (u32, u32),
-    mcp_token: Option<&str>,
-) -> Plan {
+    workspace: &'a Path,
+    /// The host uid and gid the agent runs as.
+    host_ids: (u32, u32),
+    /// The run's token for the MCP gateway inside, when there are MCP servers.
+    mcp_token: Option<&'a str>,
+    /// Canary credentials planted for the agent: (variable, value).
+    canaries: &'a [(String, String)],
+}
+
+fn plan(config: &Config, run: &ThisRun<'_>) -> Plan {
+    let ThisRun {
+        agent,
+        session,
+        workspace,
+        mcp_token,
+        canaries,
+        ..
+    } = *run;
+    let command = run.command.clone();
+    let (host_uid, host_gid) = run.host_ids;
     let s = &config.sandbox;
     let extra = s.agents.get(agent.as_str());
     let mut binds = Vec::new();
@@ -416,6 +530,7 @@ fn plan(
         config.agents_file(),
         config.policy_dir(),
         config.resolve(&s.runs),
+        config.resolve(&config.monitor.quarantine_file),
         config.resolve(Path::new(crate::config::DEFAULT_FILE)),
     ];
     hidden.extend(config.http.tls_key.iter().map(|k| config.resolve(k)));
@@ -446,6 +561,8 @@ fn plan(
     if let Ok(term) = std::env::var("TERM") {
         env.push(("TERM".into(), term));
     }
+    // Credentials that open nothing: seen leaving, they are certain exfiltration.
+    env.extend(canaries.iter().cloned());
     let mut listeners = vec![Listener {
         role: ListenerRole::Egress,
         port: s.egress_port,
@@ -478,7 +595,12 @@ fn plan(
         binds,
         symlinks,
         hidden,
-        files,
+        files: {
+            let mut files = files;
+            let creds: String = canaries.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+            files.push(("credentials.env".to_owned(), creds));
+            files
+        },
         etc: vec![
             (
                 "passwd".into(),

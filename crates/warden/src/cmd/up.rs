@@ -90,7 +90,14 @@ async fn serve(
         );
     }
 
-    let hub = build_hub(&config, Arc::new(policies), journal.clone(), None)?;
+    let monitor = config.monitor(crate::config::Facts::default())?;
+    let hub = build_hub(
+        &config,
+        Arc::new(policies),
+        journal.clone(),
+        None,
+        Some(monitor),
+    )?;
     let gateway = http_gateway(&config, hub.clone(), auth, local.port());
     let h = &config.http;
 
@@ -168,6 +175,7 @@ pub fn build_hub(
     policies: Arc<PolicySet>,
     journal: Journal,
     parent: Option<warden_core::SessionId>,
+    monitor: Option<Arc<warden_monitor::Monitor>>,
 ) -> Result<Arc<Hub>> {
     let session = config.session_options();
     let upstream_options = UpstreamOptions {
@@ -202,6 +210,7 @@ pub fn build_hub(
             burst_per_agent: h.burst_per_agent,
             redact_secrets: config.responses.redact_secrets,
             parent,
+            monitor,
         },
     ))
 }

@@ -1,0 +1,121 @@
+//! `warden quarantine NAME --reason …` and `warden release NAME --reason …`: a human's hand on
+//! the quarantine list. Both are journaled with the reason; only a release lifts a quarantine.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use warden_core::{AgentId, Event, EventBody, SessionId};
+use warden_journal::Journal;
+use warden_monitor::{Quarantine, QuarantineEntry};
+
+use crate::config::Config;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The agent.
+    agent: String,
+    /// Why, for the journal (required).
+    #[arg(long)]
+    reason: String,
+    /// The configuration file (default: ./warden.toml if present).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+/// Who the operator is, as far as this machine knows.
+fn operator() -> String {
+    let user = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("operator:{user}")
+}
+
+fn open(config: &Config) -> Result<(Quarantine, Journal)> {
+    let path = config.resolve(&config.monitor.quarantine_file);
+    let list = Quarantine::open(&path)
+        .with_context(|| format!("reading the quarantine list {}", path.display()))?;
+    let journal_path = config.journal_path();
+    let journal = Journal::open(&journal_path, config.journal_options())
+        .with_context(|| format!("opening the journal {}", journal_path.display()))?;
+    Ok((list, journal))
+}
+
+fn check_reason(reason: &str) -> Result<()> {
+    if reason.trim().is_empty() {
+        bail!("--reason must say why: it is journaled for whoever reviews this later");
+    }
+    Ok(())
+}
+
+fn record(journal: &Journal, agent: &AgentId, body: EventBody) -> Result<u64> {
+    let event = Event {
+        time_ms: warden_gateway::guard::now_ms(),
+        agent: agent.clone(),
+        // Not an agent's session: the operator's act, on its own.
+        session: SessionId::from_raw("operator"),
+        body,
+    };
+    journal.append(&event).wait().context("journaling it")
+}
+
+pub fn quarantine(args: Args) -> Result<ExitCode> {
+    check_reason(&args.reason)?;
+    let config = Config::load(args.config.as_deref())?;
+    let agent = AgentId::new(&args.agent).context("the agent name")?;
+    let (list, journal) = open(&config)?;
+    let by = operator();
+    let added = list
+        .add(QuarantineEntry {
+            agent: agent.clone(),
+            reason: args.reason.clone(),
+            by: by.clone(),
+            since_ms: warden_gateway::guard::now_ms(),
+            evidence: Vec::new(),
+        })
+        .context("writing the quarantine list")?;
+    if !added {
+        say!("agent {agent} was already quarantined");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let seq = record(
+        &journal,
+        &agent,
+        EventBody::Quarantined {
+            reason: args.reason,
+            by,
+            evidence: Vec::new(),
+        },
+    )?;
+    journal.close_blocking().context("closing the journal")?;
+    say!(
+        "agent {agent} quarantined — journal #{seq}; every running Warden refuses its actions \
+         and kills its sandboxes"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn release(args: Args) -> Result<ExitCode> {
+    check_reason(&args.reason)?;
+    let config = Config::load(args.config.as_deref())?;
+    let agent = AgentId::new(&args.agent).context("the agent name")?;
+    let (list, journal) = open(&config)?;
+    let Some(entry) = list.remove(&agent).context("writing the quarantine list")? else {
+        bail!("agent {agent} is not quarantined");
+    };
+    let seq = record(
+        &journal,
+        &agent,
+        EventBody::Released {
+            by: operator(),
+            reason: args.reason,
+        },
+    )?;
+    journal.close_blocking().context("closing the journal")?;
+    say!(
+        "agent {agent} released (it was quarantined by {}: {}) — journal #{seq}",
+        entry.by,
+        entry.reason
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,159 @@
+//! Detection and automatic containment end to end: the real `warden` between a scripted agent
+//! and the real example MCP server; detectors on the journaled stream; quarantine in force for
+//! the next action, across a restart and across processes, lifted only by `warden release`.
+
+mod support;
+
+use serde_json::json;
+use support::*;
+
+/// Five refusals within a minute quarantine the agent (playbook: quarantine on high).
+const BURST: &str = r#"
+[monitor.detectors.denial_burst]
+threshold = 5
+window_secs = 60
+severity = "high"
+
+[[monitor.playbook]]
+detector = "denial_burst"
+min_severity = "high"
+respond = ["log", "quarantine"]
+"#;
+
+#[test]
+fn a_burst_of_refusals_quarantines_the_agent_before_its_next_action() {
+    let setup = Setup::new(BURST, "");
+    let mut s = setup.start("mallory", &[]);
+    s.initialize();
+    // The workspace policy lets every agent read notes.txt; secrets are refused.
+    let ok = s.call(json!(1), "read_file", json!({"path": "notes.txt"}));
+    assert_eq!(result_text(&ok), "the notes\n", "{ok}");
+    for i in 0..5 {
+        let r = s.call(
+            json!(10 + i),
+            "read_file",
+            json!({"path": "secrets/key.env"}),
+        );
+        assert_eq!(refusal_effect(&r).as_deref(), Some("deny"), "{r}");
+    }
+    // The next action — one the policy permits — is refused: the agent is quarantined.
+    let after = s.call(json!(20), "read_file", json!({"path": "notes.txt"}));
+    assert_eq!(refusal_effect(&after).as_deref(), Some("deny"), "{after}");
+    assert!(result_text(&after).contains("quarantined"), "{after}");
+    let (_, stderr) = s.finish();
+    assert!(stderr.contains("alert"), "the playbook logs: {stderr}");
+
+    let records = setup.records();
+    let alert = records
+        .iter()
+        .find(|r| r.kind == "alert")
+        .expect("an alert record");
+    assert_eq!(alert.body["detector"], "denial_burst");
+    assert_eq!(alert.body["severity"], "high");
+    let evidence: Vec<u64> = alert.body["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(evidence.len(), 5, "{alert:?}");
+    for seq in &evidence {
+        let cited = records.iter().find(|r| r.seq == *seq).unwrap();
+        assert_eq!(cited.body["effect"], "deny", "evidence #{seq} is a refusal");
+    }
+    assert!(
+        records
+            .iter()
+            .any(|r| r.kind == "quarantined" && r.body["by"] == "detector:denial_burst")
+    );
+
+    // A restart of Warden does not lift it.
+    let mut again = setup.start("mallory", &[]);
+    again.initialize();
+    let r = again.call(json!(1), "read_file", json!({"path": "notes.txt"}));
+    assert!(result_text(&r).contains("quarantined"), "{r}");
+    again.finish();
+    // Another agent is untouched.
+    let mut alice = setup.start("alice", &[]);
+    alice.initialize();
+    let r = alice.call(json!(1), "read_file", json!({"path": "notes.txt"}));
+    assert_eq!(result_text(&r), "the notes\n", "{r}");
+    alice.finish();
+
+    // Only a human releases it, with a reason, journaled.
+    let cfg = setup.config();
+    let (status, _, err) = warden(
+        &[
+            "release",
+            "mallory",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--reason",
+            "",
+        ],
+        setup.dir.path(),
+    );
+    assert!(
+        !status.success() && err.contains("--reason must say why"),
+        "{err}"
+    );
+    let (status, out, err) = warden(
+        &[
+            "release",
+            "mallory",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--reason",
+            "reviewed: a test",
+        ],
+        setup.dir.path(),
+    );
+    assert!(status.success(), "{out}{err}");
+    let mut released = setup.start("mallory", &[]);
+    released.initialize();
+    let r = released.call(json!(1), "read_file", json!({"path": "notes.txt"}));
+    assert_eq!(result_text(&r), "the notes\n", "{r}");
+    released.finish();
+    let released_record = setup
+        .records()
+        .into_iter()
+        .find(|r| r.kind == "released")
+        .unwrap();
+    assert_eq!(released_record.body["reason"], "reviewed: a test");
+}
+
+#[test]
+fn an_operator_quarantine_is_in_force_in_a_running_warden() {
+    let setup = Setup::new("", "");
+    let mut s = setup.start("alice", &[]);
+    s.initialize();
+    let r = s.call(json!(1), "read_file", json!({"path": "notes.txt"}));
+    assert_eq!(result_text(&r), "the notes\n", "{r}");
+    let cfg = setup.config();
+    let (status, out, err) = warden(
+        &[
+            "quarantine",
+            "alice",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--reason",
+            "suspicious report",
+        ],
+        setup.dir.path(),
+    );
+    assert!(status.success(), "{out}{err}");
+    // The running `warden mcp` sees the list change at its next check.
+    let r = s.call(json!(2), "read_file", json!({"path": "notes.txt"}));
+    assert!(result_text(&r).contains("quarantined"), "{r}");
+    assert!(result_text(&r).contains("suspicious report"), "{r}");
+    s.finish();
+    let q = setup
+        .records()
+        .into_iter()
+        .find(|r| r.kind == "quarantined")
+        .unwrap();
+    assert!(
+        q.body["by"].as_str().unwrap().starts_with("operator:"),
+        "{q:?}"
+    );
+}
