@@ -79,6 +79,48 @@ fn detectors() -> Vec<Box<dyn Detector>> {
         .collect()
 }
 
+/// The set `warden` runs when `[monitor]` names no detector, with Warden's files protected.
+fn default_set() -> Vec<Box<dyn Detector>> {
+    let configs = [
+        ("data_loss", json!({"canaries": ["AKIAWARDENCANARY0001"]})),
+        (
+            "self_tamper",
+            json!({"paths": ["/var/lib/warden/journal.db", "/etc/warden"], "ports": [7411]}),
+        ),
+        ("denial_burst", json!({})),
+        ("runaway", json!({})),
+        ("sensitive_flow", json!({})),
+    ];
+    configs
+        .into_iter()
+        .map(|(name, config)| warden_monitor::detectors::build(name, config).unwrap())
+        .collect()
+}
+
+/// The raw action of each decision, as the gateway hands it to detectors (and vetoes).
+fn actions(events: &[Event]) -> Vec<warden_core::Action> {
+    events
+        .iter()
+        .map(|e| {
+            let EventBody::Decision { target, args, .. } = &e.body else {
+                unreachable!("the stream holds decisions only")
+            };
+            let (server, name) = target.split_once('/').unwrap_or(("web", target));
+            let serde_json::Value::Object(arguments) = args.clone() else {
+                unreachable!("arguments are objects")
+            };
+            warden_core::Action::CallTool {
+                tool: warden_core::ToolRef::new(
+                    warden_core::ServerName::new(server).unwrap(),
+                    name,
+                )
+                .unwrap(),
+                arguments,
+            }
+        })
+        .collect()
+}
+
 fn bench(c: &mut Criterion) {
     let events = stream();
     let mut group = c.benchmark_group("detectors");
@@ -101,6 +143,31 @@ fn bench(c: &mut Criterion) {
                         seq: seq as u64,
                         event,
                         action: None,
+                    };
+                    for d in &detectors {
+                        d.observe(&observation, &mut alerts);
+                    }
+                    alerts.clear();
+                }
+                black_box(detectors)
+            },
+            BatchSize::PerIteration,
+        );
+    });
+    let raw = actions(&events);
+    group.bench_function("default_set_with_vetoes/20k_actions", |b| {
+        b.iter_batched(
+            default_set,
+            |detectors| {
+                let mut alerts: Vec<Alert> = Vec::new();
+                for (seq, (event, action)) in events.iter().zip(&raw).enumerate() {
+                    for d in &detectors {
+                        black_box(d.veto(&event.agent, &event.session, action));
+                    }
+                    let observation = Observation {
+                        seq: seq as u64,
+                        event,
+                        action: Some(action),
                     };
                     for d in &detectors {
                         d.observe(&observation, &mut alerts);
