@@ -88,6 +88,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     );
 
     let journal = dir.join("journal.db");
+    show_detections(&journal)?;
     let report = verify(&journal).context("verifying the journal")?;
     match &report.breach {
         None => say!(
@@ -119,6 +120,41 @@ pub fn run(args: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What the detectors saw, from the journal.
+fn show_detections(journal: &Path) -> Result<()> {
+    let reader = warden_journal::JournalReader::open(journal).context("reading the journal")?;
+    let records = reader
+        .records(&warden_journal::Query {
+            limit: 10_000,
+            ..warden_journal::Query::default()
+        })
+        .context("reading the journal")?;
+    for r in records {
+        let b = &r.body;
+        let s = |k: &str| b.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+        match r.kind.as_str() {
+            "alert" => say!(
+                "Detected (#{}): {} — {} alert on agent {}: {}",
+                r.seq,
+                s("detector"),
+                s("severity"),
+                r.agent,
+                s("summary")
+            ),
+            "quarantined" => say!(
+                "Contained (#{}): agent {} quarantined by {}; every further action refused \
+                 until a human runs `warden release {} --reason …`",
+                r.seq,
+                r.agent,
+                s("by"),
+                r.agent
+            ),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 fn set_up(dir: &Path, server: &Path) -> Result<PathBuf> {
     let workspace = dir.join("workspace");
     for sub in ["reports", "secrets"] {
@@ -146,7 +182,12 @@ fn set_up(dir: &Path, server: &Path) -> Result<PathBuf> {
     let config = format!(
         "[journal]\npath = \"journal.db\"\n\n[policy]\ndir = \"policies\"\n\n\
          [limits]\ncall_timeout_secs = 30\n\n\
-         [servers.files]\ncommand = [{}, \"--root\", \"workspace\"]\n",
+         [servers.files]\ncommand = [{}, \"--root\", \"workspace\"]\n\n\
+         # Three refusals within a minute: the agent is quarantined before its next action.\n\
+         [monitor.detectors.denial_burst]\nthreshold = 3\nwindow_secs = 60\n\n\
+         [monitor.detectors.data_loss]\n[monitor.detectors.self_tamper]\n\n\
+         [[monitor.playbook]]\ndetector = \"*\"\nmin_severity = \"high\"\n\
+         respond = [\"quarantine\"]\n",
         toml_string(&server.to_string_lossy())
     );
     let path = dir.join("warden.toml");
@@ -215,10 +256,12 @@ fn describe(step: &Step, response: &Value) -> String {
             .and_then(Value::as_array)
             .map(|p| p.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
-        let by = if policies.is_empty() {
-            "default deny".to_owned()
-        } else {
+        let by = if !policies.is_empty() {
             policies.join(", ")
+        } else if reason.contains(" is quarantined ") {
+            "quarantine".to_owned()
+        } else {
+            "default deny".to_owned()
         };
         let mark = if effect == "ask" {
             "? ASK  "
