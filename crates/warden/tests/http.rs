@@ -797,3 +797,73 @@ fn rotating_a_token_ends_the_sessions_opened_with_the_old_one() {
     let r = post(&up, Some(&new), Some(&sid), &rpc(2, "ping", json!({})));
     assert_eq!(r.status, 200);
 }
+
+#[test]
+fn a_quarantined_agent_is_cut_off_and_its_token_revoked() {
+    // The default monitor: naming Warden's own journal is an attempt on Warden itself
+    // (critical), and the default playbook quarantines on critical.
+    let (up, token, sid) = tester_session(files_setup(""));
+    let journal = up.setup.path("journal.db").display().to_string();
+    let r = call_tool(
+        &up,
+        &token,
+        &sid,
+        1,
+        json!({"name": "files__read_file", "arguments": {"path": journal}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    // The token is revoked: the session is over and a new one cannot be opened.
+    let r = call_tool(
+        &up,
+        &token,
+        &sid,
+        2,
+        json!({"name": "files__read_file", "arguments": {"path": "notes.txt"}}),
+    );
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r.body.contains("revoked"), "{}", r.body);
+    let alert = wait_for_record(&up, "alert");
+    assert_eq!(alert.body["detector"], "self_tamper");
+    wait_for_record(&up, "quarantined");
+    assert!(
+        records_of_kind(&up, "agent_changed")
+            .iter()
+            .any(|r| r.body["change"] == "revoked"),
+        "the revocation is journaled"
+    );
+    // A new token alone does not lift the quarantine: only a release does.
+    let cfg = up.setup.config();
+    let (status, out, err) = warden(
+        &[
+            "agent",
+            "add",
+            "tester",
+            "--rotate",
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
+        up.setup.dir.path(),
+    );
+    assert!(status.success(), "{err}");
+    let fresh = out
+        .split_whitespace()
+        .find(|w| w.starts_with("wdn_"))
+        .expect("a new token")
+        .to_owned();
+    let sid = open(&up, &fresh);
+    let r = call_tool(
+        &up,
+        &fresh,
+        &sid,
+        3,
+        json!({"name": "files__read_file", "arguments": {"path": "notes.txt"}}),
+    );
+    assert!(
+        r.json()["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("quarantined"),
+        "{}",
+        r.body
+    );
+}
