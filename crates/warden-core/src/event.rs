@@ -96,6 +96,13 @@ pub enum EventBody {
         degraded: Vec<String>,
         /// Which cgroup version enforces which limit, and how a kill is done.
         cgroups: String,
+        /// The task the operator declared for this run (`warden run --task`), if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task: Option<String>,
+        /// The scope tags the task allows (`warden run --scope`); detectors judge the run's
+        /// actions against them.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        scope: Vec<String>,
     },
     /// The sandbox's program exited and every process of the sandbox is gone.
     SandboxEnded {

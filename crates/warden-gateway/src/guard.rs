@@ -300,9 +300,20 @@ impl Guard {
         });
     }
 
-    /// Appends a session lifecycle record and waits until it is durable.
+    /// Appends a session lifecycle record and waits until it is durable; detectors see it
+    /// (a run's declared scope, for one).
     pub async fn record(&self, body: EventBody) -> Result<u64, warden_journal::JournalError> {
-        self.journal.append(&self.event(body)).await
+        let event = self.event(body);
+        let seq = self.journal.append(&event).await?;
+        if let Some(monitor) = &self.monitor {
+            let raised = monitor.observe(&Observation {
+                seq,
+                event: &event,
+                action: None,
+            });
+            self.respond(monitor, raised);
+        }
+        Ok(seq)
     }
 
     fn event(&self, body: EventBody) -> Event {

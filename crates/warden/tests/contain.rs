@@ -769,3 +769,36 @@ EOF"#
         "the refusal is journaled: {refused:?}"
     );
 }
+
+#[test]
+fn a_program_outside_the_declared_scope_raises_a_scope_drift_alert() {
+    let s = Sandbox::new(
+        "\n[monitor.detectors.scope_drift]\n\
+         tags = { \"/usr/bin/ls\" = [\"code\"], \"/usr/bin/id\" = [\"identity\"] }\n",
+        "",
+    );
+    let out = s
+        .command_with(
+            &["--task", "list the sources", "--scope", "code"],
+            "ls >/dev/null; id -u",
+        )
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    // The default playbook logs a medium alert; it does not stop the agent.
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(stdout, "1000\n");
+    let records = s.journal();
+    let started = records
+        .iter()
+        .find(|r| r.kind == "sandbox_started")
+        .unwrap();
+    assert_eq!(started.body["task"], "list the sources");
+    assert_eq!(started.body["scope"], serde_json::json!(["code"]));
+    let alerts: Vec<&JournalRecord> = records.iter().filter(|r| r.kind == "alert").collect();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0].body["detector"], "scope_drift");
+    let cited = alerts[0].body["evidence"][0].as_u64().unwrap();
+    let decision = records.iter().find(|r| r.seq == cited).unwrap();
+    assert_eq!(decision.body["target"], "/usr/bin/id");
+}

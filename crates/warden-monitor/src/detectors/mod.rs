@@ -8,6 +8,7 @@ pub mod first_seen;
 pub mod rate_anomaly;
 mod recent;
 pub mod runaway;
+pub mod scope_drift;
 pub mod self_tamper;
 pub mod sensitive_flow;
 
@@ -34,7 +35,7 @@ impl ConfigError {
 }
 
 /// Every detector name, in the order they run.
-pub const NAMES: [&str; 7] = [
+pub const NAMES: [&str; 8] = [
     data_loss::NAME,
     self_tamper::NAME,
     denial_burst::NAME,
@@ -42,6 +43,7 @@ pub const NAMES: [&str; 7] = [
     rate_anomaly::NAME,
     first_seen::NAME,
     sensitive_flow::NAME,
+    scope_drift::NAME,
 ];
 
 /// Builds the detector `name` from its table (`{}` for its defaults).
@@ -54,6 +56,7 @@ pub fn build(name: &str, config: serde_json::Value) -> Result<Box<dyn Detector>,
         rate_anomaly::NAME => Box::new(rate_anomaly::RateAnomaly::from_config(config)?),
         first_seen::NAME => Box::new(first_seen::FirstSeen::from_config(config)?),
         sensitive_flow::NAME => Box::new(sensitive_flow::SensitiveFlow::from_config(config)?),
+        scope_drift::NAME => Box::new(scope_drift::ScopeDrift::from_config(config)?),
         other => {
             return Err(ConfigError::new(
                 other,

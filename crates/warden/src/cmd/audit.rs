@@ -242,8 +242,12 @@ pub fn render(r: &JournalRecord) -> String {
             };
             let degraded = list("degraded");
             format!(
-                "sandbox started: {} — layers: {}{}",
+                "sandbox started: {}{} — layers: {}{}",
                 list("command"),
+                match s("task") {
+                    "" => String::new(),
+                    task => format!(" — task: {task} [{}]", list("scope")),
+                },
                 list("layers"),
                 if degraded.is_empty() {
                     String::new()

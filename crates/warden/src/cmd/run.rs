@@ -34,6 +34,13 @@ pub struct Args {
     /// (journaled). Repeat for several; `warden doctor` lists them.
     #[arg(long = "allow-degraded", value_name = "LAYER")]
     allow_degraded: Vec<String>,
+    /// The task this run is for, in a few words (journaled with the run).
+    #[arg(long)]
+    task: Option<String>,
+    /// The scope tags the task needs, comma-separated (`code,docs`): the scope_drift detector
+    /// alerts on tagged tools, hosts and programs outside them.
+    #[arg(long, value_delimiter = ',')]
+    scope: Vec<String>,
     /// The program to run, and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<OsString>,
@@ -196,6 +203,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 cgroups: cgroups
                     .as_ref()
                     .map_or_else(|| "none".to_owned(), |c| c.report.clone()),
+                task: args.task.clone(),
+                scope: args
+                    .scope
+                    .iter()
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
             }),
         )
         .context("journaling the start of the sandbox; it is stopped")
