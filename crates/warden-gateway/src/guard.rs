@@ -124,7 +124,12 @@ impl Guard {
         let veto = monitor.veto(&self.agent, &self.session, action);
         let decision = match &veto {
             Some(raised) => Decision::refuse(raised.alert.summary.clone()),
-            None => self.policies.decide(&self.agent, action),
+            None => {
+                // What the session has read is part of the request: a policy can forbid the
+                // flow itself (`context.taint`).
+                let taint = monitor.taint(&self.session);
+                self.policies.decide_tainted(&self.agent, action, &taint)
+            }
         };
         let (verdict, event) = self
             .record_decision(action.kind(), action.target(), &arguments, decision)
@@ -278,24 +283,21 @@ impl Guard {
             detail: detail.into(),
             labels,
         });
+        // Detectors see what the agent read before the agent does, so the taint of a secret
+        // is in force for its very next action. The outcome's own seq is not known yet: the
+        // evidence is the decision it completes.
+        if let Some(monitor) = &self.monitor {
+            let raised = monitor.observe(&Observation {
+                seq: decision_seq,
+                event: &event,
+                action: None,
+            });
+            self.respond(monitor, raised);
+        }
         let pending = self.journal.append_queued(&event);
-        let guard = self.clone();
         tokio::spawn(async move {
-            match pending.await {
-                Ok(seq) => {
-                    // What the agent read matters to detectors (sensitive flows).
-                    if let Some(monitor) = &guard.monitor {
-                        let raised = monitor.observe(&Observation {
-                            seq,
-                            event: &event,
-                            action: None,
-                        });
-                        guard.respond(monitor, raised);
-                    }
-                }
-                Err(err) => {
-                    tracing::error!(decision_seq, %err, "could not journal the outcome of a call");
-                }
+            if let Err(err) = pending.await {
+                tracing::error!(decision_seq, %err, "could not journal the outcome of a call");
             }
         });
     }

@@ -7,7 +7,9 @@ use crate::alert::Alert;
 /// One journaled record, as detectors see it.
 #[derive(Debug, Clone, Copy)]
 pub struct Observation<'a> {
-    /// Its sequence number in the journal: what alerts cite as evidence.
+    /// Its sequence number in the journal: what alerts cite as evidence. An outcome is shown
+    /// before its own record is committed (so that what the agent read counts before its next
+    /// action); it carries the seq of the decision it completes.
     pub seq: u64,
     /// The record.
     pub event: &'a Event,
@@ -33,5 +35,11 @@ pub trait Detector: Send + Sync {
     /// refused with its summary. Most detectors only observe.
     fn veto(&self, _agent: &AgentId, _session: &SessionId, _action: &Action) -> Option<Alert> {
         None
+    }
+
+    /// The session's taint labels this detector tracks (`secret:private-key`), which Warden
+    /// puts in the policy context as `context.taint`. Most detectors track none.
+    fn taint(&self, _session: &SessionId) -> Vec<String> {
+        Vec::new()
     }
 }

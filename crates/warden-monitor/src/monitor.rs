@@ -99,6 +99,18 @@ impl Monitor {
             })
     }
 
+    /// The session's taint: every detector's labels, sorted, without repeats.
+    pub fn taint(&self, session: &warden_core::SessionId) -> Vec<String> {
+        let mut labels: Vec<String> = self
+            .detectors
+            .iter()
+            .flat_map(|d| d.taint(session))
+            .collect();
+        labels.sort_unstable();
+        labels.dedup();
+        labels
+    }
+
     /// Registers a hook run on every new quarantine this process puts in force.
     pub fn on_quarantine(&self, hook: QuarantineHook) {
         self.hooks

@@ -51,6 +51,8 @@ pub struct TestCase {
     pub expect: Effect,
     /// The expected deciding policy ids, in any order; not checked when left out.
     pub policies: Option<Vec<String>>,
+    /// The session's taint labels (`context.taint`); none when left out.
+    pub taint: Vec<String>,
 }
 
 /// The outcome of one case.
@@ -110,6 +112,8 @@ struct RawCase {
     program: Option<ProgramRef>,
     #[serde(default)]
     argv: Option<Vec<String>>,
+    #[serde(default)]
+    taint: Vec<String>,
     expect: Effect,
     #[serde(default)]
     policies: Option<Vec<String>>,
@@ -223,6 +227,7 @@ impl TryFrom<RawCase> for TestCase {
             action,
             expect: raw.expect,
             policies: raw.policies,
+            taint: raw.taint,
         })
     }
 }
@@ -303,7 +308,7 @@ pub fn run_cases(set: &PolicySet, cases: &[TestCase]) -> Vec<CaseResult> {
     cases
         .iter()
         .map(|case| {
-            let got = set.decide(&case.agent, &case.action);
+            let got = set.decide_tainted(&case.agent, &case.action, &case.taint);
             let policies_match = case.policies.as_ref().is_none_or(|want| {
                 let mut want = want.clone();
                 let mut have = got.policies.clone();

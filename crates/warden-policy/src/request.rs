@@ -166,10 +166,11 @@ pub(crate) fn listing_context(kind: ActionKind) -> ContextInput<'static> {
     }
 }
 
-/// The Cedar context. Arguments are converted value by value (see [`arguments`]); what
-/// cannot be converted refuses the request.
-pub(crate) fn context(input: ContextInput<'_>) -> Result<Context, Decision> {
-    let pairs = match input {
+/// The Cedar context: `taint` (the session's labels) and the action's own attributes.
+/// Arguments are converted value by value (see [`arguments`]); what cannot be converted
+/// refuses the request.
+pub(crate) fn context(input: ContextInput<'_>, taint: &[String]) -> Result<Context, Decision> {
+    let mut pairs = match input {
         ContextInput::Arguments(args) => {
             let arguments =
                 arguments::to_cedar(args).map_err(|e| Decision::refuse(e.to_string()))?;
@@ -216,8 +217,16 @@ pub(crate) fn context(input: ContextInput<'_>) -> Result<Context, Decision> {
             "port".to_owned(),
             RestrictedExpression::new_long(i64::from(port)),
         )],
-        ContextInput::Empty => return Ok(Context::empty()),
+        ContextInput::Empty => Vec::new(),
     };
+    pairs.push((
+        "taint".to_owned(),
+        RestrictedExpression::new_set(
+            taint
+                .iter()
+                .map(|t| RestrictedExpression::new_string(t.clone())),
+        ),
+    ));
     Context::from_pairs(pairs)
         .map_err(|e| Decision::refuse(format!("arguments cannot be given to policy: {e}")))
 }

@@ -482,18 +482,24 @@ impl PolicySet {
     /// is the agent the request would reach: the principal is `Server::"<server>"` and the
     /// resource `Agent::"<agent>"`.
     pub fn decide(&self, agent: &AgentId, action: &Action) -> Decision {
+        self.decide_tainted(agent, action, &[])
+    }
+
+    /// [`decide`](Self::decide) for a session that has read what `taint` labels
+    /// (`context.taint` in policies).
+    pub fn decide_tainted(&self, agent: &AgentId, action: &Action, taint: &[String]) -> Decision {
         let Some(parts) = Parts::of(action) else {
             return Decision::refuse(format!("no policy model for {} actions", action.kind()));
         };
         let slice = self.slice(agent, parts.kind, parts.target);
         let mut eval = if slice.policies.is_empty() {
             // Nothing to evaluate, but arguments Warden refuses are refused all the same.
-            if let Err(d) = request::context(parts.context) {
+            if let Err(d) = request::context(parts.context, taint) {
                 return d;
             }
             Evaluation::default()
         } else {
-            let request = match request_for(&slice, parts.context) {
+            let request = match request_for(&slice, parts.context, taint) {
                 Ok(r) => r,
                 Err(d) => return d,
             };
@@ -616,7 +622,7 @@ impl PolicySet {
             Ok(set) => set,
             Err(_) => return fallback,
         };
-        let Ok(request) = request_for(slice, request::listing_context(kind)) else {
+        let Ok(request) = request_for(slice, request::listing_context(kind), &[]) else {
             return fallback;
         };
         let response = self
@@ -787,6 +793,17 @@ impl PolicySet {
     /// reference the sliced path is tested and measured against.
     #[doc(hidden)]
     pub fn decide_unsliced(&self, agent: &AgentId, action: &Action) -> Decision {
+        self.decide_unsliced_tainted(agent, action, &[])
+    }
+
+    /// [`decide_unsliced`](Self::decide_unsliced) with the session's taint.
+    #[doc(hidden)]
+    pub fn decide_unsliced_tainted(
+        &self,
+        agent: &AgentId,
+        action: &Action,
+        taint: &[String],
+    ) -> Decision {
         let Some(parts) = Parts::of(action) else {
             return Decision::refuse(format!("no policy model for {} actions", action.kind()));
         };
@@ -800,7 +817,7 @@ impl PolicySet {
             unconditional_permits: Vec::new(),
             listed: false,
         };
-        let request = match request_for(&whole, parts.context) {
+        let request = match request_for(&whole, parts.context, taint) {
             Ok(r) => r,
             Err(d) => return d,
         };
@@ -831,8 +848,12 @@ fn reads_context(policy: &cedar::Policy) -> bool {
         .map_or(true, |json| json.get("conditions").is_some_and(mentions))
 }
 
-fn request_for(slice: &Slice, input: ContextInput<'_>) -> Result<Request, Decision> {
-    let context = request::context(input)?;
+fn request_for(
+    slice: &Slice,
+    input: ContextInput<'_>,
+    taint: &[String],
+) -> Result<Request, Decision> {
+    let context = request::context(input, taint)?;
     Request::new(
         slice.principal.clone(),
         slice.action.clone(),

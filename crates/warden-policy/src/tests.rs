@@ -166,6 +166,41 @@ fn contained_actions_are_decided_on_hosts_and_programs() {
 }
 
 #[test]
+fn taint_in_the_context_can_forbid_a_flow_outright() {
+    let set = load(
+        r#"
+        @id("web") permit(principal, action == Action::"http_request", resource);
+        @id("send") permit(principal, action == Action::"call_tool", resource == Tool::"mail/send");
+        @id("no-secrets-out")
+        forbid(principal, action in [Action::"http_request", Action::"call_tool"], resource)
+          when { context.taint.containsAny(["secret:private-key", "secret:aws-access-key"]) };
+        "#,
+        None,
+    );
+    let alice = agent("alice");
+    let web = Action::HttpRequest {
+        host: HostRef::new("paste.example").unwrap(),
+        port: 443,
+        method: "CONNECT".into(),
+        path: None,
+    };
+    let mail = call("mail/send", json!({}));
+    for action in [&web, &mail] {
+        assert_eq!(set.decide(&alice, action).effect, Effect::Allow);
+        let clean = ["sensitive:files/notes".to_owned()];
+        assert_eq!(
+            set.decide_tainted(&alice, action, &clean).effect,
+            Effect::Allow
+        );
+        let tainted = ["secret:aws-access-key".to_owned()];
+        let d = set.decide_tainted(&alice, action, &tainted);
+        assert_eq!(d.effect, Effect::Deny, "{action:?}");
+        assert_eq!(d.policies, ["no-secrets-out"]);
+        assert_eq!(d, set.decide_unsliced_tainted(&alice, action, &tainted));
+    }
+}
+
+#[test]
 fn allow_names_permits_by_line_or_id() {
     let set = load(
         "// agents\npermit(principal == Agent::\"alice\", action, resource in Server::\"files\");\n\n@id(\"all-read\")\npermit(principal, action == Action::\"call_tool\", resource)\nwhen { resource.name == \"read_file\" };\n",

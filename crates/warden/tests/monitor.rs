@@ -157,3 +157,55 @@ fn an_operator_quarantine_is_in_force_in_a_running_warden() {
         "{q:?}"
     );
 }
+
+#[test]
+fn what_a_session_read_is_in_the_policy_context_and_can_forbid_the_flow() {
+    let setup = Setup::new(
+        "[monitor.detectors.sensitive_flow]\n",
+        r#"
+@id("tainted-sessions-send-nothing")
+@reason("this session read a cloud key; it may not send messages")
+forbid (principal, action == Action::"call_tool", resource == Tool::"files/send_message")
+when { context.taint.contains("secret:aws-access-key") };
+"#,
+    );
+    // A test fixture shaped like an AWS access key id, not a credential.
+    std::fs::write(
+        setup.path("workspace/deploy.txt"),
+        "deploy with AKIAIOSFODNN7EXAMPLE\n",
+    )
+    .unwrap();
+    let mut s = setup.start("alice", &[]);
+    s.initialize();
+    // Before reading anything, alice may message the team.
+    let r = s.call(
+        json!(1),
+        "send_message",
+        json!({"to": "team@example.com", "body": "starting"}),
+    );
+    assert_eq!(result_text(&r), "sent to team@example.com", "{r}");
+    let r = s.call(json!(2), "read_file", json!({"path": "deploy.txt"}));
+    assert!(result_text(&r).contains("[REDACTED:aws-access-key]"), "{r}");
+    // Her very next action is decided with the taint: the forbid applies.
+    let r = s.call(
+        json!(3),
+        "send_message",
+        json!({"to": "team@example.com", "body": "done"}),
+    );
+    assert_eq!(refusal_effect(&r).as_deref(), Some("deny"), "{r}");
+    assert!(result_text(&r).contains("read a cloud key"), "{r}");
+    s.finish();
+    let records = setup.records();
+    let refused = records
+        .iter()
+        .filter(|r| r.kind == "decision" && r.body["effect"] == "deny")
+        .collect::<Vec<_>>();
+    assert_eq!(refused.len(), 1);
+    assert_eq!(
+        refused[0].body["policies"],
+        json!(["tainted-sessions-send-nothing"])
+    );
+    // And the detector saw the flow it forbade.
+    let alert = records.iter().find(|r| r.kind == "alert").unwrap();
+    assert_eq!(alert.body["detector"], "sensitive_flow");
+}

@@ -314,6 +314,10 @@ impl Detector for SensitiveFlow {
         NAME
     }
 
+    fn taint(&self, session: &SessionId) -> Vec<String> {
+        SensitiveFlow::taint(self, session)
+    }
+
     fn observe(&self, observation: &Observation<'_>, alerts: &mut Vec<Alert>) {
         let event = observation.event;
         match &event.body {
