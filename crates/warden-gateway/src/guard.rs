@@ -159,6 +159,11 @@ impl Guard {
                     severity = alert.severity.as_str(), "alert: {}", alert.summary
                 );
             }
+            if responses.contains(&Response::Webhook)
+                && let Some(url) = monitor.webhook()
+            {
+                post_alert(url.to_owned(), &alert);
+            }
             let mut records = vec![EventBody::Alert {
                 detector: alert.detector.to_owned(),
                 severity: alert.severity,
@@ -368,6 +373,46 @@ fn action_arguments(action: &Action) -> std::borrow::Cow<'_, Map<String, Value>>
         }
         _ => Cow::Owned(Map::new()),
     }
+}
+
+/// POSTs `alert` as JSON to `url`, in the background: a slow or failing receiver never holds
+/// up an action. Failures are logged (the alert is in the journal either way).
+fn post_alert(url: String, alert: &warden_monitor::Alert) {
+    static CLIENT: std::sync::OnceLock<Option<reqwest::Client>> = std::sync::OnceLock::new();
+    let Some(client) = CLIENT
+        .get_or_init(|| {
+            reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(5))
+                .build()
+                .ok()
+        })
+        .clone()
+    else {
+        tracing::error!("no HTTP client for webhooks");
+        return;
+    };
+    let body = serde_json::json!({
+        "detector": alert.detector,
+        "severity": alert.severity.as_str(),
+        "agent": alert.agent.as_str(),
+        "session": alert.session.as_str(),
+        "summary": alert.summary,
+        "evidence": alert.evidence,
+        "time_ms": now_ms(),
+    });
+    tokio::spawn(async move {
+        let request = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        match request.send().await {
+            Ok(r) if r.status().is_success() => {}
+            Ok(r) => {
+                tracing::warn!(status = %r.status(), %url, "the alert webhook refused the alert")
+            }
+            Err(err) => tracing::warn!(%err, %url, "could not post an alert to the webhook"),
+        }
+    });
 }
 
 /// What a quarantined agent is told.

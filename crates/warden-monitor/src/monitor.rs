@@ -19,6 +19,7 @@ pub struct Monitor {
     playbook: Playbook,
     quarantine: Arc<Quarantine>,
     hooks: RwLock<Vec<QuarantineHook>>,
+    webhook: Option<String>,
 }
 
 impl std::fmt::Debug for Monitor {
@@ -55,7 +56,24 @@ impl Monitor {
             playbook,
             quarantine,
             hooks: RwLock::new(Vec::new()),
+            webhook: None,
         }
+    }
+
+    /// The same monitor, posting alerts the playbook sends to a webhook to `url`.
+    pub fn with_webhook(mut self, url: Option<String>) -> Self {
+        self.webhook = url;
+        self
+    }
+
+    /// Where `webhook` responses go, if configured.
+    pub fn webhook(&self) -> Option<&str> {
+        self.webhook.as_deref()
+    }
+
+    /// Whether the playbook ever answers with `response`.
+    pub fn playbook_uses(&self, response: Response) -> bool {
+        self.playbook.uses(response)
     }
 
     /// The quarantine list.

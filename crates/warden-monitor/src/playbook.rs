@@ -4,7 +4,7 @@
 //! [[monitor.playbook]]
 //! detector = "denial_burst"     # or "*" for every detector
 //! min_severity = "high"
-//! respond = ["log", "quarantine"]
+//! respond = ["log", "webhook", "quarantine"]
 //! ```
 //!
 //! Every alert is journaled whatever the playbook says; the rules add responses. An alert
@@ -21,6 +21,8 @@ use crate::alert::Alert;
 pub enum Response {
     /// Write it to Warden's log (stderr) as well as the journal.
     Log,
+    /// POST it as JSON to `[monitor] webhook`.
+    Webhook,
     /// Refuse every further action of the agent and of every session it runs, kill its
     /// sandboxed processes, until a human releases it.
     Quarantine,
@@ -86,6 +88,11 @@ impl Playbook {
             }
         }
         out
+    }
+
+    /// Whether some rule answers with `response`.
+    pub fn uses(&self, response: Response) -> bool {
+        self.rules.iter().any(|r| r.respond.contains(&response))
     }
 
     /// The detector names the rules mention (besides `*`), to check against those configured.

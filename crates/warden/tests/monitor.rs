@@ -209,3 +209,77 @@ when { context.taint.contains("secret:aws-access-key") };
     let alert = records.iter().find(|r| r.kind == "alert").unwrap();
     assert_eq!(alert.body["detector"], "sensitive_flow");
 }
+
+/// A one-request HTTP receiver on loopback: returns its port and the body it received.
+fn receiver() -> (u16, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok((mut stream, _)) = listener.accept() else {
+            return;
+        };
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0u8; length];
+        let _ = reader.read_exact(&mut body);
+        let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n");
+        let _ = tx.send(String::from_utf8_lossy(&body).into_owned());
+    });
+    (port, rx)
+}
+
+#[test]
+fn the_playbook_posts_alerts_to_a_webhook() {
+    let (port, received) = receiver();
+    let setup = Setup::new(
+        &format!(
+            "[monitor]\nwebhook = \"http://127.0.0.1:{port}/alerts\"\n\n\
+             [monitor.detectors.denial_burst]\nthreshold = 2\n\n\
+             [[monitor.playbook]]\ndetector = \"*\"\nrespond = [\"webhook\"]\n"
+        ),
+        "",
+    );
+    let mut s = setup.start("mallory", &[]);
+    s.initialize();
+    for i in 0..2 {
+        let r = s.call(json!(i), "read_file", json!({"path": "secrets/key.env"}));
+        assert_eq!(refusal_effect(&r).as_deref(), Some("deny"), "{r}");
+    }
+    let body = received
+        .recv_timeout(HANG_GUARD)
+        .expect("the webhook received the alert");
+    s.finish();
+    let alert: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(alert["detector"], "denial_burst");
+    assert_eq!(alert["agent"], "mallory");
+    assert_eq!(alert["severity"], "high");
+    assert_eq!(alert["evidence"].as_array().unwrap().len(), 2);
+    // The webhook is not a quarantine: the agent goes on (and is still refused by policy).
+    assert!(!setup.records().iter().any(|r| r.kind == "quarantined"));
+}
+
+#[test]
+fn a_webhook_response_without_a_url_is_a_configuration_error() {
+    let setup = Setup::new(
+        "[[monitor.playbook]]\ndetector = \"*\"\nrespond = [\"webhook\"]\n",
+        "",
+    );
+    let cfg = setup.config();
+    let (status, _, err) = warden(
+        &["doctor", "--config", cfg.to_str().unwrap()],
+        setup.dir.path(),
+    );
+    assert!(!status.success());
+    assert!(err.contains("monitor.webhook is not set"), "{err}");
+}

@@ -33,6 +33,9 @@ pub struct MonitorSection {
     /// critical one.
     #[serde(default)]
     pub playbook: Vec<Rule>,
+    /// Where `webhook` responses POST alerts (JSON), e.g. "https://alerts.example/warden".
+    #[serde(default)]
+    pub webhook: Option<String>,
 }
 
 impl Default for MonitorSection {
@@ -41,6 +44,7 @@ impl Default for MonitorSection {
             quarantine_file: default_quarantine_file(),
             detectors: BTreeMap::new(),
             playbook: Vec::new(),
+            webhook: None,
         }
     }
 }
@@ -69,6 +73,15 @@ impl MonitorSection {
             }
         }
         let playbook = Playbook::new(self.playbook.clone());
+        match &self.webhook {
+            None if playbook.uses(warden_monitor::Response::Webhook) => {
+                bail!("monitor.playbook answers with \"webhook\" but monitor.webhook is not set")
+            }
+            Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+                bail!("monitor.webhook must be an http:// or https:// URL, not {url:?}")
+            }
+            _ => {}
+        }
         for name in playbook.detectors() {
             if !NAMES.contains(&name) {
                 bail!(
@@ -116,11 +129,9 @@ impl MonitorSection {
         } else {
             Playbook::new(self.playbook.clone())
         };
-        Ok(Arc::new(Monitor::new(
-            built,
-            playbook,
-            Arc::new(quarantine),
-        )))
+        Ok(Arc::new(
+            Monitor::new(built, playbook, Arc::new(quarantine)).with_webhook(self.webhook.clone()),
+        ))
     }
 }
 
