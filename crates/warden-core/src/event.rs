@@ -131,9 +131,12 @@ pub enum EventBody {
         /// The journal records that are its evidence.
         evidence: Vec<u64>,
     },
-    /// The agent was quarantined: every further action of it is refused until a human
-    /// releases it.
+    /// The agent was quarantined — every further action of it refused — or held to a lesser
+    /// restriction (`level`), until a human releases it.
     Quarantined {
+        /// `quarantine`, `ask` (every action needs approval) or `throttle` (one per second).
+        #[serde(default = "quarantine_level")]
+        level: String,
         /// Why (the alert's summary, or the operator's reason).
         reason: String,
         /// Who: a detector (`detector:denial_burst`) or `operator`.
@@ -148,6 +151,10 @@ pub enum EventBody {
         /// Why, as the human gave it.
         reason: String,
     },
+}
+
+fn quarantine_level() -> String {
+    "quarantine".to_owned()
 }
 
 /// How bad an alert is.

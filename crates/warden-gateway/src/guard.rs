@@ -21,7 +21,7 @@ use warden_core::{
 use warden_journal::Journal;
 use warden_monitor::monitor::Raised;
 use warden_monitor::playbook::Response;
-use warden_monitor::{Monitor, Observation, QuarantineEntry};
+use warden_monitor::{Level, Monitor, Observation, QuarantineEntry};
 use warden_policy::PolicySet;
 
 /// A decision, and where the journal recorded it.
@@ -110,16 +110,32 @@ impl Guard {
                 .0;
         };
         if let Some(q) = monitor.quarantined(&self.agent) {
-            // Quarantine beats every permit; the detectors have already spoken.
-            return self
-                .record_decision(
-                    action.kind(),
-                    action.target(),
-                    &arguments,
-                    Decision::refuse(quarantined_reason(&q)),
-                )
-                .await
-                .0;
+            // A restriction beats every permit; the detectors (or a human) have spoken.
+            let restricted = match q.level {
+                Level::Quarantine => Some(Decision::refuse(quarantined_reason(&q))),
+                Level::Ask => Some(Decision {
+                    effect: Effect::Ask,
+                    policies: Vec::new(),
+                    reason: format!(
+                        "every action of agent \"{}\" needs a human's approval ({}: {})",
+                        q.agent, q.by, q.reason
+                    ),
+                }),
+                Level::Throttle if !monitor.admit_throttled(&self.agent) => {
+                    Some(Decision::refuse(format!(
+                        "agent \"{}\" is throttled to one action per second ({}: {}); \
+                         slow down",
+                        q.agent, q.by, q.reason
+                    )))
+                }
+                Level::Throttle => None,
+            };
+            if let Some(decision) = restricted {
+                return self
+                    .record_decision(action.kind(), action.target(), &arguments, decision)
+                    .await
+                    .0;
+            }
         }
         let veto = monitor.veto(&self.agent, &self.session, action);
         let decision = match &veto {
@@ -170,9 +186,11 @@ impl Guard {
                 summary: alert.summary.clone(),
                 evidence: alert.evidence.clone(),
             }];
-            if responses.contains(&Response::Quarantine) {
+            // The strongest restriction the playbook orders.
+            if let Some(level) = responses.iter().filter_map(|r| r.level()).max() {
                 let entry = QuarantineEntry {
                     agent: alert.agent.clone(),
+                    level,
                     reason: alert.summary.clone(),
                     by: format!("detector:{}", alert.detector),
                     since_ms: now_ms(),
@@ -180,6 +198,7 @@ impl Guard {
                 };
                 match monitor.quarantine_now(entry) {
                     Ok(true) => records.push(EventBody::Quarantined {
+                        level: level.as_str().to_owned(),
                         reason: alert.summary.clone(),
                         by: format!("detector:{}", alert.detector),
                         evidence: alert.evidence.clone(),

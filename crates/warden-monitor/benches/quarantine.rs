@@ -73,6 +73,7 @@ fn measure(name: &str, monitor: &Monitor) {
                 monitor
                     .quarantine_now(QuarantineEntry {
                         agent: r.alert.agent.clone(),
+                        level: warden_monitor::Level::Quarantine,
                         reason: r.alert.summary.clone(),
                         by: format!("detector:{}", r.alert.detector),
                         since_ms: 0,

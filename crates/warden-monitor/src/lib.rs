@@ -13,6 +13,7 @@
 pub mod alert;
 pub mod detector;
 pub mod detectors;
+pub mod learn;
 pub mod monitor;
 pub mod playbook;
 pub mod quarantine;
@@ -21,4 +22,4 @@ pub use alert::Alert;
 pub use detector::{Detector, Observation};
 pub use monitor::Monitor;
 pub use playbook::{Playbook, Response, Rule};
-pub use quarantine::{Quarantine, QuarantineEntry, QuarantineError};
+pub use quarantine::{Level, Quarantine, QuarantineEntry, QuarantineError};

@@ -1,6 +1,8 @@
 //! The monitor: the configured detectors, the playbook, and the quarantine list.
 
-use std::sync::{Arc, PoisonError, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Instant;
 
 use warden_core::AgentId;
 
@@ -20,6 +22,8 @@ pub struct Monitor {
     quarantine: Arc<Quarantine>,
     hooks: RwLock<Vec<QuarantineHook>>,
     webhook: Option<String>,
+    /// When each throttled agent may act next, in this process.
+    throttled: Mutex<HashMap<AgentId, Instant>>,
 }
 
 impl std::fmt::Debug for Monitor {
@@ -57,6 +61,27 @@ impl Monitor {
             quarantine,
             hooks: RwLock::new(Vec::new()),
             webhook: None,
+            throttled: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// For a throttled agent: whether it may act now (one action per second, in this
+    /// process). Each admitted action pushes the next slot a second later.
+    pub fn admit_throttled(&self, agent: &AgentId) -> bool {
+        let now = Instant::now();
+        let mut next = self
+            .throttled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if next.len() > 10_000 {
+            next.retain(|_, at| *at > now);
+        }
+        match next.get(agent) {
+            Some(at) if *at > now => false,
+            _ => {
+                next.insert(agent.clone(), now + std::time::Duration::from_secs(1));
+                true
+            }
         }
     }
 
@@ -137,10 +162,11 @@ impl Monitor {
             .push(hook);
     }
 
-    /// Quarantines the entry's agent and runs the hooks; `Ok(false)` if it already was.
+    /// Restricts the entry's agent to its level and, for a quarantine, runs the hooks;
+    /// `Ok(false)` if it already was at that level or a stronger one.
     pub fn quarantine_now(&self, entry: QuarantineEntry) -> Result<bool, QuarantineError> {
         let added = self.quarantine.add(entry.clone())?;
-        if added {
+        if added && entry.level == crate::quarantine::Level::Quarantine {
             for hook in self
                 .hooks
                 .read()
@@ -151,5 +177,26 @@ impl Monitor {
             }
         }
         Ok(added)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::playbook::Playbook;
+
+    #[test]
+    fn a_throttled_agent_gets_one_action_per_second_others_are_untouched() {
+        let m = Monitor::new(
+            Vec::new(),
+            Playbook::default_rules(),
+            Arc::new(Quarantine::in_memory()),
+        );
+        let slow = AgentId::new("slow").unwrap();
+        let other = AgentId::new("other").unwrap();
+        // Back to back, well within a second of each other.
+        assert!(m.admit_throttled(&slow));
+        assert!(!m.admit_throttled(&slow));
+        assert!(m.admit_throttled(&other));
     }
 }

@@ -4,7 +4,7 @@
 //! [[monitor.playbook]]
 //! detector = "denial_burst"     # or "*" for every detector
 //! min_severity = "high"
-//! respond = ["log", "webhook", "quarantine"]
+//! respond = ["log", "webhook", "quarantine"]   # also "throttle", "ask"
 //! ```
 //!
 //! Every alert is journaled whatever the playbook says; the rules add responses. An alert
@@ -23,9 +23,27 @@ pub enum Response {
     Log,
     /// POST it as JSON to `[monitor] webhook`.
     Webhook,
+    /// Hold the agent to one action per second (per Warden process) until a human releases it.
+    Throttle,
+    /// Make every further action of the agent need a human's approval, whatever the policies
+    /// say, until a human releases it.
+    Ask,
     /// Refuse every further action of the agent and of every session it runs, kill its
     /// sandboxed processes, until a human releases it.
     Quarantine,
+}
+
+impl Response {
+    /// The restriction this response puts the agent under, if any.
+    pub fn level(self) -> Option<crate::quarantine::Level> {
+        use crate::quarantine::Level;
+        match self {
+            Response::Throttle => Some(Level::Throttle),
+            Response::Ask => Some(Level::Ask),
+            Response::Quarantine => Some(Level::Quarantine),
+            Response::Log | Response::Webhook => None,
+        }
+    }
 }
 
 /// One rule.

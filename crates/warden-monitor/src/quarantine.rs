@@ -13,11 +13,40 @@ use std::sync::{PoisonError, RwLock};
 use serde::{Deserialize, Serialize};
 use warden_core::AgentId;
 
-/// One quarantined agent.
+/// How far an agent is restricted, from the least to the most.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    /// At most one action per second (per Warden process); the rest are refused.
+    Throttle,
+    /// Every action needs a human's approval (`ask`), whatever the policies say.
+    Ask,
+    /// Every action is refused; sandboxes are killed; HTTP tokens revoked.
+    #[default]
+    Quarantine,
+}
+
+impl Level {
+    /// The name used in configuration and the journal.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Throttle => "throttle",
+            Level::Ask => "ask",
+            Level::Quarantine => "quarantine",
+        }
+    }
+}
+
+/// One restricted agent: quarantined, or held to asking or to a slow rate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuarantineEntry {
     /// The agent.
     pub agent: AgentId,
+    /// How far it is restricted (lists written before levels existed hold quarantines).
+    #[serde(default)]
+    pub level: Level,
     /// Why, as journaled.
     pub reason: String,
     /// Who: `detector:<name>` or `operator`.
@@ -132,7 +161,8 @@ impl Quarantine {
             .collect()
     }
 
-    /// Quarantines `entry.agent`; `Ok(false)` if it already was (the first entry is kept).
+    /// Restricts `entry.agent` to `entry.level`; `Ok(false)` if it already was at that level or
+    /// a stronger one (that entry is kept). A stronger level replaces a weaker one.
     ///
     /// The quarantine is in force in this process as soon as this is called — the next
     /// [`get`](Self::get) sees it — and on disk, for other processes and restarts, when it
@@ -140,7 +170,11 @@ impl Quarantine {
     pub fn add(&self, entry: QuarantineEntry) -> Result<bool, QuarantineError> {
         {
             let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
-            if state.entries.contains_key(&entry.agent) {
+            if state
+                .entries
+                .get(&entry.agent)
+                .is_some_and(|e| e.level >= entry.level)
+            {
                 return Ok(false);
             }
             state.entries.insert(entry.agent.clone(), entry.clone());
@@ -148,7 +182,10 @@ impl Quarantine {
         }
         let agent = entry.agent.clone();
         let result = self.change(|entries| {
-            if entries.contains_key(&entry.agent) {
+            if entries
+                .get(&entry.agent)
+                .is_some_and(|e| e.level >= entry.level)
+            {
                 return false;
             }
             entries.insert(entry.agent.clone(), entry);
@@ -234,9 +271,13 @@ impl Quarantine {
 impl State {
     fn merge_unwritten(&mut self) {
         for (agent, entry) in &self.unwritten {
-            self.entries
+            let kept = self
+                .entries
                 .entry(agent.clone())
                 .or_insert_with(|| entry.clone());
+            if kept.level < entry.level {
+                *kept = entry.clone();
+            }
         }
     }
 }
@@ -322,6 +363,7 @@ mod tests {
     fn entry(agent: &str) -> QuarantineEntry {
         QuarantineEntry {
             agent: AgentId::new(agent).unwrap(),
+            level: Level::Quarantine,
             reason: "5 refusals in 60 s".into(),
             by: "detector:denial_burst".into(),
             since_ms: 1,
@@ -357,6 +399,33 @@ mod tests {
             std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
             0o600
         );
+    }
+
+    #[test]
+    fn a_stronger_level_replaces_a_weaker_one_never_the_reverse() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Quarantine::open(dir.path().join("quarantine.json")).unwrap();
+        let agent = AgentId::new("mallory").unwrap();
+        let at = |level| QuarantineEntry {
+            level,
+            ..entry("mallory")
+        };
+        assert!(q.add(at(Level::Throttle)).unwrap());
+        assert!(q.add(at(Level::Ask)).unwrap());
+        assert!(!q.add(at(Level::Throttle)).unwrap());
+        assert_eq!(q.get(&agent).unwrap().level, Level::Ask);
+        assert!(q.add(at(Level::Quarantine)).unwrap());
+        assert!(!q.add(at(Level::Ask)).unwrap());
+        let reread = Quarantine::open(dir.path().join("quarantine.json")).unwrap();
+        assert_eq!(reread.get(&agent).unwrap().level, Level::Quarantine);
+        // A list written before levels existed holds quarantines.
+        std::fs::write(
+            dir.path().join("old.json"),
+            r#"{"version":1,"agents":[{"agent":"a","reason":"r","by":"operator","since_ms":1,"evidence":[]}]}"#,
+        )
+        .unwrap();
+        let old = Quarantine::open(dir.path().join("old.json")).unwrap();
+        assert_eq!(old.list()[0].level, Level::Quarantine);
     }
 
     #[test]

@@ -73,6 +73,8 @@ enum Command {
     Quarantine(cmd::quarantine::Args),
     /// Release a quarantined agent (a human's decision, journaled with its reason).
     Release(cmd::quarantine::Args),
+    /// Propose a least-privilege policy and a first_seen baseline from an agent's journal.
+    Learn(cmd::learn::Args),
 }
 
 fn main() -> ExitCode {
@@ -97,6 +99,7 @@ fn main() -> ExitCode {
         Command::Doctor(args) => cmd::doctor::run(args),
         Command::Quarantine(args) => cmd::quarantine::quarantine(args),
         Command::Release(args) => cmd::quarantine::release(args),
+        Command::Learn(args) => cmd::learn::run(args),
     };
     match result {
         Ok(code) => code,

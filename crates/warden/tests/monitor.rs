@@ -283,3 +283,46 @@ fn a_webhook_response_without_a_url_is_a_configuration_error() {
     assert!(!status.success());
     assert!(err.contains("monitor.webhook is not set"), "{err}");
 }
+
+#[test]
+fn an_ask_response_makes_every_action_need_approval_until_released() {
+    let setup = Setup::new(
+        "[monitor.detectors.denial_burst]\nthreshold = 2\n\n\
+         [[monitor.playbook]]\ndetector = \"denial_burst\"\nrespond = [\"ask\"]\n",
+        "",
+    );
+    let mut s = setup.start("mallory", &[]);
+    s.initialize();
+    for i in 0..2 {
+        let r = s.call(json!(i), "read_file", json!({"path": "secrets/key.env"}));
+        assert_eq!(refusal_effect(&r).as_deref(), Some("deny"), "{r}");
+    }
+    let r = s.call(json!(5), "read_file", json!({"path": "notes.txt"}));
+    assert_eq!(refusal_effect(&r).as_deref(), Some("ask"), "{r}");
+    assert!(result_text(&r).contains("needs a human's approval"), "{r}");
+    s.finish();
+    let restricted = setup
+        .records()
+        .into_iter()
+        .find(|r| r.kind == "quarantined")
+        .unwrap();
+    assert_eq!(restricted.body["level"], "ask");
+    let cfg = setup.config();
+    let (status, out, err) = warden(
+        &[
+            "release",
+            "mallory",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--reason",
+            "reviewed",
+        ],
+        setup.dir.path(),
+    );
+    assert!(status.success(), "{out}{err}");
+    let mut again = setup.start("mallory", &[]);
+    again.initialize();
+    let r = again.call(json!(1), "read_file", json!({"path": "notes.txt"}));
+    assert_eq!(result_text(&r), "the notes\n", "{r}");
+    again.finish();
+}

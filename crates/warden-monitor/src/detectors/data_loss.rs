@@ -259,14 +259,22 @@ impl Detector for DataLoss {
         };
         // The journal copy: its markers name what the redactor took out (some kinds, such as
         // bearer tokens, only it recognises); without the action, also scan what it left.
+        // A marker the agent wrote itself, literally, proves nothing.
         let scan_copy = observation.action.is_none();
+        let mut literal: HashSet<String> = HashSet::new();
+        if let Some(action) = observation.action {
+            let _ = walk_action(action, &mut Budget::bytes(MAX_SCANNED), &mut |_, s| {
+                literal.extend(markers(s).map(str::to_owned));
+                ControlFlow::Continue(())
+            });
+        }
         let _ = walk_journaled(
             *kind,
             target,
             args,
             &mut Budget::bytes(MAX_SCANNED),
             &mut |place, s| {
-                for label in markers(s) {
+                for label in markers(s).filter(|l| !literal.contains(*l)) {
                     Found::note(&mut found, label, place);
                 }
                 if scan_copy {
@@ -639,6 +647,48 @@ mod tests {
             "{}",
             alert.summary
         );
+    }
+
+    #[test]
+    fn a_marker_the_agent_wrote_itself_is_not_a_secret() {
+        let d = DataLoss::from_config(json!({})).unwrap();
+        let mut arguments = serde_json::Map::new();
+        arguments.insert(
+            "body".into(),
+            json!("the key was [REDACTED:aws-access-key] in the file"),
+        );
+        let action = Action::CallTool {
+            tool: warden_core::ToolRef::new(
+                warden_core::ServerName::new("files").unwrap(),
+                "send_message",
+            )
+            .unwrap(),
+            arguments: arguments.clone(),
+        };
+        let event = warden_core::Event {
+            time_ms: 1,
+            agent: AgentId::new("a").unwrap(),
+            session: SessionId::from_raw("s"),
+            body: warden_core::EventBody::Decision {
+                action: warden_core::ActionKind::CallTool,
+                target: "files/send_message".into(),
+                args_digest: String::new(),
+                args: serde_json::Value::Object(arguments),
+                effect: warden_core::Effect::Allow,
+                policies: vec![],
+                reason: String::new(),
+            },
+        };
+        let mut alerts = Vec::new();
+        d.observe(
+            &Observation {
+                seq: 1,
+                event: &event,
+                action: Some(&action),
+            },
+            &mut alerts,
+        );
+        assert!(alerts.is_empty(), "{alerts:?}");
     }
 
     #[test]

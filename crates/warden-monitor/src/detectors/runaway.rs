@@ -39,6 +39,9 @@ use crate::detector::{Detector, Observation};
 use crate::detectors::ConfigError;
 use crate::detectors::recent::{MAX_TRACKED, RecentMap};
 
+/// Keys the gateway records beside an action's arguments that are not part of it.
+const LINEAGE: [&str; 2] = ["pid", "ppid"];
+
 /// The name in configuration and alerts.
 pub const NAME: &str = "runaway";
 
@@ -234,7 +237,19 @@ impl Detector for Runaway {
         kind.hash(&mut fp.hasher);
         target.hash(&mut fp.hasher);
         // Cannot fail: a JSON value always serializes and `Fingerprint` never refuses bytes.
-        let _ = serde_json::to_writer(&mut fp, args);
+        match args.as_object() {
+            // Program starts carry their lineage (`pid`, `ppid`) beside the arguments: a loop
+            // starts the same program with the same arguments from ever new processes.
+            Some(map) if kind == ActionKind::Exec => {
+                for (key, value) in map.iter().filter(|(k, _)| !LINEAGE.contains(&k.as_str())) {
+                    let _ = serde_json::to_writer(&mut fp, key);
+                    let _ = serde_json::to_writer(&mut fp, value);
+                }
+            }
+            _ => {
+                let _ = serde_json::to_writer(&mut fp, args);
+            }
+        }
         let (fingerprint, args_bytes) = (fp.hasher.finish(), fp.bytes);
         let now = event.time_ms;
 

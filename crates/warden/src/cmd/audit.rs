@@ -272,7 +272,10 @@ pub fn render(r: &JournalRecord) -> String {
                     .join(" "))
                 .unwrap_or_default()
         ),
-        "quarantined" => format!("QUARANTINED by {} — {}", s("by"), s("reason")),
+        "quarantined" => match s("level") {
+            "" | "quarantine" => format!("QUARANTINED by {} — {}", s("by"), s("reason")),
+            level => format!("RESTRICTED ({level}) by {} — {}", s("by"), s("reason")),
+        },
         "released" => format!("released by {} — {}", s("by"), s("reason")),
         "sandbox_killed" => format!(
             "KILLED {} processes in {} µs ({}) by {}",

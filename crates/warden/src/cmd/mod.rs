@@ -6,6 +6,7 @@ pub mod demo;
 pub mod doctor;
 pub mod init;
 pub mod kill;
+pub mod learn;
 pub mod mcp;
 pub mod policy;
 pub mod quarantine;

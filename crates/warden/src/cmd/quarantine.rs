@@ -68,6 +68,7 @@ pub fn quarantine(args: Args) -> Result<ExitCode> {
     let added = list
         .add(QuarantineEntry {
             agent: agent.clone(),
+            level: warden_monitor::Level::Quarantine,
             reason: args.reason.clone(),
             by: by.clone(),
             since_ms: warden_gateway::guard::now_ms(),
@@ -82,6 +83,7 @@ pub fn quarantine(args: Args) -> Result<ExitCode> {
         &journal,
         &agent,
         EventBody::Quarantined {
+            level: "quarantine".into(),
             reason: args.reason,
             by,
             evidence: Vec::new(),

@@ -123,7 +123,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
         canaries: canaries.iter().map(|(_, v)| v.clone()).collect(),
         ..crate::config::Facts::default()
     })?;
-    if let Some(q) = monitor.quarantined(&agent) {
+    if let Some(q) = monitor
+        .quarantined(&agent)
+        .filter(|e| e.level == warden_monitor::Level::Quarantine)
+    {
         bail!(
             "agent {agent} is quarantined ({}: {}); a human must release it first: \
              warden release {agent} --reason \"…\"",
@@ -321,7 +324,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
     })?;
     // A quarantine killed it: let that kill finish and be journaled before cleaning up.
     if let Some(task) = quarantine_kill {
-        if monitor.quarantined(&agent).is_some() {
+        if monitor
+            .quarantined(&agent)
+            .is_some_and(|e| e.level == warden_monitor::Level::Quarantine)
+        {
             let _ = runtime.block_on(tokio::time::timeout(Duration::from_secs(10), task));
         } else {
             task.abort();
@@ -377,7 +383,10 @@ async fn kill_on_quarantine(guard: Guard, monitor: Arc<warden_monitor::Monitor>,
             () = wake.notified() => {}
             _ = tick.tick() => {}
         }
-        if let Some(entry) = monitor.quarantined(guard.agent()) {
+        if let Some(entry) = monitor
+            .quarantined(guard.agent())
+            .filter(|e| e.level == warden_monitor::Level::Quarantine)
+        {
             break entry;
         }
     };
