@@ -86,6 +86,10 @@ struct Step {
     /// This step (one of its repetitions) is the one after which the agent is quarantined.
     #[serde(default)]
     triggers: bool,
+    /// The agent's own pace: how long it waits before each repetition. Part of what the
+    /// scenario is (a rate over time), not a wait for Warden.
+    #[serde(default)]
+    pause_ms: u64,
 }
 
 fn empty_object() -> Value {
@@ -190,6 +194,9 @@ fn run(name: &str) {
     for (index, step) in scenario.steps.iter().enumerate() {
         let arguments = substitute(&step.arguments, &dir);
         for _ in 0..step.repeat {
+            if step.pause_ms > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(step.pause_ms));
+            }
             id += 1;
             let response = session.call(json!(id), &step.tool, arguments.clone());
             calls.push(Call {
@@ -523,6 +530,7 @@ scenarios! {
     benign_researcher,
     exec_budget,
     exec_loop,
+    rate_surge,
 }
 
 #[test]
