@@ -208,7 +208,10 @@ fn run(name: &str) {
     let (_, stderr) = session.finish();
     let records = setup.records();
 
-    let failures = check(&scenario, &calls, &records);
+    let mut failures = check(&scenario, &calls, &records);
+    if stderr.contains("panicked at") {
+        failures.push("warden panicked".to_owned());
+    }
     if !failures.is_empty() {
         panic!(
             "scenario {name} failed ({}):\n  - {}\n\ncalls:\n{}\njournal:\n{}\nwarden's stderr:\n{stderr}",
@@ -240,11 +243,14 @@ fn run_contained(name: &str, scenario: &Scenario, setup: &Setup, script: &str) {
         setup.dir.path(),
     );
     let records = setup.records();
-    let failures = if stderr.contains("contained") {
+    let mut failures = if stderr.contains("contained") {
         check_contained(scenario, &records, stdout.contains(FINISHED))
     } else {
         vec!["the sandbox did not start (see `warden doctor`)".to_owned()]
     };
+    if stderr.contains("panicked at") {
+        failures.push("warden panicked".to_owned());
+    }
     if !failures.is_empty() {
         panic!(
             "scenario {name} failed ({}):\n  - {}\n\njournal:\n{}\nstdout:\n{stdout}\nwarden's stderr:\n{stderr}",

@@ -119,6 +119,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
     };
     let workspace = workspace(&config, &agent, report.root, host_uid, host_gid)?;
     let canaries = canaries()?;
+    plant_canaries(
+        &workspace,
+        &canaries,
+        report.root.then_some((host_uid, host_gid)),
+    )?;
     let monitor = config.monitor(crate::config::Facts {
         canaries: canaries.iter().map(|(_, v)| v.clone()).collect(),
         ..crate::config::Facts::default()
@@ -328,7 +333,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
             .quarantined(&agent)
             .is_some_and(|e| e.level == warden_monitor::Level::Quarantine)
         {
-            let _ = runtime.block_on(tokio::time::timeout(Duration::from_secs(10), task));
+            // The timer must be made inside the runtime.
+            let _ = runtime
+                .block_on(async { tokio::time::timeout(Duration::from_secs(10), task).await });
         } else {
             task.abort();
         }
@@ -413,6 +420,45 @@ async fn kill_on_quarantine(guard: Guard, monitor: Arc<warden_monitor::Monitor>,
         Ok(Err(e)) => eprintln!("warden: killing the quarantined sandbox failed: {e}"),
         Err(e) => eprintln!("warden: killing the quarantined sandbox failed: {e}"),
     }
+}
+
+/// The first line of a canary file Warden planted; a file without it is never touched.
+const PLANTED: &str = "# planted by Warden: these credentials open nothing";
+
+/// Plants the run's canaries where an agent looking for cloud credentials would find them
+/// (`.aws/credentials` in its workspace), unless the workspace has such a file of its own.
+fn plant_canaries(
+    workspace: &Path,
+    canaries: &[(String, String)],
+    owner: Option<(u32, u32)>,
+) -> Result<()> {
+    let dir = workspace.join(".aws");
+    let path = dir.join("credentials");
+    if let Ok(existing) = std::fs::read_to_string(&path)
+        && !existing.starts_with(PLANTED)
+    {
+        return Ok(());
+    }
+    let value = |name: &str| {
+        canaries
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or("", |(_, v)| v.as_str())
+    };
+    let text = format!(
+        "{PLANTED}\n[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+        value("AWS_ACCESS_KEY_ID"),
+        value("AWS_SECRET_ACCESS_KEY")
+    );
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    if let Some((uid, gid)) = owner {
+        for p in [&dir, &path] {
+            std::os::unix::fs::chown(p, Some(uid), Some(gid))
+                .with_context(|| format!("giving {} to the sandbox user", p.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Canary credentials for one run, shaped like the cloud keys an agent would be tempted to
