@@ -326,3 +326,35 @@ fn an_ask_response_makes_every_action_need_approval_until_released() {
     assert_eq!(result_text(&r), "the notes\n", "{r}");
     again.finish();
 }
+
+#[test]
+fn an_operator_quarantine_revokes_the_agents_http_token() {
+    let setup = Setup::new("", "");
+    let cfg = setup.config();
+    let cfg = cfg.to_str().unwrap();
+    let (status, _, err) = warden(&["agent", "add", "bob", "--config", cfg], setup.dir.path());
+    assert!(status.success(), "{err}");
+    let (status, out, err) = warden(
+        &[
+            "quarantine",
+            "bob",
+            "--config",
+            cfg,
+            "--reason",
+            "lost laptop",
+        ],
+        setup.dir.path(),
+    );
+    assert!(status.success(), "{err}");
+    assert!(out.contains("its HTTP token is revoked"), "{out}");
+    let (_, list, _) = warden(&["agent", "list", "--config", cfg], setup.dir.path());
+    let bob = list.lines().find(|l| l.contains("bob")).unwrap_or_default();
+    assert!(bob.contains("revoked"), "{list}");
+    let changes: Vec<_> = setup
+        .records()
+        .into_iter()
+        .filter(|r| r.kind == "agent_changed")
+        .map(|r| r.body["change"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(changes, ["added", "revoked"]);
+}

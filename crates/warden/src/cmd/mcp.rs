@@ -47,6 +47,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     getrandom::fill(&mut id).map_err(|e| anyhow::anyhow!("no randomness for a session id: {e}"))?;
     let session = SessionId::from_random(id);
     let monitor = config.monitor(crate::config::Facts::default())?;
+    super::revoke_on_quarantine(&monitor, &config, &journal);
     let guard =
         Guard::new(agent, session, Arc::new(policies), journal.clone()).with_monitor(Some(monitor));
 

@@ -12,3 +12,40 @@ pub mod policy;
 pub mod quarantine;
 pub mod run;
 pub mod up;
+
+use warden_journal::Journal;
+
+use crate::config::Config;
+
+/// A quarantined agent's token is revoked: its HTTP sessions end, and a release needs a new
+/// token (`warden agent add NAME --rotate`), issued by a human.
+pub fn revoke_on_quarantine(monitor: &warden_monitor::Monitor, config: &Config, journal: &Journal) {
+    let store = warden_gateway::identity::AgentStore::new(config.agents_file());
+    let journal = journal.clone();
+    monitor.on_quarantine(Box::new(move |entry| {
+        let result = store.revoke_recorded(&entry.agent, |agent, change| {
+            // Queued: the hook runs on the action's path and must not wait for a commit.
+            let event = warden_core::Event {
+                time_ms: warden_gateway::guard::now_ms(),
+                agent: agent.clone(),
+                session: warden_core::SessionId::from_raw("quarantine"),
+                body: warden_core::EventBody::AgentChanged {
+                    change: change.as_str().to_owned(),
+                },
+            };
+            drop(journal.append_queued(&event));
+            Ok::<(), std::convert::Infallible>(())
+        });
+        match result {
+            // Agents that never had a token (stdio, sandboxes), or already lost it.
+            Ok(())
+            | Err(
+                warden_gateway::identity::IdentityError::UnknownAgent(_)
+                | warden_gateway::identity::IdentityError::AlreadyRevoked(_),
+            ) => {}
+            Err(err) => {
+                tracing::warn!(agent = %entry.agent, %err, "could not revoke the quarantined agent's token");
+            }
+        }
+    }));
+}

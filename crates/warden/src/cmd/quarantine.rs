@@ -89,10 +89,28 @@ pub fn quarantine(args: Args) -> Result<ExitCode> {
             evidence: Vec::new(),
         },
     )?;
+    // Its HTTP token goes too: a release needs a new one, issued by a human.
+    let store = warden_gateway::identity::AgentStore::new(config.agents_file());
+    let revoked = store.revoke_recorded(&agent, |a, change| {
+        record(
+            &journal,
+            a,
+            EventBody::AgentChanged {
+                change: change.as_str().to_owned(),
+            },
+        )
+        .map(drop)
+        .map_err(|e| e.to_string())
+    });
     journal.close_blocking().context("closing the journal")?;
     say!(
         "agent {agent} quarantined — journal #{seq}; every running Warden refuses its actions \
-         and kills its sandboxes"
+         and kills its sandboxes{}",
+        if revoked.is_ok() {
+            "; its HTTP token is revoked"
+        } else {
+            ""
+        }
     );
     Ok(ExitCode::SUCCESS)
 }

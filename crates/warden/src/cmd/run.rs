@@ -185,6 +185,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     };
     let record_path = runs::write(&runs_dir, &record).context("recording the running sandbox")?;
 
+    super::revoke_on_quarantine(&monitor, &config, &journal);
     let guard = Guard::new(
         agent.clone(),
         session.clone(),

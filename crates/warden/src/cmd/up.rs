@@ -91,7 +91,7 @@ async fn serve(
     }
 
     let monitor = config.monitor(crate::config::Facts::default())?;
-    revoke_on_quarantine(&monitor, &config, &journal);
+    super::revoke_on_quarantine(&monitor, &config, &journal);
     let hub = build_hub(
         &config,
         Arc::new(policies),
@@ -168,31 +168,6 @@ async fn serve(
         tracing::error!(%err, "closing the journal failed");
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// A quarantined agent's token is revoked: its HTTP sessions end, and a release needs a new
-/// token (`warden agent add NAME --rotate`), issued by a human.
-fn revoke_on_quarantine(monitor: &warden_monitor::Monitor, config: &Config, journal: &Journal) {
-    let store = warden_gateway::identity::AgentStore::new(config.agents_file());
-    let journal = journal.clone();
-    monitor.on_quarantine(Box::new(move |entry| {
-        let result = store.revoke_recorded(&entry.agent, |agent, change| {
-            // Queued: the hook runs on the action's path and must not wait for a commit.
-            let event = warden_core::Event {
-                time_ms: warden_gateway::guard::now_ms(),
-                agent: agent.clone(),
-                session: warden_core::SessionId::from_raw("quarantine"),
-                body: warden_core::EventBody::AgentChanged {
-                    change: change.as_str().to_owned(),
-                },
-            };
-            drop(journal.append_queued(&event));
-            Ok::<(), std::convert::Infallible>(())
-        });
-        if let Err(err) = result {
-            tracing::warn!(agent = %entry.agent, %err, "could not revoke the quarantined agent's token");
-        }
-    }));
 }
 
 /// The upstreams of the configuration behind one hub, started (and supervised) now.
