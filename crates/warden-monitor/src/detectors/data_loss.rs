@@ -365,6 +365,7 @@ impl Detector for DataLoss {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::detectors::testing::observe_with as observe;
     use proptest::prelude::*;
     use serde_json::{Map, Value, json};
     use warden_core::redact::redact_object;
@@ -433,12 +434,6 @@ mod tests {
                 reason: String::new(),
             },
         }
-    }
-
-    fn observe(d: &DataLoss, seq: u64, event: &Event, action: Option<&Action>) -> Vec<Alert> {
-        let mut alerts = Vec::new();
-        d.observe(&Observation { seq, event, action }, &mut alerts);
-        alerts
     }
 
     #[test]

@@ -245,6 +245,7 @@ mod tests {
     use warden_core::{Event, SessionId};
 
     use super::*;
+    use crate::detectors::testing::observe;
 
     fn decision(time_ms: i64, agent: &str, effect: Effect, target: &str) -> Event {
         Event {
@@ -261,19 +262,6 @@ mod tests {
                 reason: String::new(),
             },
         }
-    }
-
-    fn observe(d: &DenialBurst, seq: u64, event: &Event) -> Vec<Alert> {
-        let mut alerts = Vec::new();
-        d.observe(
-            &Observation {
-                seq,
-                event,
-                action: None,
-            },
-            &mut alerts,
-        );
-        alerts
     }
 
     fn detector(config: serde_json::Value) -> DenialBurst {

@@ -186,6 +186,7 @@ impl Detector for FirstSeen {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::detectors::testing::observe;
     use serde_json::json;
     use warden_core::{Effect, Event};
 
@@ -223,19 +224,6 @@ mod tests {
                 reason: String::new(),
             },
         }
-    }
-
-    fn observe(d: &FirstSeen, seq: u64, event: &Event) -> Vec<Alert> {
-        let mut alerts = Vec::new();
-        d.observe(
-            &Observation {
-                seq,
-                event,
-                action: None,
-            },
-            &mut alerts,
-        );
-        alerts
     }
 
     #[test]

@@ -11,6 +11,8 @@ pub mod runaway;
 pub mod scope_drift;
 pub mod self_tamper;
 pub mod sensitive_flow;
+#[cfg(test)]
+mod testing;
 
 use crate::detector::Detector;
 

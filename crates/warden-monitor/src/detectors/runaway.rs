@@ -369,6 +369,7 @@ mod tests {
     use warden_core::AgentId;
 
     use super::*;
+    use crate::detectors::testing::observe;
 
     fn decision(
         time_ms: i64,
@@ -403,19 +404,6 @@ mod tests {
             json!({"path": path}),
             Effect::Allow,
         )
-    }
-
-    fn observe(d: &Runaway, seq: u64, event: &Event) -> Vec<Alert> {
-        let mut alerts = Vec::new();
-        d.observe(
-            &Observation {
-                seq,
-                event,
-                action: None,
-            },
-            &mut alerts,
-        );
-        alerts
     }
 
     fn detector(config: serde_json::Value) -> Runaway {

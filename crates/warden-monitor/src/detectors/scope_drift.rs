@@ -174,6 +174,7 @@ impl Detector for ScopeDrift {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::detectors::testing::observe as seen;
     use serde_json::json;
     use warden_core::{ActionKind, Effect, Event};
 
@@ -208,19 +209,6 @@ mod tests {
                 scope: scope.iter().map(|s| (*s).to_owned()).collect(),
             },
         }
-    }
-
-    fn seen(d: &ScopeDrift, seq: u64, e: &Event) -> Vec<Alert> {
-        let mut out = Vec::new();
-        d.observe(
-            &Observation {
-                seq,
-                event: e,
-                action: None,
-            },
-            &mut out,
-        );
-        out
     }
 
     fn detector() -> ScopeDrift {

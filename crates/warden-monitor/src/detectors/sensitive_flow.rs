@@ -350,6 +350,7 @@ impl Detector for SensitiveFlow {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::detectors::testing::observe;
     use serde_json::json;
     use warden_core::{Action, AgentId, Effect, Outcome, ProgramRef};
 
@@ -405,10 +406,6 @@ mod tests {
                 labels: labels.iter().map(|s| (*s).to_owned()).collect(),
             },
         )
-    }
-
-    fn observe(d: &SensitiveFlow, seq: u64, event: &Event) -> Vec<Alert> {
-        observe_action(d, seq, event, None)
     }
 
     fn observe_action(
