@@ -694,11 +694,16 @@ fn read_versioned(path: &Path) -> Result<Option<(Stamp, AgentFile)>, IdentityErr
 
 // === Tokens ===
 
-/// A fresh bearer token: 256 random bits, prefixed so scanners can recognise it.
+/// A fresh agent bearer token: 256 random bits, prefixed so scanners can recognise it.
 pub fn new_token() -> Result<String, IdentityError> {
+    new_token_with(TOKEN_PREFIX)
+}
+
+/// A fresh bearer token with another prefix (operators' tokens are not agents').
+pub fn new_token_with(prefix: &str) -> Result<String, IdentityError> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| IdentityError::Randomness(e.to_string()))?;
-    Ok(format!("{TOKEN_PREFIX}{}", base64url(&bytes)))
+    Ok(format!("{prefix}{}", base64url(&bytes)))
 }
 
 /// The digest the agent file keeps of a token. Plain SHA-256 with no salt or slow KDF is

@@ -1,0 +1,294 @@
+//! The control plane's REST API against a real journal, a real quarantine list and a real
+//! operators file; requests go through the router as a server would route them.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use warden_core::{AgentId, Event, EventBody, SessionId, Severity};
+use warden_journal::{Journal, JournalOptions, JournalReader, Query};
+use warden_monitor::Quarantine;
+use warden_server::{ControlState, OperatorStore, Role, router};
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    state: Arc<ControlState>,
+    admin: String,
+    viewer: String,
+}
+
+async fn fixture(records: u64) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let journal_path = dir.path().join("journal.db");
+    let journal = Journal::open(&journal_path, JournalOptions::default()).unwrap();
+    for i in 0..records {
+        let body = if i % 10 == 9 {
+            EventBody::Alert {
+                detector: "denial_burst".into(),
+                severity: Severity::High,
+                summary: format!("burst {i}"),
+                evidence: vec![i],
+            }
+        } else {
+            EventBody::SessionEnded {
+                detail: format!("record {i}"),
+            }
+        };
+        journal
+            .append(&Event {
+                time_ms: 1_700_000_000_000 + i as i64,
+                agent: AgentId::new(if i % 2 == 0 { "alice" } else { "mallory" }).unwrap(),
+                session: SessionId::from_raw("s"),
+                body,
+            })
+            .await
+            .unwrap();
+    }
+    let operators = OperatorStore::new(dir.path().join("operators.json"));
+    let admin = operators.add("ana", Role::Admin, false).unwrap();
+    let viewer = operators.add("vic", Role::Viewer, false).unwrap();
+    let quarantine = Arc::new(Quarantine::open(dir.path().join("quarantine.json")).unwrap());
+    let state = Arc::new(ControlState {
+        journal,
+        journal_path,
+        quarantine,
+        operators,
+    });
+    Fixture {
+        dir,
+        state,
+        admin,
+        viewer,
+    }
+}
+
+async fn call(
+    f: &Fixture,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("host", "127.0.0.1:7412");
+    if let Some(t) = token {
+        request = request.header("authorization", format!("Bearer {t}"));
+    }
+    let request = match body {
+        Some(b) => request
+            .header("content-type", "application/json")
+            .body(Body::from(b.to_string())),
+        None => request.body(Body::empty()),
+    }
+    .unwrap();
+    let response = router(f.state.clone()).oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, value)
+}
+
+fn journal_kinds(f: &Fixture) -> Vec<String> {
+    JournalReader::open(&f.dir.path().join("journal.db"))
+        .unwrap()
+        .records(&Query {
+            limit: 100_000,
+            ..Query::default()
+        })
+        .unwrap()
+        .into_iter()
+        .map(|r| r.kind)
+        .collect()
+}
+
+#[tokio::test]
+async fn pagination_walks_the_whole_journal_without_gaps_or_repeats() {
+    let f = fixture(2_500).await;
+    let mut seen = Vec::new();
+    let mut after = 0u64;
+    loop {
+        let (status, page) = call(
+            &f,
+            "GET",
+            &format!("/api/v1/journal?after={after}&limit=1000"),
+            Some(&f.viewer),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        seen.extend(
+            page["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["seq"].as_u64().unwrap()),
+        );
+        match page["next"].as_u64() {
+            Some(next) => after = next,
+            None => break,
+        }
+    }
+    assert_eq!(seen, (1..=2_500).collect::<Vec<u64>>());
+    let (_, page) = call(
+        &f,
+        "GET",
+        "/api/v1/journal?agent=mallory&limit=5",
+        Some(&f.viewer),
+        None,
+    )
+    .await;
+    let agents: Vec<&str> = page["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["agent"].as_str().unwrap())
+        .collect();
+    assert_eq!(agents, ["mallory"; 5]);
+    let (_, alerts) = call(&f, "GET", "/api/v1/alerts?limit=100", Some(&f.viewer), None).await;
+    assert_eq!(alerts["alerts"].as_array().unwrap().len(), 10);
+    assert_eq!(alerts["next"], 100);
+}
+
+#[tokio::test]
+async fn malformed_parameters_and_absurd_pages_are_refused_clearly() {
+    let f = fixture(3).await;
+    for uri in [
+        "/api/v1/journal?limit=0",
+        "/api/v1/journal?limit=1000000",
+        "/api/v1/journal?limit=ten",
+        "/api/v1/journal?after=-1",
+        "/api/v1/journal?agent=bad%20name",
+        "/api/v1/journal?sort=desc",
+    ] {
+        let (status, body) = call(&f, "GET", uri, Some(&f.viewer), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{uri}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn missing_bad_revoked_and_agent_tokens_are_refused() {
+    let f = fixture(3).await;
+    let (status, _) = call(&f, "GET", "/api/v1/quarantine", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = call(&f, "GET", "/api/v1/quarantine", Some("wdo_guessed"), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = call(
+        &f,
+        "GET",
+        "/api/v1/quarantine",
+        Some("wdn_an-agents-token"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        body["error"].as_str().unwrap().contains("agent tokens"),
+        "{body}"
+    );
+    f.state.operators.revoke("vic", 1).unwrap();
+    let (status, _) = call(&f, "GET", "/api/v1/quarantine", Some(&f.viewer), None).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a revoked token no longer works"
+    );
+}
+
+#[tokio::test]
+async fn a_viewer_cannot_quarantine_and_nothing_changes() {
+    let f = fixture(3).await;
+    let before = journal_kinds(&f);
+    let (status, body) = call(
+        &f,
+        "POST",
+        "/api/v1/agents/mallory/quarantine",
+        Some(&f.viewer),
+        Some(json!({"reason": "looks off"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(f.state.quarantine.list().is_empty());
+    assert_eq!(journal_kinds(&f), before);
+}
+
+#[tokio::test]
+async fn an_admin_quarantines_and_releases_with_reasons_journaled() {
+    let f = fixture(3).await;
+    let (status, _) = call(
+        &f,
+        "POST",
+        "/api/v1/agents/mallory/quarantine",
+        Some(&f.admin),
+        Some(json!({"reason": ""})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a reason is required");
+    let (status, body) = call(
+        &f,
+        "POST",
+        "/api/v1/agents/mallory/quarantine",
+        Some(&f.admin),
+        Some(json!({"reason": "reported by finance"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, list) = call(&f, "GET", "/api/v1/quarantine", Some(&f.viewer), None).await;
+    assert_eq!(list["quarantined"][0]["agent"], "mallory");
+    assert_eq!(list["quarantined"][0]["by"], "operator:ana");
+    let (status, body) = call(
+        &f,
+        "POST",
+        "/api/v1/agents/mallory/release",
+        Some(&f.admin),
+        Some(json!({"reason": "reviewed"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = call(
+        &f,
+        "POST",
+        "/api/v1/agents/mallory/release",
+        Some(&f.admin),
+        Some(json!({"reason": "again"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let kinds = journal_kinds(&f);
+    assert_eq!(&kinds[kinds.len() - 2..], ["quarantined", "released"]);
+}
+
+#[tokio::test]
+async fn cross_site_requests_and_non_json_bodies_are_refused() {
+    let f = fixture(3).await;
+    let request = Request::builder()
+        .method("POST")
+        .uri("/api/v1/agents/mallory/quarantine")
+        .header("host", "127.0.0.1:7412")
+        .header("origin", "https://evil.example")
+        .header("authorization", format!("Bearer {}", f.admin))
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"reason":"csrf"}"#))
+        .unwrap();
+    let response = router(f.state.clone()).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let request = Request::builder()
+        .method("POST")
+        .uri("/api/v1/agents/mallory/quarantine")
+        .header("host", "127.0.0.1:7412")
+        .header("authorization", format!("Bearer {}", f.admin))
+        .header("content-type", "text/plain")
+        .body(Body::from("reason=csrf"))
+        .unwrap();
+    let response = router(f.state.clone()).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(f.state.quarantine.list().is_empty());
+}
