@@ -43,6 +43,8 @@ pub struct Config {
     pub sandbox: SandboxSection,
     #[serde(default)]
     pub monitor: MonitorSection,
+    #[serde(default)]
+    pub control: ControlSection,
     /// The folder relative paths are resolved against (the config file's).
     #[serde(skip)]
     pub base: PathBuf,
@@ -237,6 +239,31 @@ fn default_agent_rate() -> f64 {
 }
 fn default_agent_burst() -> f64 {
     1_000.0
+}
+
+/// `warden up`'s control plane: the operators' REST API, on its own listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlSection {
+    /// Where to serve it (loopback by default); absent: no control plane.
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// Operators and the digests of their tokens (`warden user add`).
+    #[serde(default = "default_operators_file")]
+    pub operators_file: PathBuf,
+}
+
+impl Default for ControlSection {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            operators_file: default_operators_file(),
+        }
+    }
+}
+
+fn default_operators_file() -> PathBuf {
+    "operators.json".into()
 }
 
 /// Where the agents and the digests of their bearer tokens are kept (`warden agent`).

@@ -73,6 +73,9 @@ enum Command {
     Quarantine(cmd::quarantine::Args),
     /// Release a quarantined agent (a human's decision, journaled with its reason).
     Release(cmd::quarantine::Args),
+    /// Add, revoke and list the operators of the control plane and their roles.
+    #[command(subcommand)]
+    User(cmd::user::UserCommand),
     /// Propose a least-privilege policy and a first_seen baseline from an agent's journal.
     Learn(cmd::learn::Args),
 }
@@ -99,6 +102,7 @@ fn main() -> ExitCode {
         Command::Doctor(args) => cmd::doctor::run(args),
         Command::Quarantine(args) => cmd::quarantine::quarantine(args),
         Command::Release(args) => cmd::quarantine::release(args),
+        Command::User(c) => cmd::user::run(c),
         Command::Learn(args) => cmd::learn::run(args),
     };
     match result {

@@ -867,3 +867,78 @@ fn a_quarantined_agent_is_cut_off_and_its_token_revoked() {
         r.body
     );
 }
+
+#[test]
+fn the_control_plane_is_for_operators_and_its_quarantine_holds_at_once() {
+    let s = files_setup("");
+    // The control plane on a port of its own.
+    let config = std::fs::read_to_string(s.config()).unwrap();
+    std::fs::write(
+        s.config(),
+        format!("{config}\n[control]\nlisten = \"127.0.0.1:0\"\n"),
+    )
+    .unwrap();
+    let cfg = s.config();
+    let cfg = cfg.to_str().unwrap().to_owned();
+    let (status, out, err) = warden(
+        &["user", "add", "ana", "--role", "admin", "--config", &cfg],
+        s.dir.path(),
+    );
+    assert!(status.success(), "{err}");
+    let admin = out
+        .lines()
+        .find(|l| l.starts_with("wdo_"))
+        .unwrap()
+        .to_owned();
+    let (up, token, sid) = tester_session(s);
+    let line = up.startup_line("serving the control plane at");
+    let control: std::net::SocketAddr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let get = |bearer: &str| {
+        exchange(
+            control,
+            &format!(
+                "GET /api/v1/journal?limit=5 HTTP/1.1\r\nhost: {control}\r\n\
+                 authorization: Bearer {bearer}\r\nconnection: close\r\n\r\n"
+            ),
+            b"",
+        )
+    };
+    // An agent's token never opens the control plane.
+    assert_eq!(get(&token).status, 401);
+    let r = get(&admin);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(!r.json()["records"].as_array().unwrap().is_empty());
+    // An admin quarantines the agent: its very next call is refused.
+    let body = br#"{"reason": "seen on the dashboard"}"#;
+    let r = exchange(
+        control,
+        &format!(
+            "POST /api/v1/agents/tester/quarantine HTTP/1.1\r\nhost: {control}\r\n\
+             authorization: Bearer {admin}\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        ),
+        body,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = call_tool(
+        &up,
+        &token,
+        &sid,
+        1,
+        json!({"name": "files__read_file", "arguments": {"path": "notes.txt"}}),
+    );
+    assert!(
+        r.body.contains("quarantined") && r.body.contains("seen on the dashboard"),
+        "{}",
+        r.body
+    );
+    let q = wait_for_record(&up, "quarantined");
+    assert_eq!(q.body["by"], "operator:ana");
+}

@@ -12,6 +12,7 @@ pub mod policy;
 pub mod quarantine;
 pub mod run;
 pub mod up;
+pub mod user;
 
 use warden_journal::Journal;
 

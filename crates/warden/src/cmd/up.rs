@@ -92,6 +92,14 @@ async fn serve(
 
     let monitor = config.monitor(crate::config::Facts::default())?;
     super::revoke_on_quarantine(&monitor, &config, &journal);
+    let control = match &config.control.listen {
+        Some(addr) => Some(
+            serve_control(&config, addr, &journal, monitor.quarantine().clone())
+                .await
+                .context("starting the control plane")?,
+        ),
+        None => None,
+    };
     let hub = build_hub(
         &config,
         Arc::new(policies),
@@ -121,6 +129,9 @@ async fn serve(
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     say!("warden: serving MCP at {scheme}://{local}/mcp");
+    if let Some((_, at)) = &control {
+        say!("warden: serving the control plane at http://{at}/api/v1");
+    }
     for upstream in hub.upstreams() {
         tokio::spawn(report_status(upstream.clone()));
     }
@@ -163,11 +174,48 @@ async fn serve(
         } => eprintln!("warden: requests still in flight after {SHUTDOWN_GRACE:?}; stopping anyway"),
     }
     sweeper.abort();
+    if let Some((task, _)) = control {
+        task.abort();
+    }
     gateway.close_all("Warden shut down").await;
     if let Err(err) = journal.close().await {
         tracing::error!(%err, "closing the journal failed");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Serves the operators' REST API on its own listener (never the agents').
+async fn serve_control(
+    config: &Config,
+    addr: &str,
+    journal: &Journal,
+    quarantine: Arc<warden_monitor::Quarantine>,
+) -> Result<(tokio::task::JoinHandle<()>, std::net::SocketAddr)> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    let local = listener.local_addr().context("reading the bound address")?;
+    if !local.ip().is_loopback() {
+        eprintln!(
+            "warden: the control plane listens on {local}, which is not loopback: put TLS in \
+             front of it (operator tokens are still required)"
+        );
+    }
+    let state = Arc::new(warden_server::ControlState {
+        journal: journal.clone(),
+        journal_path: config.journal_path(),
+        quarantine,
+        operators: warden_server::OperatorStore::new(
+            config.resolve(&config.control.operators_file),
+        ),
+    });
+    let app = warden_server::router(state);
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            eprintln!("warden: the control plane stopped: {e}");
+        }
+    });
+    Ok((task, local))
 }
 
 /// The upstreams of the configuration behind one hub, started (and supervised) now.

@@ -17,6 +17,8 @@ pub struct Up {
     pub addr: SocketAddr,
     pub lines: Receiver<String>,
     pub setup: Setup,
+    /// What `warden up` printed while starting.
+    pub printed: Vec<String>,
 }
 
 impl Up {
@@ -31,6 +33,17 @@ impl Up {
                 return line;
             }
         }
+    }
+}
+
+impl Up {
+    /// The line containing `needle` that `warden up` printed while starting.
+    pub fn startup_line(&self, needle: &str) -> String {
+        self.printed
+            .iter()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("warden up did not print {needle:?} while starting"))
+            .clone()
     }
 }
 
@@ -120,6 +133,7 @@ pub fn start_until(s: Setup, wanted: &[&str]) -> Up {
         }
     });
     let mut addr = None;
+    let mut printed = Vec::new();
     let mut waiting: Vec<&str> = wanted.to_vec();
     while !waiting.is_empty() {
         let line = lines
@@ -132,12 +146,14 @@ pub fn start_until(s: Setup, wanted: &[&str]) -> Up {
             addr = Some(rest.trim_end_matches("/mcp").parse().unwrap());
         }
         waiting.retain(|w| !line.contains(w));
+        printed.push(line);
     }
     Up {
         child,
         addr: addr.expect("no address printed"),
         lines,
         setup: s,
+        printed,
     }
 }
 
