@@ -2,12 +2,15 @@
 //! read the journal and the alerts and quarantine or release agents. It listens apart from
 //! the agents' gateway, and agents' tokens are refused on every route.
 //!
-//! `operators` keeps operator accounts and their roles; `api` is the router.
+//! `operators` keeps operator accounts, their roles and the digests of their tokens; `api` is
+//! the router. Operator actions reach the journal through [`Recorder`], and a release is
+//! journaled before it takes effect. The crate never writes the journal's file directly.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod api;
 pub mod operators;
 
+pub use api::Recorder;
 pub use api::{ControlState, router};
-pub use operators::{Identity, OperatorStore, Role};
+pub use operators::{AuthError, Operator, OperatorStore, Role};

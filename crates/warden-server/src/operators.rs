@@ -4,8 +4,9 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -53,12 +54,15 @@ pub struct OperatorRecord {
     pub role: Role,
     /// SHA-256 (lowercase hex) of their token.
     pub token_sha256: String,
+    /// When the token was made (absent in files written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_ms: Option<i64>,
     /// When the token was revoked; `None` while it is in force.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_ms: Option<i64>,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct OperatorFile {
     version: u32,
@@ -87,26 +91,65 @@ pub enum OperatorError {
     Randomness(String),
 }
 
-/// The operators file.
+/// Why a token was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No token was presented.
+    #[error("an operator token is required")]
+    Missing,
+    /// An agent's token: agents never reach the control plane.
+    #[error("agent tokens are refused on the control plane")]
+    AgentToken,
+    /// A token no operator holds.
+    #[error("this token is not an operator's")]
+    Unknown,
+    /// A token that was revoked (or replaced by a newer one).
+    #[error("this operator token was revoked")]
+    Revoked,
+    /// The operators file is unusable; every token is refused until it is fixed.
+    #[error(transparent)]
+    Store(#[from] OperatorError),
+}
+
+/// An operator whose token is in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operator {
+    /// Their name, as the journal records their actions.
+    pub name: String,
+    /// What they may do.
+    pub role: Role,
+}
+
+/// What identifies one version of the file on disk. Every write renames a new file into
+/// place and a chmod changes ctime, so any change moves at least one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    ino: u64,
+    len: u64,
+    mtime_ns: (i64, i64),
+    ctime_ns: (i64, i64),
+}
+
+impl FileStamp {
+    fn of(meta: &fs::Metadata) -> Self {
+        Self {
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime_ns: (meta.mtime(), meta.mtime_nsec()),
+            ctime_ns: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+}
+
+/// The file as last read, with the stamp it had then.
+type Cached = Option<(FileStamp, Arc<OperatorFile>)>;
+
+/// The operators file, and the last version of it read for authentication.
 #[derive(Debug, Clone)]
 pub struct OperatorStore {
     path: PathBuf,
-}
-
-/// Who presented a token, as far as the control plane is concerned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Identity {
-    /// An operator with a token in force.
-    Operator {
-        /// Their name.
-        name: String,
-        /// Their role.
-        role: Role,
-    },
-    /// No token, an unknown one, or a revoked one.
-    Unknown,
-    /// An agent's token: agents never reach the control plane.
-    Agent,
+    // Shared by clones so one server keeps one copy; replaced whenever the stamp moves.
+    cached: Arc<Mutex<Cached>>,
 }
 
 fn digest(token: &str) -> String {
@@ -116,7 +159,10 @@ fn digest(token: &str) -> String {
 impl OperatorStore {
     /// The store kept at `path`.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into() }
+        Self {
+            path: path.into(),
+            cached: Arc::default(),
+        }
     }
 
     /// The file.
@@ -196,6 +242,7 @@ impl OperatorStore {
             name: name.to_owned(),
             role,
             token_sha256: digest(&token),
+            created_ms: Some(warden_gateway::guard::now_ms()),
             revoked_ms: None,
         };
         match file.operators.iter_mut().find(|o| o.name == name) {
@@ -229,25 +276,52 @@ impl OperatorStore {
         Ok(self.read()?.operators)
     }
 
-    /// Who `token` belongs to. The file is read for each request: it is small, and a
-    /// revocation must take effect at once.
-    pub fn identify(&self, token: &str) -> Result<Identity, OperatorError> {
+    /// The operator holding `token`. The file is examined (stat) on every call and read
+    /// again whenever it changed, so a revocation takes effect on the next request.
+    pub fn authenticate(&self, token: &str) -> Result<Operator, AuthError> {
+        if token.is_empty() {
+            return Err(AuthError::Missing);
+        }
         if token.starts_with(warden_gateway::identity::TOKEN_PREFIX) {
-            return Ok(Identity::Agent);
+            return Err(AuthError::AgentToken);
         }
         if !token.starts_with(OPERATOR_PREFIX) {
-            return Ok(Identity::Unknown);
+            return Err(AuthError::Unknown);
         }
         let wanted = digest(token);
-        Ok(self
-            .read()?
+        let file = self.current()?;
+        let record = file
             .operators
-            .into_iter()
-            .find(|o| o.token_sha256 == wanted && o.revoked_ms.is_none())
-            .map_or(Identity::Unknown, |o| Identity::Operator {
-                name: o.name,
-                role: o.role,
-            }))
+            .iter()
+            .find(|o| o.token_sha256 == wanted)
+            .ok_or(AuthError::Unknown)?;
+        if record.revoked_ms.is_some() {
+            return Err(AuthError::Revoked);
+        }
+        Ok(Operator {
+            name: record.name.clone(),
+            role: record.role,
+        })
+    }
+
+    /// The file as it is now, from the cache when its stamp has not moved.
+    fn current(&self) -> Result<Arc<OperatorFile>, OperatorError> {
+        let stamp = match fs::metadata(&self.path) {
+            Ok(meta) => Some(FileStamp::of(&meta)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(self.err(format!("cannot examine it: {e}"))),
+        };
+        // A poisoned lock only means another request panicked mid-update; the cache is
+        // then simply rebuilt.
+        let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
+        if let (Some(stamp), Some((seen, file))) = (stamp, cached.as_ref())
+            && *seen == stamp
+        {
+            return Ok(file.clone());
+        }
+        let file = Arc::new(self.read()?);
+        *cached = stamp.map(|s| (s, file.clone()));
+        Ok(file)
     }
 }
 
@@ -262,8 +336,8 @@ mod tests {
         let token = store.add("ana", Role::Admin, false).unwrap();
         assert!(token.starts_with("wdo_"));
         assert_eq!(
-            store.identify(&token).unwrap(),
-            Identity::Operator {
+            store.authenticate(&token).unwrap(),
+            Operator {
                 name: "ana".into(),
                 role: Role::Admin
             }
@@ -272,10 +346,21 @@ mod tests {
             store.add("ana", Role::Viewer, false),
             Err(OperatorError::AlreadyActive(_))
         ));
-        assert_eq!(store.identify("wdn_agent").unwrap(), Identity::Agent);
-        assert_eq!(store.identify("wdo_guess").unwrap(), Identity::Unknown);
-        assert!(store.revoke("ana", 1).unwrap());
-        assert_eq!(store.identify(&token).unwrap(), Identity::Unknown);
+        assert!(matches!(
+            store.authenticate("wdn_agent"),
+            Err(AuthError::AgentToken)
+        ));
+        assert!(matches!(
+            store.authenticate("wdo_guess"),
+            Err(AuthError::Unknown)
+        ));
+        assert!(matches!(store.authenticate(""), Err(AuthError::Missing)));
+        // Revoked through another handle on the same file: this one must notice.
+        assert!(OperatorStore::new(store.path()).revoke("ana", 1).unwrap());
+        assert!(matches!(
+            store.authenticate(&token),
+            Err(AuthError::Revoked)
+        ));
         let text = fs::read_to_string(store.path()).unwrap();
         assert!(!text.contains(&token), "only the digest is kept");
         assert!(matches!(
@@ -285,11 +370,34 @@ mod tests {
     }
 
     #[test]
+    fn rotating_a_token_retires_the_old_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = OperatorStore::new(dir.path().join("operators.json"));
+        let old = store.add("ana", Role::Viewer, false).unwrap();
+        let new = store.add("ana", Role::Approver, true).unwrap();
+        assert_ne!(old, new);
+        assert!(store.authenticate(&old).is_err());
+        assert_eq!(store.authenticate(&new).unwrap().role, Role::Approver);
+        let listed = store.list().unwrap();
+        assert_eq!(listed.len(), 1);
+        assert!(listed[0].created_ms.is_some());
+        let mode = fs::metadata(store.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
     fn a_file_others_can_write_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let store = OperatorStore::new(dir.path().join("operators.json"));
         store.add("ana", Role::Viewer, false).unwrap();
+        assert!(matches!(
+            store.authenticate("wdo_x"),
+            Err(AuthError::Unknown)
+        ));
         fs::set_permissions(store.path(), fs::Permissions::from_mode(0o666)).unwrap();
-        assert!(store.identify("wdo_x").is_err());
+        assert!(matches!(
+            store.authenticate("wdo_x"),
+            Err(AuthError::Store(_))
+        ));
     }
 }

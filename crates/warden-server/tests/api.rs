@@ -11,7 +11,7 @@ use tower::ServiceExt;
 use warden_core::{AgentId, Event, EventBody, SessionId, Severity};
 use warden_journal::{Journal, JournalOptions, JournalReader, Query};
 use warden_monitor::Quarantine;
-use warden_server::{ControlState, OperatorStore, Role, router};
+use warden_server::{ControlState, OperatorStore, Recorder, Role, router};
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -65,8 +65,8 @@ async fn fixture(records: u64) -> Fixture {
     }
 }
 
-async fn call(
-    f: &Fixture,
+async fn call<R: Recorder>(
+    state: &Arc<ControlState<R>>,
     method: &str,
     uri: &str,
     token: Option<&str>,
@@ -86,7 +86,7 @@ async fn call(
         None => request.body(Body::empty()),
     }
     .unwrap();
-    let response = router(f.state.clone()).oneshot(request).await.unwrap();
+    let response = router(state.clone()).oneshot(request).await.unwrap();
     let status = response.status();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
@@ -113,7 +113,7 @@ async fn pagination_walks_the_whole_journal_without_gaps_or_repeats() {
     let mut after = 0u64;
     loop {
         let (status, page) = call(
-            &f,
+            &f.state,
             "GET",
             &format!("/api/v1/journal?after={after}&limit=1000"),
             Some(&f.viewer),
@@ -135,7 +135,7 @@ async fn pagination_walks_the_whole_journal_without_gaps_or_repeats() {
     }
     assert_eq!(seen, (1..=2_500).collect::<Vec<u64>>());
     let (_, page) = call(
-        &f,
+        &f.state,
         "GET",
         "/api/v1/journal?agent=mallory&limit=5",
         Some(&f.viewer),
@@ -149,9 +149,129 @@ async fn pagination_walks_the_whole_journal_without_gaps_or_repeats() {
         .map(|r| r["agent"].as_str().unwrap())
         .collect();
     assert_eq!(agents, ["mallory"; 5]);
-    let (_, alerts) = call(&f, "GET", "/api/v1/alerts?limit=100", Some(&f.viewer), None).await;
-    assert_eq!(alerts["alerts"].as_array().unwrap().len(), 10);
-    assert_eq!(alerts["next"], 100);
+    // Alerts only (every tenth record), walked with the same cursor.
+    let mut alerts = Vec::new();
+    let mut after = 0u64;
+    let mut pages = 0;
+    loop {
+        let (status, page) = call(
+            &f.state,
+            "GET",
+            &format!("/api/v1/alerts?after={after}&limit=100"),
+            Some(&f.viewer),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        pages += 1;
+        for r in page["alerts"].as_array().unwrap() {
+            assert_eq!(r["kind"], "alert");
+            alerts.push(r["seq"].as_u64().unwrap());
+        }
+        match page["next"].as_u64() {
+            Some(next) => after = next,
+            None => break,
+        }
+    }
+    assert_eq!(alerts, (1..=250).map(|i| i * 10).collect::<Vec<u64>>());
+    assert!(
+        pages >= 3,
+        "250 alerts do not fit in fewer than three pages of 100"
+    );
+}
+
+#[tokio::test]
+async fn the_journal_filters_by_kind_and_agent() {
+    let f = fixture(60).await;
+    let (status, page) = call(
+        &f.state,
+        "GET",
+        "/api/v1/journal?kind=alert&agent=mallory&limit=4",
+        Some(&f.viewer),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let seqs: Vec<u64> = page["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert_eq!(r["kind"], "alert");
+            assert_eq!(r["agent"], "mallory");
+            r["seq"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(seqs, [10, 20, 30, 40]);
+    assert_eq!(page["next"], 40);
+    let (_, rest) = call(
+        &f.state,
+        "GET",
+        "/api/v1/journal?kind=alert&agent=mallory&after=40&limit=4",
+        Some(&f.viewer),
+        None,
+    )
+    .await;
+    assert_eq!(rest["records"].as_array().unwrap().len(), 2);
+    assert_eq!(rest["next"], Value::Null, "the journal's end was reached");
+    let (_, none) = call(
+        &f.state,
+        "GET",
+        "/api/v1/journal?kind=released",
+        Some(&f.viewer),
+        None,
+    )
+    .await;
+    assert_eq!(none["records"], json!([]));
+    assert_eq!(none["next"], Value::Null);
+}
+
+#[tokio::test]
+async fn verification_reports_an_intact_journal() {
+    let f = fixture(25).await;
+    let (status, report) = call(
+        &f.state,
+        "GET",
+        "/api/v1/journal/verify",
+        Some(&f.viewer),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["intact"], true);
+    assert_eq!(report["last_seq"], 25);
+    assert!(
+        report["records_checked"].as_u64().unwrap() >= 25,
+        "{report}"
+    );
+    assert_eq!(report["breach"], Value::Null);
+    let (status, _) = call(&f.state, "GET", "/api/v1/journal/verify", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn verification_names_a_tampered_record() {
+    let f = fixture(25).await;
+    f.state.journal.close().await.unwrap();
+    rusqlite::Connection::open(&f.state.journal_path)
+        .unwrap()
+        .execute(
+            "UPDATE records SET body = replace(body, 'record 11', 'record 99') WHERE seq = 12",
+            [],
+        )
+        .unwrap();
+    let (status, report) = call(
+        &f.state,
+        "GET",
+        "/api/v1/journal/verify",
+        Some(&f.viewer),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["intact"], false, "{report}");
+    assert_eq!(report["breach"]["seq"], 12, "{report}");
+    assert_eq!(report["breach"]["kind"], "altered", "{report}");
 }
 
 #[tokio::test]
@@ -164,8 +284,12 @@ async fn malformed_parameters_and_absurd_pages_are_refused_clearly() {
         "/api/v1/journal?after=-1",
         "/api/v1/journal?agent=bad%20name",
         "/api/v1/journal?sort=desc",
+        "/api/v1/journal?kind=Alert",
+        "/api/v1/journal?kind=",
+        "/api/v1/alerts?kind=decision",
+        "/api/v1/alerts?limit=5000",
     ] {
-        let (status, body) = call(&f, "GET", uri, Some(&f.viewer), None).await;
+        let (status, body) = call(&f.state, "GET", uri, Some(&f.viewer), None).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
         assert!(
             body["error"].as_str().is_some_and(|e| !e.is_empty()),
@@ -177,12 +301,19 @@ async fn malformed_parameters_and_absurd_pages_are_refused_clearly() {
 #[tokio::test]
 async fn missing_bad_revoked_and_agent_tokens_are_refused() {
     let f = fixture(3).await;
-    let (status, _) = call(&f, "GET", "/api/v1/quarantine", None, None).await;
+    let (status, _) = call(&f.state, "GET", "/api/v1/quarantine", None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, _) = call(&f, "GET", "/api/v1/quarantine", Some("wdo_guessed"), None).await;
+    let (status, _) = call(
+        &f.state,
+        "GET",
+        "/api/v1/quarantine",
+        Some("wdo_guessed"),
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, body) = call(
-        &f,
+        &f.state,
         "GET",
         "/api/v1/quarantine",
         Some("wdn_an-agents-token"),
@@ -195,7 +326,7 @@ async fn missing_bad_revoked_and_agent_tokens_are_refused() {
         "{body}"
     );
     f.state.operators.revoke("vic", 1).unwrap();
-    let (status, _) = call(&f, "GET", "/api/v1/quarantine", Some(&f.viewer), None).await;
+    let (status, _) = call(&f.state, "GET", "/api/v1/quarantine", Some(&f.viewer), None).await;
     assert_eq!(
         status,
         StatusCode::UNAUTHORIZED,
@@ -208,7 +339,7 @@ async fn a_viewer_cannot_quarantine_and_nothing_changes() {
     let f = fixture(3).await;
     let before = journal_kinds(&f);
     let (status, body) = call(
-        &f,
+        &f.state,
         "POST",
         "/api/v1/agents/mallory/quarantine",
         Some(&f.viewer),
@@ -224,7 +355,7 @@ async fn a_viewer_cannot_quarantine_and_nothing_changes() {
 async fn an_admin_quarantines_and_releases_with_reasons_journaled() {
     let f = fixture(3).await;
     let (status, _) = call(
-        &f,
+        &f.state,
         "POST",
         "/api/v1/agents/mallory/quarantine",
         Some(&f.admin),
@@ -233,7 +364,7 @@ async fn an_admin_quarantines_and_releases_with_reasons_journaled() {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "a reason is required");
     let (status, body) = call(
-        &f,
+        &f.state,
         "POST",
         "/api/v1/agents/mallory/quarantine",
         Some(&f.admin),
@@ -241,11 +372,11 @@ async fn an_admin_quarantines_and_releases_with_reasons_journaled() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (_, list) = call(&f, "GET", "/api/v1/quarantine", Some(&f.viewer), None).await;
+    let (_, list) = call(&f.state, "GET", "/api/v1/quarantine", Some(&f.viewer), None).await;
     assert_eq!(list["quarantined"][0]["agent"], "mallory");
     assert_eq!(list["quarantined"][0]["by"], "operator:ana");
     let (status, body) = call(
-        &f,
+        &f.state,
         "POST",
         "/api/v1/agents/mallory/release",
         Some(&f.admin),
@@ -254,7 +385,7 @@ async fn an_admin_quarantines_and_releases_with_reasons_journaled() {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, _) = call(
-        &f,
+        &f.state,
         "POST",
         "/api/v1/agents/mallory/release",
         Some(&f.admin),
@@ -291,4 +422,112 @@ async fn cross_site_requests_and_non_json_bodies_are_refused() {
     let response = router(f.state.clone()).oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert!(f.state.quarantine.list().is_empty());
+}
+
+#[tokio::test]
+async fn a_same_origin_request_is_served() {
+    let f = fixture(3).await;
+    let request = Request::builder()
+        .uri("/api/v1/quarantine")
+        .header("host", "127.0.0.1:7412")
+        .header("origin", "http://127.0.0.1:7412")
+        .header("authorization", format!("Bearer {}", f.viewer))
+        .body(Body::empty())
+        .unwrap();
+    let response = router(f.state.clone()).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_approver_cannot_release_and_a_revocation_elsewhere_applies_at_once() {
+    let f = fixture(3).await;
+    let approver = f.state.operators.add("apo", Role::Approver, false).unwrap();
+    let (status, _) = call(
+        &f.state,
+        "POST",
+        "/api/v1/agents/mallory/quarantine",
+        Some(&f.admin),
+        Some(json!({"reason": "suspicious"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let before = journal_kinds(&f);
+    let (status, body) = call(
+        &f.state,
+        "POST",
+        "/api/v1/agents/mallory/release",
+        Some(&approver),
+        Some(json!({"reason": "looks fine"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(f.state.quarantine.list().len(), 1, "still quarantined");
+    assert_eq!(journal_kinds(&f), before, "nothing journaled");
+    // `warden user revoke` runs in another process: a separate handle on the same file.
+    let (status, _) = call(&f.state, "GET", "/api/v1/quarantine", Some(&f.admin), None).await;
+    assert_eq!(status, StatusCode::OK);
+    OperatorStore::new(f.dir.path().join("operators.json"))
+        .revoke("ana", 1)
+        .unwrap();
+    let (status, body) = call(&f.state, "GET", "/api/v1/quarantine", Some(&f.admin), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("revoked"),
+        "{body}"
+    );
+}
+
+/// A journal that refuses every record.
+struct BrokenJournal;
+
+impl Recorder for BrokenJournal {
+    async fn record(&self, _agent: &AgentId, _body: EventBody) -> Result<u64, String> {
+        Err("disk full".into())
+    }
+}
+
+#[tokio::test]
+async fn no_release_without_its_record_and_quarantine_fails_closed() {
+    let f = fixture(3).await;
+    let broken = Arc::new(ControlState {
+        journal: BrokenJournal,
+        journal_path: f.state.journal_path.clone(),
+        quarantine: f.state.quarantine.clone(),
+        operators: f.state.operators.clone(),
+    });
+    let (status, body) = call(
+        &broken,
+        "POST",
+        "/api/v1/agents/mallory/quarantine",
+        Some(&f.admin),
+        Some(json!({"reason": "exfiltration"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(
+        f.state.quarantine.list().len(),
+        1,
+        "containment holds even when the journal fails"
+    );
+    let (status, body) = call(
+        &broken,
+        "POST",
+        "/api/v1/agents/mallory/release",
+        Some(&f.admin),
+        Some(json!({"reason": "reviewed"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("stays quarantined"),
+        "{body}"
+    );
+    assert_eq!(
+        f.state.quarantine.list().len(),
+        1,
+        "not released unrecorded"
+    );
 }
