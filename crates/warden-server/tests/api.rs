@@ -65,6 +65,24 @@ async fn fixture(records: u64) -> Fixture {
     }
 }
 
+/// An operator action on mallory (`quarantine` or `release`) with `reason`.
+async fn act<R: Recorder>(
+    state: &Arc<ControlState<R>>,
+    token: &str,
+    action: &str,
+    reason: &str,
+) -> (StatusCode, Value) {
+    let uri = format!("/api/v1/agents/mallory/{action}");
+    call(
+        state,
+        "POST",
+        &uri,
+        Some(token),
+        Some(json!({ "reason": reason })),
+    )
+    .await
+}
+
 async fn call<R: Recorder>(
     state: &Arc<ControlState<R>>,
     method: &str,
@@ -338,14 +356,7 @@ async fn missing_bad_revoked_and_agent_tokens_are_refused() {
 async fn a_viewer_cannot_quarantine_and_nothing_changes() {
     let f = fixture(3).await;
     let before = journal_kinds(&f);
-    let (status, body) = call(
-        &f.state,
-        "POST",
-        "/api/v1/agents/mallory/quarantine",
-        Some(&f.viewer),
-        Some(json!({"reason": "looks off"})),
-    )
-    .await;
+    let (status, body) = act(&f.state, &f.viewer, "quarantine", "looks off").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert!(f.state.quarantine.list().is_empty());
     assert_eq!(journal_kinds(&f), before);
@@ -354,44 +365,16 @@ async fn a_viewer_cannot_quarantine_and_nothing_changes() {
 #[tokio::test]
 async fn an_admin_quarantines_and_releases_with_reasons_journaled() {
     let f = fixture(3).await;
-    let (status, _) = call(
-        &f.state,
-        "POST",
-        "/api/v1/agents/mallory/quarantine",
-        Some(&f.admin),
-        Some(json!({"reason": ""})),
-    )
-    .await;
+    let (status, _) = act(&f.state, &f.admin, "quarantine", "").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "a reason is required");
-    let (status, body) = call(
-        &f.state,
-        "POST",
-        "/api/v1/agents/mallory/quarantine",
-        Some(&f.admin),
-        Some(json!({"reason": "reported by finance"})),
-    )
-    .await;
+    let (status, body) = act(&f.state, &f.admin, "quarantine", "reported by finance").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (_, list) = call(&f.state, "GET", "/api/v1/quarantine", Some(&f.viewer), None).await;
     assert_eq!(list["quarantined"][0]["agent"], "mallory");
     assert_eq!(list["quarantined"][0]["by"], "operator:ana");
-    let (status, body) = call(
-        &f.state,
-        "POST",
-        "/api/v1/agents/mallory/release",
-        Some(&f.admin),
-        Some(json!({"reason": "reviewed"})),
-    )
-    .await;
+    let (status, body) = act(&f.state, &f.admin, "release", "reviewed").await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, _) = call(
-        &f.state,
-        "POST",
-        "/api/v1/agents/mallory/release",
-        Some(&f.admin),
-        Some(json!({"reason": "again"})),
-    )
-    .await;
+    let (status, _) = act(&f.state, &f.admin, "release", "again").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let kinds = journal_kinds(&f);
     assert_eq!(&kinds[kinds.len() - 2..], ["quarantined", "released"]);
@@ -442,24 +425,10 @@ async fn a_same_origin_request_is_served() {
 async fn an_approver_cannot_release_and_a_revocation_elsewhere_applies_at_once() {
     let f = fixture(3).await;
     let approver = f.state.operators.add("apo", Role::Approver, false).unwrap();
-    let (status, _) = call(
-        &f.state,
-        "POST",
-        "/api/v1/agents/mallory/quarantine",
-        Some(&f.admin),
-        Some(json!({"reason": "suspicious"})),
-    )
-    .await;
+    let (status, _) = act(&f.state, &f.admin, "quarantine", "suspicious").await;
     assert_eq!(status, StatusCode::OK);
     let before = journal_kinds(&f);
-    let (status, body) = call(
-        &f.state,
-        "POST",
-        "/api/v1/agents/mallory/release",
-        Some(&approver),
-        Some(json!({"reason": "looks fine"})),
-    )
-    .await;
+    let (status, body) = act(&f.state, &approver, "release", "looks fine").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(f.state.quarantine.list().len(), 1, "still quarantined");
     assert_eq!(journal_kinds(&f), before, "nothing journaled");
@@ -495,28 +464,14 @@ async fn no_release_without_its_record_and_quarantine_fails_closed() {
         quarantine: f.state.quarantine.clone(),
         operators: f.state.operators.clone(),
     });
-    let (status, body) = call(
-        &broken,
-        "POST",
-        "/api/v1/agents/mallory/quarantine",
-        Some(&f.admin),
-        Some(json!({"reason": "exfiltration"})),
-    )
-    .await;
+    let (status, body) = act(&broken, &f.admin, "quarantine", "exfiltration").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(
         f.state.quarantine.list().len(),
         1,
         "containment holds even when the journal fails"
     );
-    let (status, body) = call(
-        &broken,
-        "POST",
-        "/api/v1/agents/mallory/release",
-        Some(&f.admin),
-        Some(json!({"reason": "reviewed"})),
-    )
-    .await;
+    let (status, body) = act(&broken, &f.admin, "release", "reviewed").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(
         body["error"]

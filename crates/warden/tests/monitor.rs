@@ -7,6 +7,22 @@ mod support;
 use serde_json::json;
 use support::*;
 
+/// `warden release AGENT --reason REASON` on `setup`'s configuration.
+fn release(setup: &Setup, agent: &str, reason: &str) -> (std::process::ExitStatus, String, String) {
+    let cfg = setup.config();
+    warden(
+        &[
+            "release",
+            agent,
+            "--config",
+            cfg.to_str().unwrap(),
+            "--reason",
+            reason,
+        ],
+        setup.dir.path(),
+    )
+}
+
 /// Five refusals within a minute quarantine the agent (playbook: quarantine on high).
 const BURST: &str = r#"
 [monitor.detectors.denial_burst]
@@ -81,33 +97,12 @@ fn a_burst_of_refusals_quarantines_the_agent_before_its_next_action() {
     alice.finish();
 
     // Only a human releases it, with a reason, journaled.
-    let cfg = setup.config();
-    let (status, _, err) = warden(
-        &[
-            "release",
-            "mallory",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--reason",
-            "",
-        ],
-        setup.dir.path(),
-    );
+    let (status, _, err) = release(&setup, "mallory", "");
     assert!(
         !status.success() && err.contains("--reason must say why"),
         "{err}"
     );
-    let (status, out, err) = warden(
-        &[
-            "release",
-            "mallory",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--reason",
-            "reviewed: a test",
-        ],
-        setup.dir.path(),
-    );
+    let (status, out, err) = release(&setup, "mallory", "reviewed: a test");
     assert!(status.success(), "{out}{err}");
     let mut released = setup.start("mallory", &[]);
     released.initialize();
@@ -307,18 +302,7 @@ fn an_ask_response_makes_every_action_need_approval_until_released() {
         .find(|r| r.kind == "quarantined")
         .unwrap();
     assert_eq!(restricted.body["level"], "ask");
-    let cfg = setup.config();
-    let (status, out, err) = warden(
-        &[
-            "release",
-            "mallory",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--reason",
-            "reviewed",
-        ],
-        setup.dir.path(),
-    );
+    let (status, out, err) = release(&setup, "mallory", "reviewed");
     assert!(status.success(), "{out}{err}");
     let mut again = setup.start("mallory", &[]);
     again.initialize();
