@@ -151,6 +151,76 @@ pub enum EventBody {
         /// Why, as the human gave it.
         reason: String,
     },
+    /// A call decided `ask` is held until a human answers or the time runs out; the event's
+    /// session is the held call's.
+    ApprovalRequested {
+        /// The `ask` decision record of the held call.
+        decision_seq: u64,
+        /// When an unanswered request is denied, in milliseconds since the Unix epoch.
+        expires_ms: i64,
+    },
+    /// A held call was answered. The first answer journaled for a request is the one in force.
+    ApprovalAnswered {
+        /// The `ask` decision record of the held call.
+        decision_seq: u64,
+        /// The answer.
+        answer: ApprovalAnswer,
+        /// Who answered (`operator:NAME`, or `timeout`).
+        by: String,
+        /// Why, as the human gave it.
+        reason: String,
+    },
+}
+
+/// A human's answer to a held call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalAnswer {
+    /// This call may go ahead.
+    Approve,
+    /// This call, and every later call of the same action on the same target in the same
+    /// session, may go ahead.
+    ApproveSession,
+    /// Refused.
+    Deny,
+    /// Nobody answered in time: refused.
+    Timeout,
+}
+
+impl ApprovalAnswer {
+    /// The lowercase name used in the journal and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalAnswer::Approve => "approve",
+            ApprovalAnswer::ApproveSession => "approve_session",
+            ApprovalAnswer::Deny => "deny",
+            ApprovalAnswer::Timeout => "timeout",
+        }
+    }
+
+    /// Whether the call goes ahead.
+    pub fn approves(self) -> bool {
+        matches!(
+            self,
+            ApprovalAnswer::Approve | ApprovalAnswer::ApproveSession
+        )
+    }
+}
+
+impl std::str::FromStr for ApprovalAnswer {
+    type Err = String;
+
+    /// Parses what a human may answer (`timeout` is Warden's, not theirs).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "approve" => Ok(ApprovalAnswer::Approve),
+            "approve_session" => Ok(ApprovalAnswer::ApproveSession),
+            "deny" => Ok(ApprovalAnswer::Deny),
+            other => Err(format!(
+                "the answer is approve, approve_session or deny, not {other:?}"
+            )),
+        }
+    }
 }
 
 fn quarantine_level() -> String {
@@ -199,6 +269,8 @@ impl EventBody {
             EventBody::Alert { .. } => "alert",
             EventBody::Quarantined { .. } => "quarantined",
             EventBody::Released { .. } => "released",
+            EventBody::ApprovalRequested { .. } => "approval_requested",
+            EventBody::ApprovalAnswered { .. } => "approval_answered",
         }
     }
 }

@@ -37,7 +37,7 @@ pub use action::{
     TargetNameError, ToolRef,
 };
 pub use decision::{Decision, Effect};
-pub use event::{Event, EventBody, Outcome, Severity};
+pub use event::{ApprovalAnswer, Event, EventBody, Outcome, Severity};
 pub use ids::{AgentId, NameError, ServerName, SessionId};
 
 #[cfg(test)]

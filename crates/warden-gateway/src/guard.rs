@@ -16,13 +16,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Map, Value};
 use warden_core::redact::{digest_object, redact_object};
 use warden_core::{
-    Action, ActionKind, AgentId, Decision, Effect, Event, EventBody, Outcome, SessionId,
+    Action, ActionKind, AgentId, ApprovalAnswer, Decision, Effect, Event, EventBody, Outcome,
+    SessionId,
 };
 use warden_journal::Journal;
 use warden_monitor::monitor::Raised;
 use warden_monitor::playbook::Response;
 use warden_monitor::{Level, Monitor, Observation, QuarantineEntry};
 use warden_policy::PolicySet;
+
+use crate::approval::{self, HoldOptions, SessionGrants};
 
 /// A decision, and where the journal recorded it.
 #[derive(Debug, Clone)]
@@ -47,6 +50,10 @@ pub struct Guard {
     policies: Arc<PolicySet>,
     journal: Journal,
     monitor: Option<Arc<Monitor>>,
+    /// Whether `ask` holds the call for a human (`None`: it is refused at once).
+    hold: Option<HoldOptions>,
+    /// What humans approved for the rest of this session.
+    grants: SessionGrants,
 }
 
 impl Guard {
@@ -63,7 +70,16 @@ impl Guard {
             policies,
             journal,
             monitor: None,
+            hold: None,
+            grants: SessionGrants::default(),
         }
+    }
+
+    /// The same guard, holding calls decided `ask` until a human answers (`None`: refusing
+    /// them at once, for deployments where nobody watches).
+    pub fn with_hold(mut self, hold: Option<HoldOptions>) -> Self {
+        self.hold = hold;
+        self
     }
 
     /// The same guard, watched by `monitor`.
@@ -99,11 +115,122 @@ impl Guard {
 
     /// [`Guard::check`], with facts about where the action came from (a process id, its
     /// parent) recorded beside its arguments. Policy does not see them.
+    ///
+    /// A decision of `ask` holds the call until a human answers (see [`Guard::with_hold`]);
+    /// the verdict is then the answer's: allowed, with the `ask` record as its `seq`, only
+    /// once an approval is durable in the journal.
     pub async fn check_noting(&self, action: &Action, notes: Map<String, Value>) -> Verdict {
+        let started = std::time::Instant::now();
+        let verdict = self.decide_noting(action, notes).await;
+        crate::metrics::decision(verdict.decision.effect, verdict.action, started.elapsed());
+        if verdict.decision.effect != Effect::Ask {
+            return verdict;
+        }
+        match (verdict.seq, self.hold) {
+            (Some(seq), Some(hold)) => self.hold_for_answer(verdict, seq, hold).await,
+            _ => verdict,
+        }
+    }
+
+    /// A policy's `ask`, turned into an allow when a human approved the same action on the
+    /// same target for this session.
+    fn unless_granted(&self, action: &Action, decision: Decision) -> Decision {
+        if decision.effect != Effect::Ask {
+            return decision;
+        }
+        match self.grants.covering(action.kind(), &action.target()) {
+            Some(note) => Decision {
+                effect: Effect::Allow,
+                policies: decision.policies,
+                reason: note,
+            },
+            None => decision,
+        }
+    }
+
+    /// Holds the call decided `ask` in record `seq` until the first answer, and returns the
+    /// verdict that answer makes.
+    async fn hold_for_answer(&self, mut verdict: Verdict, seq: u64, hold: HoldOptions) -> Verdict {
+        let expires_ms =
+            now_ms().saturating_add(i64::try_from(hold.timeout.as_millis()).unwrap_or(i64::MAX));
+        let answered = match self
+            .record(EventBody::ApprovalRequested {
+                decision_seq: seq,
+                expires_ms,
+            })
+            .await
+        {
+            Ok(requested) => {
+                let timeout_record = async || {
+                    self.record(EventBody::ApprovalAnswered {
+                        decision_seq: seq,
+                        answer: ApprovalAnswer::Timeout,
+                        by: "timeout".to_owned(),
+                        reason: format!("nobody answered within {} s", hold.timeout.as_secs()),
+                    })
+                    .await
+                };
+                approval::wait_for_answer(
+                    &self.journal,
+                    seq,
+                    requested,
+                    hold.timeout,
+                    timeout_record,
+                )
+                .await
+            }
+            Err(err) => Err(err),
+        };
+        let answered = match answered {
+            Ok(a) => a,
+            Err(err) => {
+                verdict.decision = Decision::refuse(format!(
+                    "this call needed a human's approval, which could not be asked for or \
+                     read ({err}); Warden refuses what it cannot record"
+                ));
+                return verdict;
+            }
+        };
+        crate::metrics::approval(answered.answer.as_str());
+        let who = answered
+            .by
+            .strip_prefix("operator:")
+            .unwrap_or(&answered.by);
+        verdict.decision = match answered.answer {
+            ApprovalAnswer::Approve | ApprovalAnswer::ApproveSession => {
+                if answered.answer == ApprovalAnswer::ApproveSession {
+                    self.grants.grant(
+                        verdict.action,
+                        verdict.target.clone(),
+                        format!(
+                            "approved for this session by {who} (record {}): {}",
+                            answered.seq, answered.reason
+                        ),
+                    );
+                }
+                Decision {
+                    effect: Effect::Allow,
+                    policies: verdict.decision.policies,
+                    reason: format!("approved by {who}: {}", answered.reason),
+                }
+            }
+            ApprovalAnswer::Deny => Decision::refuse(format!(
+                "a human refused this call ({who}: {})",
+                answered.reason
+            )),
+            ApprovalAnswer::Timeout => Decision::refuse(format!(
+                "this call needed a human's approval and {}; it was refused",
+                answered.reason
+            )),
+        };
+        verdict
+    }
+
+    async fn decide_noting(&self, action: &Action, notes: Map<String, Value>) -> Verdict {
         let mut arguments = action_arguments(action).into_owned();
         arguments.extend(notes);
         let Some(monitor) = &self.monitor else {
-            let decision = self.policies.decide(&self.agent, action);
+            let decision = self.unless_granted(action, self.policies.decide(&self.agent, action));
             return self
                 .record_decision(action.kind(), action.target(), &arguments, decision)
                 .await
@@ -113,14 +240,17 @@ impl Guard {
             // A restriction beats every permit; the detectors (or a human) have spoken.
             let restricted = match q.level {
                 Level::Quarantine => Some(Decision::refuse(quarantined_reason(&q))),
-                Level::Ask => Some(Decision {
-                    effect: Effect::Ask,
-                    policies: Vec::new(),
-                    reason: format!(
-                        "every action of agent \"{}\" needs a human's approval ({}: {})",
-                        q.agent, q.by, q.reason
-                    ),
-                }),
+                Level::Ask => Some(self.unless_granted(
+                    action,
+                    Decision {
+                        effect: Effect::Ask,
+                        policies: Vec::new(),
+                        reason: format!(
+                            "every action of agent \"{}\" needs a human's approval ({}: {})",
+                            q.agent, q.by, q.reason
+                        ),
+                    },
+                )),
                 Level::Throttle if !monitor.admit_throttled(&self.agent) => {
                     Some(Decision::refuse(format!(
                         "agent \"{}\" is throttled to one action per second ({}: {}); \
@@ -144,7 +274,10 @@ impl Guard {
                 // What the session has read is part of the request: a policy can forbid the
                 // flow itself (`context.taint`).
                 let taint = monitor.taint(&self.session);
-                self.policies.decide_tainted(&self.agent, action, &taint)
+                self.unless_granted(
+                    action,
+                    self.policies.decide_tainted(&self.agent, action, &taint),
+                )
             }
         };
         let (verdict, event) = self

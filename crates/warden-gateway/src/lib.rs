@@ -10,11 +10,13 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod approval;
 pub mod egress;
 pub mod guard;
 pub mod http;
 pub mod identity;
 pub mod mcp;
+pub mod metrics;
 
 pub use guard::{Guard, Verdict};
 pub use mcp::session::{SessionEnd, SessionError, SessionOptions, UpstreamCommand, serve_stdio};

@@ -79,6 +79,8 @@ struct Inner {
     state: Arc<Mutex<Writer>>,
     /// Whether callers may commit their own record when the writer is idle.
     inline: bool,
+    /// The seq of the last record this process committed.
+    commits: tokio::sync::watch::Receiver<u64>,
 }
 
 impl std::fmt::Debug for Journal {
@@ -194,7 +196,9 @@ impl Journal {
                 crate::OpenError::new(path, format!("cannot start the WAL thread: {e}"))
             })?;
         let (tx, rx) = mpsc::channel();
+        let (notify, commits) = tokio::sync::watch::channel(0);
         let state = Arc::new(Mutex::new(Writer {
+            notify,
             conn,
             key,
             path: path.to_owned(),
@@ -223,6 +227,7 @@ impl Journal {
                 closed: AtomicBool::new(false),
                 state,
                 inline: options.sync == SyncMode::Normal,
+                commits,
             }),
         })
     }
@@ -230,6 +235,13 @@ impl Journal {
     /// The journal file.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Changes whenever this process commits records, to the last one's seq: followers
+    /// (the live stream, a held call waiting for its answer) wake on it instead of polling
+    /// only. Records other processes append are not announced here.
+    pub fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.commits.clone()
     }
 
     /// Queues `event` for the journal. The returned [`PendingAppend`] resolves to the record's
@@ -431,6 +443,8 @@ impl Future for PendingAppend {
 // === impl Writer ===
 
 struct Writer {
+    /// Announces each commit's last seq ([`Journal::commits`]).
+    notify: tokio::sync::watch::Sender<u64>,
     conn: Connection,
     key: SigningKey,
     path: PathBuf,
@@ -549,7 +563,7 @@ impl Writer {
         let _ = self.conn.busy_timeout(self.busy_timeout);
         match result {
             Ok((seq, checkpoint)) => {
-                self.committed(checkpoint);
+                self.committed(seq, checkpoint);
                 Ok(Ok(seq))
             }
             Err(rusqlite::Error::SqliteFailure(e, _))
@@ -561,8 +575,9 @@ impl Writer {
         }
     }
 
-    /// Notes a commit's checkpoint, or that its records await one.
-    fn committed(&mut self, checkpoint: Option<Checkpoint>) {
+    /// Notes a commit's checkpoint, or that its records await one, and announces it.
+    fn committed(&mut self, last_seq: u64, checkpoint: Option<Checkpoint>) {
+        self.notify.send_replace(last_seq);
         match checkpoint {
             Some(cp) => {
                 self.update_head(&cp);
@@ -580,10 +595,11 @@ impl Writer {
         let encoded: Vec<&Encoded> = batch.iter().map(|(e, _)| e).collect();
         match self.insert_refs(&encoded) {
             Ok((first_seq, checkpoint)) => {
+                let last_seq = first_seq + batch.len() as u64 - 1;
                 for (i, (_, reply)) in batch.drain(..).enumerate() {
                     let _ = reply.send(Ok(first_seq + i as u64));
                 }
-                self.committed(checkpoint);
+                self.committed(last_seq, checkpoint);
             }
             Err(e) => {
                 // The transaction was rolled back when it dropped: nothing of this batch is

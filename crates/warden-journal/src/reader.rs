@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use warden_core::{AgentId, SessionId};
 
@@ -36,8 +36,15 @@ pub struct Query {
     /// Only records with a greater seq (0: from the start). A follower passes the last seq
     /// it has seen.
     pub after_seq: u64,
+    /// Only records with a smaller seq (`None`: no bound). A reader paging back from the
+    /// newest passes the last seq it has seen.
+    pub before_seq: Option<u64>,
     /// Only this agent's records.
     pub agent: Option<AgentId>,
+    /// Only records of this kind (`decision`, `alert`, …).
+    pub kind: Option<String>,
+    /// Newest first instead of in seq order.
+    pub newest_first: bool,
     /// At most this many records.
     pub limit: usize,
 }
@@ -46,7 +53,10 @@ impl Default for Query {
     fn default() -> Self {
         Self {
             after_seq: 0,
+            before_seq: None,
             agent: None,
+            kind: None,
+            newest_first: false,
             limit: 1000,
         }
     }
@@ -67,36 +77,38 @@ impl JournalReader {
         })
     }
 
-    /// Records matching `query`, in seq order.
+    /// Records matching `query`, in seq order (or newest first). Indexed by agent and by
+    /// kind, so a filtered page costs about as much as its size, not the journal's.
     pub fn records(&self, query: &Query) -> Result<Vec<JournalRecord>, JournalError> {
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
-        let after = seq_to_sql(query.after_seq);
-        let columns = "seq, time_ms, kind, agent, session, body, prev_hash, hash";
+        let mut sql = String::from(
+            "SELECT seq, time_ms, kind, agent, session, body, prev_hash, hash FROM records \
+             WHERE seq > ?1 AND seq < ?2",
+        );
+        let mut values: Vec<rusqlite::types::Value> = vec![
+            seq_to_sql(query.after_seq).into(),
+            query.before_seq.map_or(i64::MAX, seq_to_sql).into(),
+        ];
+        if let Some(agent) = &query.agent {
+            values.push(agent.as_str().to_owned().into());
+            sql.push_str(&format!(" AND agent = ?{}", values.len()));
+        }
+        if let Some(kind) = &query.kind {
+            values.push(kind.clone().into());
+            sql.push_str(&format!(" AND kind = ?{}", values.len()));
+        }
+        values.push(limit.into());
+        sql.push_str(if query.newest_first {
+            " ORDER BY seq DESC"
+        } else {
+            " ORDER BY seq"
+        });
+        sql.push_str(&format!(" LIMIT ?{}", values.len()));
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(values))?;
         let mut out = Vec::new();
-        let mut push = |row: &rusqlite::Row<'_>| -> Result<(), JournalError> {
+        while let Some(row) = rows.next()? {
             out.push(decode(row)?);
-            Ok(())
-        };
-        match &query.agent {
-            Some(agent) => {
-                let mut stmt = self.conn.prepare_cached(&format!(
-                    "SELECT {columns} FROM records WHERE agent = ?1 AND seq > ?2 \
-                     ORDER BY seq LIMIT ?3"
-                ))?;
-                let mut rows = stmt.query(params![agent.as_str(), after, limit])?;
-                while let Some(row) = rows.next()? {
-                    push(row)?;
-                }
-            }
-            None => {
-                let mut stmt = self.conn.prepare_cached(&format!(
-                    "SELECT {columns} FROM records WHERE seq > ?1 ORDER BY seq LIMIT ?2"
-                ))?;
-                let mut rows = stmt.query(params![after, limit])?;
-                while let Some(row) = rows.next()? {
-                    push(row)?;
-                }
-            }
         }
         Ok(out)
     }
@@ -164,6 +176,7 @@ mod tests {
             after_seq: 4,
             agent: Some(AgentId::new("bob").unwrap()),
             limit: 2,
+            ..Query::default()
         };
         let seqs: Vec<u64> = reader
             .records(&bob)

@@ -27,6 +27,8 @@ CREATE TABLE IF NOT EXISTS records (
     hash      BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS records_agent_seq ON records (agent, seq);
+CREATE INDEX IF NOT EXISTS records_kind_seq ON records (kind, seq);
+CREATE INDEX IF NOT EXISTS records_agent_kind_seq ON records (agent, kind, seq);
 CREATE TABLE IF NOT EXISTS checkpoints (
     seq       INTEGER PRIMARY KEY,
     hash      BLOB NOT NULL,

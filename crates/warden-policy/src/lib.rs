@@ -62,7 +62,7 @@ mod source;
 pub use arguments::MAX_ARGUMENT_DEPTH;
 pub use cases::{CaseResult, TestCase, load_cases, parse_cases, run_cases};
 pub use error::{Diagnostics, DuplicateIdError, PolicyError, Position, SourceDiagnostic};
-pub use set::{PolicySet, schema_text};
+pub use set::{PolicySet, PolicySummary, schema_text};
 pub use source::SourceFile;
 
 #[cfg(test)]

@@ -243,6 +243,42 @@ impl PolicySet {
     pub fn ids(&self) -> impl Iterator<Item = &str> {
         self.policies.iter().map(|p| p.id.as_str())
     }
+
+    /// Each policy as an operator reads it, in load order.
+    pub fn summaries(&self) -> Vec<PolicySummary> {
+        self.policies
+            .iter()
+            .map(|p| PolicySummary {
+                id: p.id.clone(),
+                effect: match p.policy.effect() {
+                    cedar::Effect::Permit => "permit",
+                    cedar::Effect::Forbid => "forbid",
+                },
+                ask: p.ask.is_some(),
+                agent: match p.policy.principal_constraint() {
+                    cedar::PrincipalConstraint::Eq(uid) => Some(uid.id().unescaped().to_owned()),
+                    _ => None,
+                },
+                text: p.policy.to_string(),
+            })
+            .collect()
+    }
+}
+
+/// One policy as an operator reads it (the control plane's policy view).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicySummary {
+    /// Its id.
+    pub id: String,
+    /// `permit` or `forbid`.
+    pub effect: &'static str,
+    /// Whether a permit needs a human's approval (`@ask`).
+    pub ask: bool,
+    /// The one agent it names as principal (`principal == Agent::"…"`); `None` when it
+    /// applies to any agent or a group.
+    pub agent: Option<String>,
+    /// Its Cedar text.
+    pub text: String,
 }
 
 const BASE_NAME: &str = "<warden base schema>";

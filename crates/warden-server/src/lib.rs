@@ -9,8 +9,10 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod dashboard;
+pub mod fleet;
 pub mod operators;
 
 pub use api::Recorder;
-pub use api::{ControlState, router};
+pub use api::{BaselineLookup, ControlState, router};
 pub use operators::{AuthError, Operator, OperatorStore, Role};

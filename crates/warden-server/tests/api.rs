@@ -51,12 +51,12 @@ async fn fixture(records: u64) -> Fixture {
     let admin = operators.add("ana", Role::Admin, false).unwrap();
     let viewer = operators.add("vic", Role::Viewer, false).unwrap();
     let quarantine = Arc::new(Quarantine::open(dir.path().join("quarantine.json")).unwrap());
-    let state = Arc::new(ControlState {
+    let state = Arc::new(ControlState::new(
         journal,
         journal_path,
         quarantine,
         operators,
-    });
+    ));
     Fixture {
         dir,
         state,
@@ -458,12 +458,12 @@ impl Recorder for BrokenJournal {
 #[tokio::test]
 async fn no_release_without_its_record_and_quarantine_fails_closed() {
     let f = fixture(3).await;
-    let broken = Arc::new(ControlState {
-        journal: BrokenJournal,
-        journal_path: f.state.journal_path.clone(),
-        quarantine: f.state.quarantine.clone(),
-        operators: f.state.operators.clone(),
-    });
+    let broken = Arc::new(ControlState::new(
+        BrokenJournal,
+        f.state.journal_path.clone(),
+        f.state.quarantine.clone(),
+        f.state.operators.clone(),
+    ));
     let (status, body) = act(&broken, &f.admin, "quarantine", "exfiltration").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(
@@ -485,4 +485,267 @@ async fn no_release_without_its_record_and_quarantine_fails_closed() {
         1,
         "not released unrecorded"
     );
+}
+
+/// Journals a call decided `ask` and held for a human; returns the decision's seq.
+async fn held_call(journal: &Journal, agent: &str, expires_ms: i64) -> u64 {
+    let event = |body| Event {
+        time_ms: warden_gateway::guard::now_ms(),
+        agent: AgentId::new(agent).unwrap(),
+        session: SessionId::from_raw("mcp-1"),
+        body,
+    };
+    let seq = journal
+        .append(&event(EventBody::Decision {
+            action: warden_core::ActionKind::CallTool,
+            target: "files/delete_file".into(),
+            args_digest: String::new(),
+            args: json!({ "path": "/srv/data" }),
+            effect: warden_core::Effect::Ask,
+            policies: vec!["deletes-need-a-human".into()],
+            reason: "deleting needs a human".into(),
+        }))
+        .await
+        .unwrap();
+    journal
+        .append(&event(EventBody::ApprovalRequested {
+            decision_seq: seq,
+            expires_ms,
+        }))
+        .await
+        .unwrap();
+    seq
+}
+
+#[tokio::test]
+async fn a_held_call_is_listed_answered_once_and_the_answer_journaled() {
+    let f = fixture(3).await;
+    let approver = f.state.operators.add("amy", Role::Approver, false).unwrap();
+    let far = warden_gateway::guard::now_ms() + 600_000;
+    let seq = held_call(&f.state.journal, "alice", far).await;
+    let expired = held_call(&f.state.journal, "alice", 1).await;
+
+    let (status, list) = call(&f.state, "GET", "/api/v1/approvals", Some(&f.viewer), None).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let pending = list["approvals"].as_array().unwrap();
+    assert_eq!(pending.len(), 1, "expired requests are not pending: {list}");
+    assert_eq!(pending[0]["seq"], seq);
+    assert_eq!(pending[0]["target"], "files/delete_file");
+    assert_eq!(pending[0]["args"]["path"], "/srv/data");
+
+    let uri = format!("/api/v1/approvals/{seq}");
+    let answer = |a: &str| Some(json!({ "answer": a, "reason": "ticket 42" }));
+    let (status, body) = call(&f.state, "POST", &uri, Some(&f.viewer), answer("approve")).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a viewer cannot answer: {body}"
+    );
+    let (status, body) = call(&f.state, "POST", &uri, Some(&approver), answer("maybe")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = call(
+        &f.state,
+        "POST",
+        &uri,
+        Some(&approver),
+        Some(json!({ "answer": "approve" })),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "a reason is required: {body}"
+    );
+
+    let (status, body) = call(&f.state, "POST", &uri, Some(&approver), answer("approve")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["taken"], true);
+    assert_eq!(body["answer"], "approve");
+    let (status, body) = call(&f.state, "POST", &uri, Some(&f.admin), answer("deny")).await;
+    assert_eq!(status, StatusCode::CONFLICT, "answered once: {body}");
+    let late = format!("/api/v1/approvals/{expired}");
+    let (status, body) = call(&f.state, "POST", &late, Some(&approver), answer("approve")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "an expired request: {body}");
+
+    let (_, list) = call(&f.state, "GET", "/api/v1/approvals", Some(&f.viewer), None).await;
+    assert_eq!(list["approvals"], json!([]));
+    let answers: Vec<Value> = JournalReader::open(&f.state.journal_path)
+        .unwrap()
+        .records(&Query {
+            kind: Some("approval_answered".into()),
+            ..Query::default()
+        })
+        .unwrap()
+        .into_iter()
+        .map(|r| r.body)
+        .collect();
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert_eq!(answers[0]["by"], "operator:amy");
+    assert_eq!(answers[0]["reason"], "ticket 42");
+    assert_eq!(answers[0]["decision_seq"], seq);
+}
+
+#[tokio::test]
+async fn agents_sessions_and_an_alert_with_its_evidence() {
+    let f = fixture(20).await;
+    let (status, body) = call(&f.state, "GET", "/api/v1/agents", Some(&f.viewer), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let names: Vec<&str> = body["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["alice", "mallory"]);
+    assert_eq!(body["agents"][1]["alerts"], 2, "{body}");
+    assert_eq!(body["agents"][1]["state"], "active");
+
+    act(&f.state, &f.admin, "quarantine", "exfiltration").await;
+    let (_, body) = call(
+        &f.state,
+        "GET",
+        "/api/v1/agents/mallory",
+        Some(&f.viewer),
+        None,
+    )
+    .await;
+    assert_eq!(body["agent"]["state"], "quarantine", "{body}");
+    assert_eq!(body["agent"]["quarantine"]["reason"], "exfiltration");
+    let (status, body) = call(
+        &f.state,
+        "GET",
+        "/api/v1/agents/nobody",
+        Some(&f.viewer),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+
+    // Record 10 is an alert citing record 9.
+    let (status, body) = call(&f.state, "GET", "/api/v1/alerts/10", Some(&f.viewer), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["alert"]["seq"], 10);
+    assert_eq!(body["evidence"][0]["seq"], 9);
+    let (status, _) = call(&f.state, "GET", "/api/v1/alerts/9", Some(&f.viewer), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "record 9 is no alert");
+    let (status, _) = call(&f.state, "GET", "/api/v1/alerts/x", Some(&f.viewer), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn newest_first_pages_walk_back_without_gaps() {
+    let f = fixture(25).await;
+    let mut seen = Vec::new();
+    let mut uri = "/api/v1/journal?order=newest&limit=10".to_owned();
+    loop {
+        let (status, page) = call(&f.state, "GET", &uri, Some(&f.viewer), None).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        seen.extend(
+            page["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["seq"].as_u64().unwrap()),
+        );
+        match page["next"].as_u64() {
+            Some(next) => uri = format!("/api/v1/journal?order=newest&limit=10&before={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, (1..=25).rev().collect::<Vec<u64>>());
+}
+
+#[tokio::test]
+async fn the_stream_carries_records_appended_after_it_opened() {
+    let f = fixture(5).await;
+    let request = Request::builder()
+        .uri("/api/v1/stream?kind=alert")
+        .header("host", "127.0.0.1:7412")
+        .header("authorization", format!("Bearer {}", f.viewer))
+        .body(Body::empty())
+        .unwrap();
+    let response = router(f.state.clone()).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let mut body = response.into_body();
+    // Not an alert (filtered out), then an alert.
+    for body_event in [
+        EventBody::SessionEnded { detail: "x".into() },
+        EventBody::Alert {
+            detector: "runaway".into(),
+            severity: Severity::Medium,
+            summary: "a loop".into(),
+            evidence: vec![6],
+        },
+    ] {
+        f.state
+            .journal
+            .append(&Event {
+                time_ms: 1,
+                agent: AgentId::new("alice").unwrap(),
+                session: SessionId::from_raw("s"),
+                body: body_event,
+            })
+            .await
+            .unwrap();
+    }
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(30), body.frame())
+            .await
+            .expect("the stream sent the new alert")
+            .unwrap()
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            text.push_str(std::str::from_utf8(&data).unwrap());
+        }
+    }
+    assert!(text.contains("id: 7\n"), "{text}");
+    assert!(text.contains("event: record\n"), "{text}");
+    assert!(text.contains("a loop"), "{text}");
+    assert!(!text.contains("id: 6\n"), "the filter holds: {text}");
+}
+
+#[tokio::test]
+async fn every_documented_route_is_served() {
+    let f = fixture(12).await;
+    let (status, doc) = call(&f.state, "GET", "/api/v1/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 15, "{doc}");
+    for (path, methods) in paths {
+        if path == "/api/v1/stream" {
+            continue; // endless by design; covered above
+        }
+        let concrete = path.replace("{seq}", "10").replace("{name}", "mallory");
+        for method in methods.as_object().unwrap().keys() {
+            let mut request = Request::builder()
+                .method(method.to_uppercase().as_str())
+                .uri(&concrete)
+                .header("host", "127.0.0.1:7412")
+                .header("authorization", format!("Bearer {}", f.admin));
+            if method == "post" {
+                request = request.header("content-type", "application/json");
+            }
+            let response = router(f.state.clone())
+                .oneshot(request.body(Body::from("{}")).unwrap())
+                .await
+                .unwrap();
+            let status = response.status();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            // The router's own "no such route" is an empty 404 or a 405; every refusal of
+            // ours says why.
+            assert!(
+                status != StatusCode::METHOD_NOT_ALLOWED
+                    && (status != StatusCode::NOT_FOUND || !bytes.is_empty()),
+                "{method} {path} is documented but not served ({status})"
+            );
+        }
+    }
 }

@@ -45,6 +45,8 @@ pub struct Config {
     pub monitor: MonitorSection,
     #[serde(default)]
     pub control: ControlSection,
+    #[serde(default)]
+    pub approvals: ApprovalsSection,
     /// The folder relative paths are resolved against (the config file's).
     #[serde(skip)]
     pub base: PathBuf,
@@ -266,6 +268,32 @@ fn default_operators_file() -> PathBuf {
     "operators.json".into()
 }
 
+/// Calls decided `ask`: held for a human, or refused at once.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalsSection {
+    /// Whether such calls wait for an answer; absent: they do when a control plane is
+    /// configured (`[control] listen`), where someone can answer.
+    #[serde(default)]
+    pub hold: Option<bool>,
+    /// How long a held call waits before it is refused.
+    #[serde(default = "default_approval_timeout")]
+    pub timeout_secs: f64,
+}
+
+impl Default for ApprovalsSection {
+    fn default() -> Self {
+        Self {
+            hold: None,
+            timeout_secs: default_approval_timeout(),
+        }
+    }
+}
+
+fn default_approval_timeout() -> f64 {
+    120.0
+}
+
 /// Where the agents and the digests of their bearer tokens are kept (`warden agent`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -363,6 +391,10 @@ impl Config {
         }
         self.sandbox.check()?;
         self.monitor.check()?;
+        let t = self.approvals.timeout_secs;
+        if !(t.is_finite() && t > 0.0 && t <= 86_400.0) {
+            bail!("approvals.timeout_secs must be a number of seconds above 0 and at most 86400");
+        }
         if self.journal.checkpoint_every == 0 {
             bail!("journal.checkpoint_every must be at least 1");
         }
@@ -498,6 +530,14 @@ impl Config {
 
     pub fn agents_file(&self) -> PathBuf {
         self.resolve(&self.agents.file)
+    }
+
+    /// Whether, and how long, calls decided `ask` wait for a human.
+    pub fn hold(&self) -> Option<warden_gateway::approval::HoldOptions> {
+        let hold = self.approvals.hold.unwrap_or(self.control.listen.is_some());
+        hold.then(|| warden_gateway::approval::HoldOptions {
+            timeout: Duration::from_secs_f64(self.approvals.timeout_secs),
+        })
     }
 
     pub fn journal_options(&self) -> JournalOptions {

@@ -15,6 +15,7 @@ macro_rules! say {
 
 mod cmd;
 mod config;
+mod telemetry;
 
 fn say_line(args: std::fmt::Arguments<'_>) {
     use std::io::Write;
@@ -88,7 +89,7 @@ fn main() -> ExitCode {
         warden_contain::inside::main();
     }
     let cli = Cli::parse();
-    init_logging();
+    let telemetry = telemetry::init();
     let result = match cli.command {
         Command::Mcp(args) => cmd::mcp::run(args),
         Command::Up(args) => cmd::up::run(args),
@@ -105,6 +106,8 @@ fn main() -> ExitCode {
         Command::User(c) => cmd::user::run(c),
         Command::Learn(args) => cmd::learn::run(args),
     };
+    // The last spans reach the collector before the process ends.
+    telemetry.shutdown();
     match result {
         Ok(code) => code,
         Err(err) => {
@@ -112,15 +115,4 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
-}
-
-/// Logs go to stderr: on `warden mcp`, stdout is the MCP channel.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
 }

@@ -168,9 +168,8 @@ fn a_learned_policy_is_reviewed_written_and_then_allows_exactly_what_was_done() 
     let reader = warden_journal::JournalReader::open(&setup.path("replay.db")).unwrap();
     let records = reader
         .records(&warden_journal::Query {
-            after_seq: 0,
-            agent: None,
             limit: 10_000,
+            ..warden_journal::Query::default()
         })
         .unwrap();
     assert!(records.iter().any(|r| r.kind == "decision"));

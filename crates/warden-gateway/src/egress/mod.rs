@@ -64,7 +64,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -73,6 +73,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tracing::Instrument;
 use warden_core::{ActionKind, Outcome};
 
 use crate::guard::{Guard, forwards};
@@ -254,8 +255,31 @@ async fn serve_connection(
     }
 }
 
+/// One request, timed and traced.
+async fn handle(shared: &Shared, req: Request<Incoming>, slot: Slot) -> Response<ProxyBody> {
+    let started = Instant::now();
+    let span = tracing::info_span!(
+        "egress",
+        otel.name = "egress",
+        otel.kind = "server",
+        http.request.method = req.method().as_str(),
+        http.response.status_code = tracing::field::Empty,
+    );
+    let response = handle_request(shared, req, slot)
+        .instrument(span.clone())
+        .await;
+    span.record("http.response.status_code", response.status().as_u16());
+    // Until the answer starts: a body or a tunnel streamed afterwards is not Warden's time.
+    crate::metrics::gateway_request("egress", started.elapsed());
+    response
+}
+
 /// One request, from its request line to the answer.
-async fn handle(shared: &Shared, mut req: Request<Incoming>, slot: Slot) -> Response<ProxyBody> {
+async fn handle_request(
+    shared: &Shared,
+    mut req: Request<Incoming>,
+    slot: Slot,
+) -> Response<ProxyBody> {
     let guard = &shared.guard;
     let dest = match Destination::from_request(&req) {
         Ok(dest) => dest,

@@ -18,7 +18,7 @@ pub mod tls;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -33,6 +33,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 use warden_core::{AgentId, EventBody, SessionId};
 
 use crate::identity::{AuthError, Authenticator, UNAUTHENTICATED};
@@ -314,6 +315,29 @@ async fn handle_post(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let started = Instant::now();
+    let span = tracing::info_span!(
+        "mcp_http",
+        otel.name = "POST /mcp",
+        otel.kind = "server",
+        rpc.method = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+    );
+    let response = post_message(gw, remote, headers, body)
+        .instrument(span.clone())
+        .await;
+    span.record("http.response.status_code", response.status().as_u16());
+    // Until the answer starts: a streamed answer's events are not Warden's time.
+    crate::metrics::gateway_request("mcp_http", started.elapsed());
+    response
+}
+
+async fn post_message(
+    gw: Arc<HttpGateway>,
+    remote: SocketAddr,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let (agent, token) = match gw.admit(&headers, remote).await {
         Ok(caller) => caller,
         Err(response) => return response,
@@ -376,6 +400,11 @@ async fn handle_post(
             );
         }
     };
+    if let Message::Request { method, .. } | Message::Notification { method } = &message
+        && method.len() <= 128
+    {
+        tracing::Span::current().record("rpc.method", method.as_str());
+    }
     let params = value.get("params").cloned().unwrap_or(Value::Null);
     match message {
         Message::Request { id, method, .. } if method == "initialize" => {
@@ -513,10 +542,14 @@ async fn answer_adaptively(
 ) -> Response {
     let (tx, mut rx) = mpsc::unbounded_channel::<Value>();
     let related = tx.clone();
-    tokio::spawn(async move {
-        let response = session.request(&id, &method, params, Some(related)).await;
-        let _ = tx.send(response);
-    });
+    // Within the request's span, so the decision's trace hangs under it.
+    tokio::spawn(
+        async move {
+            let response = session.request(&id, &method, params, Some(related)).await;
+            let _ = tx.send(response);
+        }
+        .in_current_span(),
+    );
     let Some(first) = rx.recv().await else {
         return error_response(
             StatusCode::INTERNAL_SERVER_ERROR,

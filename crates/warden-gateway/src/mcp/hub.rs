@@ -51,6 +51,8 @@ pub struct HubOptions {
     pub parent: Option<SessionId>,
     /// The detectors, playbook and quarantine every session's actions pass.
     pub monitor: Option<Arc<warden_monitor::Monitor>>,
+    /// Whether calls decided `ask` wait for a human (`None`: refused at once).
+    pub hold: Option<crate::approval::HoldOptions>,
 }
 
 impl Default for HubOptions {
@@ -63,6 +65,7 @@ impl Default for HubOptions {
             redact_secrets: true,
             parent: None,
             monitor: None,
+            hold: None,
         }
     }
 }
@@ -165,7 +168,8 @@ impl Hub {
                     self.policies.clone(),
                     self.journal.clone(),
                 )
-                .with_monitor(self.options.monitor.clone());
+                .with_monitor(self.options.monitor.clone())
+                .with_hold(self.options.hold);
                 (server.clone(), guard)
             })
             .collect();

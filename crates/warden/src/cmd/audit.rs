@@ -128,6 +128,7 @@ fn run_log(
         after_seq: after,
         agent,
         limit: 1000,
+        ..Query::default()
     };
     let stdout = std::io::stdout();
     loop {

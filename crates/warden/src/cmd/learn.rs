@@ -177,6 +177,7 @@ fn read_journal(
         after_seq: from - 1,
         agent: Some(agent.clone()),
         limit: PAGE,
+        ..Query::default()
     };
     let mut read = Read {
         learned: Learned::new(),

@@ -48,8 +48,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let session = SessionId::from_random(id);
     let monitor = config.monitor(crate::config::Facts::default())?;
     super::revoke_on_quarantine(&monitor, &config, &journal);
-    let guard =
-        Guard::new(agent, session, Arc::new(policies), journal.clone()).with_monitor(Some(monitor));
+    let guard = Guard::new(agent, session, Arc::new(policies), journal.clone())
+        .with_monitor(Some(monitor))
+        .with_hold(config.hold());
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

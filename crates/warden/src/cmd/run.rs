@@ -192,7 +192,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         policies.clone(),
         journal.clone(),
     )
-    .with_monitor(Some(monitor.clone()));
+    .with_monitor(Some(monitor.clone()))
+    .with_hold(config.hold());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

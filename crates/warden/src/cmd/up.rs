@@ -92,21 +92,22 @@ async fn serve(
 
     let monitor = config.monitor(crate::config::Facts::default())?;
     super::revoke_on_quarantine(&monitor, &config, &journal);
+    let policies = Arc::new(policies);
     let control = match &config.control.listen {
         Some(addr) => Some(
-            serve_control(&config, addr, &journal, monitor.quarantine().clone())
-                .await
-                .context("starting the control plane")?,
+            serve_control(
+                &config,
+                addr,
+                &journal,
+                monitor.quarantine().clone(),
+                policies.clone(),
+            )
+            .await
+            .context("starting the control plane")?,
         ),
         None => None,
     };
-    let hub = build_hub(
-        &config,
-        Arc::new(policies),
-        journal.clone(),
-        None,
-        Some(monitor),
-    )?;
+    let hub = build_hub(&config, policies, journal.clone(), None, Some(monitor))?;
     let gateway = http_gateway(&config, hub.clone(), auth, local.port());
     let h = &config.http;
 
@@ -190,6 +191,7 @@ async fn serve_control(
     addr: &str,
     journal: &Journal,
     quarantine: Arc<warden_monitor::Quarantine>,
+    policies: Arc<PolicySet>,
 ) -> Result<(tokio::task::JoinHandle<()>, std::net::SocketAddr)> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -201,14 +203,24 @@ async fn serve_control(
              front of it (operator tokens are still required)"
         );
     }
-    let state = Arc::new(warden_server::ControlState {
-        journal: journal.clone(),
-        journal_path: config.journal_path(),
+    let mut state = warden_server::ControlState::new(
+        journal.clone(),
+        config.journal_path(),
         quarantine,
-        operators: warden_server::OperatorStore::new(
-            config.resolve(&config.control.operators_file),
-        ),
-    });
+        warden_server::OperatorStore::new(config.resolve(&config.control.operators_file)),
+    );
+    state.policies = Some(policies);
+    // The first_seen detector's baselines, as configured (`warden learn --write-baseline`).
+    let baselines: Option<serde_json::Value> = config
+        .monitor
+        .detectors
+        .get("first_seen")
+        .and_then(|t| t.get("baseline"))
+        .and_then(|b| serde_json::to_value(b).ok());
+    state.baseline = Some(Box::new(move |agent| {
+        baselines.as_ref()?.get(agent.as_str()).cloned()
+    }));
+    let state = Arc::new(state);
     let app = warden_server::router(state);
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
@@ -260,6 +272,7 @@ pub fn build_hub(
             redact_secrets: config.responses.redact_secrets,
             parent,
             monitor,
+            hold: config.hold(),
         },
     ))
 }

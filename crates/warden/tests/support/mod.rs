@@ -102,8 +102,8 @@ impl Setup {
         reader
             .records(&Query {
                 after_seq: 0,
-                agent: None,
                 limit: 100_000,
+                ..Query::default()
             })
             .unwrap()
     }

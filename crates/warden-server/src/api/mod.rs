@@ -1,0 +1,301 @@
+//! The REST API: `/api/v1/…`, JSON, every route behind an operator token and a role.
+//!
+//! | route | role |
+//! | --- | --- |
+//! | `GET /api/v1/me` | viewer |
+//! | `GET /api/v1/journal?after=SEQ&before=SEQ&order=oldest\|newest&limit=N&agent=NAME&kind=KIND` | viewer |
+//! | `GET /api/v1/journal/verify` | viewer |
+//! | `GET /api/v1/stream?after=SEQ&agent=NAME&kind=KIND` (server-sent events) | viewer |
+//! | `GET /api/v1/alerts?after=SEQ&limit=N&agent=NAME` | viewer |
+//! | `GET /api/v1/alerts/{seq}` (with its evidence records) | viewer |
+//! | `GET /api/v1/agents`, `GET /api/v1/agents/{name}` | viewer |
+//! | `GET /api/v1/quarantine` | viewer |
+//! | `GET /api/v1/approvals` | viewer |
+//! | `GET /api/v1/policies`, `POST /api/v1/policies/validate` | viewer |
+//! | `GET /api/v1/openapi.json` | none |
+//! | `GET /metrics` (Prometheus) | viewer |
+//! | `POST /api/v1/approvals/{seq}` `{"answer": "approve\|approve_session\|deny", "reason": "…"}` | approver |
+//! | `POST /api/v1/agents/{name}/quarantine` `{"reason": "…"}` | admin |
+//! | `POST /api/v1/agents/{name}/release` `{"reason": "…"}` | admin |
+//!
+//! Pages follow a cursor: each answer's `next` is the `after` of the next page (the `before`
+//! when reading newest first; `null` at the end). Agents' tokens are refused on every route; a
+//! request from a browser page of another origin is refused; operator actions are journaled
+//! with the operator's name.
+
+mod agents;
+mod approvals;
+mod journal;
+mod openapi;
+mod policies;
+mod stream;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use warden_core::{AgentId, Event, EventBody, SessionId};
+use warden_journal::{Journal, JournalReader};
+use warden_monitor::Quarantine;
+use warden_policy::PolicySet;
+
+use crate::fleet::Fleet;
+use crate::operators::{AuthError, Operator, OperatorStore, Role};
+
+pub(crate) use journal::record_at;
+pub use journal::{DEFAULT_PAGE, MAX_PAGE};
+
+// === Recorder ===
+
+/// Where operator actions are journaled. The server's own journal in production; tests may
+/// plug in one that fails.
+pub trait Recorder: Send + Sync + 'static {
+    /// Appends `body` for `agent` and resolves to its seq once durable.
+    fn record(
+        &self,
+        agent: &AgentId,
+        body: EventBody,
+    ) -> impl Future<Output = Result<u64, String>> + Send;
+
+    /// Announces this process's commits, so the live stream wakes at once; `None`: the
+    /// stream polls only.
+    fn commits(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+}
+
+impl Recorder for Journal {
+    fn record(
+        &self,
+        agent: &AgentId,
+        body: EventBody,
+    ) -> impl Future<Output = Result<u64, String>> + Send {
+        let pending = self.append(&Event {
+            time_ms: warden_gateway::guard::now_ms(),
+            agent: agent.clone(),
+            session: SessionId::from_raw("operator"),
+            body,
+        });
+        async move { pending.await.map_err(|e| e.to_string()) }
+    }
+
+    fn commits(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(Journal::commits(self))
+    }
+}
+
+// === State and routes ===
+
+/// What an agent's learned baseline is, for the agent page (`None`: none learned).
+pub type BaselineLookup = Box<dyn Fn(&AgentId) -> Option<Value> + Send + Sync>;
+
+/// What the API works on.
+pub struct ControlState<R = Journal> {
+    /// Where operator actions are journaled.
+    pub journal: R,
+    /// The journal's file, read (read-only) for queries and verification.
+    pub journal_path: PathBuf,
+    /// The quarantine list shared by every Warden process.
+    pub quarantine: Arc<Quarantine>,
+    /// The operators and their tokens.
+    pub operators: OperatorStore,
+    /// The policies in force, for the policy view (`None`: not shown).
+    pub policies: Option<Arc<PolicySet>>,
+    /// The agents' learned baselines, for the agent page.
+    pub baseline: Option<BaselineLookup>,
+    /// What the journal says about the fleet, kept up to date on use.
+    pub fleet: Fleet,
+}
+
+impl<R> ControlState<R> {
+    /// A state with no policy view and no baselines.
+    pub fn new(
+        journal: R,
+        journal_path: PathBuf,
+        quarantine: Arc<Quarantine>,
+        operators: OperatorStore,
+    ) -> Self {
+        Self {
+            journal,
+            journal_path,
+            quarantine,
+            operators,
+            policies: None,
+            baseline: None,
+            fleet: Fleet::default(),
+        }
+    }
+}
+
+/// The API's routes, the metrics and the dashboard.
+pub fn router<R: Recorder>(state: Arc<ControlState<R>>) -> Router {
+    Router::new()
+        .route("/api/v1/me", get(agents::me::<R>))
+        .route("/api/v1/journal", get(journal::journal::<R>))
+        .route("/api/v1/journal/verify", get(journal::verify::<R>))
+        .route("/api/v1/stream", get(stream::stream::<R>))
+        .route("/api/v1/alerts", get(journal::alerts::<R>))
+        .route("/api/v1/alerts/{seq}", get(journal::alert::<R>))
+        .route("/api/v1/agents", get(agents::agents::<R>))
+        .route("/api/v1/agents/{name}", get(agents::agent::<R>))
+        .route("/api/v1/quarantine", get(agents::quarantine_list::<R>))
+        .route(
+            "/api/v1/agents/{name}/quarantine",
+            post(agents::quarantine::<R>),
+        )
+        .route("/api/v1/agents/{name}/release", post(agents::release::<R>))
+        .route("/api/v1/approvals", get(approvals::list::<R>))
+        .route("/api/v1/approvals/{seq}", post(approvals::answer::<R>))
+        .route("/api/v1/policies", get(policies::list::<R>))
+        .route("/api/v1/policies/validate", post(policies::validate::<R>))
+        .route("/api/v1/openapi.json", get(openapi::document))
+        .route("/metrics", get(metrics::<R>))
+        .with_state(state)
+        .merge(crate::dashboard::routes())
+}
+
+/// An answer that is an error: a status and a sentence.
+struct Refusal(StatusCode, String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn refuse(status: StatusCode, why: impl Into<String>) -> Refusal {
+    Refusal(status, why.into())
+}
+
+fn unavailable(what: impl std::fmt::Display) -> Refusal {
+    refuse(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("the journal: {what}"),
+    )
+}
+
+/// Brings the fleet projection up to date with the journal.
+async fn caught_up<R: Recorder>(state: &Arc<ControlState<R>>) -> Result<(), Refusal> {
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let reader = JournalReader::open(&state.journal_path)?;
+        state.fleet.catch_up(&reader)
+    })
+    .await
+    .map_err(unavailable)?
+    .map_err(unavailable)?;
+    Ok(())
+}
+
+/// Prometheus metrics of this process.
+async fn metrics<R: Recorder>(
+    axum::extract::State(state): axum::extract::State<Arc<ControlState<R>>>,
+    headers: HeaderMap,
+) -> Result<Response, Refusal> {
+    authorize(&state, &headers, Role::Viewer)?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        warden_gateway::metrics::render(),
+    )
+        .into_response())
+}
+
+/// The JSON body of an operator action.
+fn json_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, Refusal> {
+    let json_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json_type {
+        return Err(refuse(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send JSON (content-type: application/json)",
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        refuse(
+            StatusCode::BAD_REQUEST,
+            format!("the body is not JSON: {e}"),
+        )
+    })
+}
+
+/// The required, non-empty `"reason"` of an operator action: it is journaled.
+fn reason_in(body: &Value) -> Result<String, Refusal> {
+    match body.get("reason").and_then(Value::as_str).map(str::trim) {
+        Some(r) if !r.is_empty() && r.len() <= 2000 => Ok(r.to_owned()),
+        Some(r) if r.len() > 2000 => Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "the reason is longer than 2000 bytes",
+        )),
+        _ => Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "a non-empty \"reason\" is required: it is journaled",
+        )),
+    }
+}
+
+// === Authorization ===
+
+/// The operator behind the request, if they have at least `needed`.
+fn authorize<R>(
+    state: &ControlState<R>,
+    headers: &HeaderMap,
+    needed: Role,
+) -> Result<Operator, Refusal> {
+    // A browser page elsewhere must not drive the API with an operator's credentials.
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let same = !host.is_empty()
+            && origin
+                .to_str()
+                .is_ok_and(|o| o == format!("http://{host}") || o == format!("https://{host}"));
+        if !same {
+            return Err(refuse(
+                StatusCode::FORBIDDEN,
+                "cross-origin requests are refused",
+            ));
+        }
+    }
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+        .trim();
+    let operator = state.operators.authenticate(token).map_err(|e| match e {
+        AuthError::Store(e) => {
+            tracing::error!(%e, "the operators file is unusable");
+            refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the operators file is unusable",
+            )
+        }
+        AuthError::Missing => refuse(
+            StatusCode::UNAUTHORIZED,
+            "an operator token is required (Authorization: Bearer wdo_…)",
+        ),
+        other => refuse(StatusCode::UNAUTHORIZED, other.to_string()),
+    })?;
+    if operator.role < needed {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            format!(
+                "this needs the {} role; yours is {}",
+                needed.as_str(),
+                operator.role.as_str()
+            ),
+        ));
+    }
+    Ok(operator)
+}
