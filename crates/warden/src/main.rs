@@ -74,6 +74,8 @@ enum Command {
     Quarantine(cmd::quarantine::Args),
     /// Release a quarantined agent (a human's decision, journaled with its reason).
     Release(cmd::quarantine::Args),
+    /// List the calls held for a human's approval, or answer one (approve, deny).
+    Approvals(cmd::approvals::Args),
     /// Add, revoke and list the operators of the control plane and their roles.
     #[command(subcommand)]
     User(cmd::user::UserCommand),
@@ -103,6 +105,7 @@ fn main() -> ExitCode {
         Command::Doctor(args) => cmd::doctor::run(args),
         Command::Quarantine(args) => cmd::quarantine::quarantine(args),
         Command::Release(args) => cmd::quarantine::release(args),
+        Command::Approvals(args) => cmd::approvals::run(args),
         Command::User(c) => cmd::user::run(c),
         Command::Learn(args) => cmd::learn::run(args),
     };

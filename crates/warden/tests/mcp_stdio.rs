@@ -77,7 +77,85 @@ fn a_refused_call_never_reaches_the_server() {
 }
 
 #[test]
-fn ask_is_refused_until_approvals_exist() {
+fn a_held_call_is_approved_from_another_process() {
+    let setup = Setup::new("[approvals]\nhold = true\ntimeout_secs = 60\n", "");
+    let mut s = setup.start("alice", &[]);
+    s.initialize();
+    s.send(&json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                   "params": {"name": "transfer", "arguments": {"to": "acme", "amount": 5000}}}));
+    let cfg = setup.config();
+    let cfg = cfg.to_str().unwrap();
+    // The request is journaled by the other process; look until it is listed (bounded).
+    let deadline = std::time::Instant::now() + HANG_GUARD;
+    let seq = loop {
+        let (status, out, err) = warden(&["approvals", "--config", cfg], setup.dir.path());
+        assert!(status.success(), "{err}");
+        if let Some(line) = out.lines().find(|l| l.contains("files/transfer")) {
+            break line.split_whitespace().next().unwrap().to_owned();
+        }
+        assert!(std::time::Instant::now() < deadline, "never listed: {out}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let (status, _, err) = warden(
+        &[
+            "approvals",
+            "approve",
+            &seq,
+            "--reason",
+            "",
+            "--config",
+            cfg,
+        ],
+        setup.dir.path(),
+    );
+    assert!(!status.success(), "a reason is required");
+    assert!(err.contains("reason"), "{err}");
+    let (status, out, err) = warden(
+        &[
+            "approvals",
+            "approve",
+            &seq,
+            "--reason",
+            "ticket 9",
+            "--config",
+            cfg,
+        ],
+        setup.dir.path(),
+    );
+    assert!(status.success(), "{err}");
+    assert!(out.contains("approve"), "{out}");
+    let r = s.response(&json!(7));
+    assert_eq!(
+        refusal_effect(&r),
+        None,
+        "the approved call went through: {r}"
+    );
+    let (status, _, err) = warden(
+        &[
+            "approvals",
+            "deny",
+            &seq,
+            "--reason",
+            "too late",
+            "--config",
+            cfg,
+        ],
+        setup.dir.path(),
+    );
+    assert!(!status.success());
+    assert!(err.contains("already answered"), "{err}");
+    s.finish();
+    let kinds: Vec<String> = setup.records().into_iter().map(|r| r.kind).collect();
+    assert!(
+        kinds.contains(&"approval_requested".to_owned()),
+        "{kinds:?}"
+    );
+    assert!(kinds.contains(&"approval_answered".to_owned()), "{kinds:?}");
+    assert!(kinds.contains(&"outcome".to_owned()), "{kinds:?}");
+}
+
+#[test]
+fn ask_is_refused_at_once_when_approvals_do_not_hold() {
     let setup = Setup::new("", "");
     let mut s = setup.start("alice", &[]);
     s.initialize();

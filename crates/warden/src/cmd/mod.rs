@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod agent;
+pub mod approvals;
 pub mod audit;
 pub mod demo;
 pub mod doctor;

@@ -24,7 +24,7 @@ pub struct Args {
 }
 
 /// Who the operator is, as far as this machine knows.
-fn operator() -> String {
+pub(crate) fn operator() -> String {
     let user = std::env::var("SUDO_USER")
         .or_else(|_| std::env::var("USER"))
         .unwrap_or_else(|_| "unknown".into());
@@ -41,14 +41,14 @@ fn open(config: &Config) -> Result<(Quarantine, Journal)> {
     Ok((list, journal))
 }
 
-fn check_reason(reason: &str) -> Result<()> {
+pub(crate) fn check_reason(reason: &str) -> Result<()> {
     if reason.trim().is_empty() {
         bail!("--reason must say why: it is journaled for whoever reviews this later");
     }
     Ok(())
 }
 
-fn record(journal: &Journal, agent: &AgentId, body: EventBody) -> Result<u64> {
+pub(crate) fn record(journal: &Journal, agent: &AgentId, body: EventBody) -> Result<u64> {
     let event = Event {
         time_ms: warden_gateway::guard::now_ms(),
         agent: agent.clone(),

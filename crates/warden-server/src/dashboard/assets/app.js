@@ -114,7 +114,7 @@
   }
 
   function pretty(value) {
-    return el('pre', {}, JSON.stringify(value, null, 2));
+    return el('pre', {}, typeof value === 'string' ? value : JSON.stringify(value, null, 2));
   }
 
   function str(value) {
@@ -139,10 +139,13 @@
   function summarize(record) {
     const b = record.body || {};
     switch (record.kind) {
-      case 'decision':
-        return `${str(b.action)} ${str(b.target)}${b.reason ? ` — ${str(b.reason)}` : ''}`;
+      case 'decision': {
+        const args = b.args && typeof b.args === 'object' && Object.keys(b.args).length
+          ? ` ${truncate(JSON.stringify(b.args), 120)}` : '';
+        return `${str(b.action)} ${str(b.target)}${args}${b.reason ? ` — ${str(b.reason)}` : ''}`;
+      }
       case 'outcome':
-        return `#${str(b.decision_seq)} ${str(b.outcome)}${b.detail ? ` — ${str(b.detail)}` : ''}`;
+        return `result of #${str(b.decision_seq)}: ${str(b.outcome)}${b.detail ? ` — ${str(b.detail)}` : ''}`;
       case 'alert':
         return `${str(b.detector)} (${str(b.severity)}): ${str(b.summary)}`;
       case 'quarantined':
@@ -152,7 +155,7 @@
       case 'approval_requested':
         return `approval asked for #${str(b.decision_seq)}, until ${fmtClock(b.expires_ms)}`;
       case 'approval_answered':
-        return `#${str(b.decision_seq)} ${str(b.answer)} by ${str(b.by)}: ${str(b.reason)}`;
+        return `#${str(b.decision_seq)}: ${str(b.answer).replace('_', ' ')} by ${str(b.by)}: ${str(b.reason)}`;
       case 'session_started':
         return `session on ${str(b.server)}${b.parent ? ` (from ${str(b.parent)})` : ''}`;
       case 'session_ended':
@@ -350,6 +353,7 @@
   function signOut(message) {
     sessionStorage.removeItem(TOKEN_KEY);
     session.me = null;
+    verified = null;
     live.stop();
     disposeView();
     clear($('view'));
@@ -826,7 +830,8 @@
   function policyList(policies) {
     if (!policies.length) return el('p', { class: 'empty' }, 'No policy names this agent.');
     return el('div', { class: 'card-list' }, policies.map((p) => el('div', { class: 'policy' },
-      el('div', { class: 'row' }, badge(str(p.effect), str(p.effect)), el('strong', { class: 'mono' }, str(p.id))),
+      el('div', { class: 'row' }, badge(str(p.effect), str(p.effect)), p.ask ? badge('asks a human', 'ask') : null,
+        el('strong', { class: 'mono' }, str(p.id))),
       pretty(str(p.text)))));
   }
 
@@ -1129,25 +1134,35 @@
     return [row, detail];
   }
 
+  // The last verification: it reads the whole journal, so it runs once per sign-in unless
+  // asked again.
+  let verified = null;
+
   function verifyPanel() {
     const status = el('div', { class: 'verify', id: 'verify-status' });
     const again = el('button', { type: 'button', id: 'verify-again' }, 'Verify again');
     const p = panel('Chain verification', { id: 'verify', tools: again });
     p.body.append(status);
+    const show = ({ v, at }) => {
+      clear(status);
+      if (v.intact) {
+        status.append(badge('intact', 'ok'),
+          el('span', {}, `${fmtNum(v.records_checked)} records and ${fmtNum(v.checkpoints_checked)} signed checkpoints check out; last record #${str(v.last_seq)}.`));
+      } else {
+        status.append(badge('broken', 'bad'),
+          el('span', { class: 'error' }, v.breach && v.breach.detail
+            ? `The chain is broken at record #${str(v.breach.seq)} (${str(v.breach.kind).replace(/_/g, ' ')}): ${str(v.breach.detail)}`
+            : `The chain is broken: ${JSON.stringify(v.breach)}`));
+      }
+      status.append(el('span', { class: 'muted' }, `verified ${fmtClock(at)}`),
+        el('span', { class: 'muted mono', title: 'Public key of the checkpoints' }, `key ${truncate(str(v.public_key), 20)}`));
+    };
     const run = async () => {
       again.disabled = true;
       clear(status).append(el('span', { class: 'muted' }, 'Verifying every record and checkpoint…'));
       try {
-        const v = await get('/journal/verify');
-        clear(status);
-        if (v.intact) {
-          status.append(badge('intact', 'ok'),
-            el('span', {}, `${fmtNum(v.records_checked)} records and ${fmtNum(v.checkpoints_checked)} signed checkpoints check out; last record #${str(v.last_seq)}.`));
-        } else {
-          status.append(badge('broken', 'bad'),
-            el('span', { class: 'error' }, `The chain is broken: ${str(v.breach && v.breach.reason ? v.breach.reason : v.breach)}`));
-        }
-        status.append(el('span', { class: 'muted mono', title: 'Public key of the checkpoints' }, `key ${truncate(str(v.public_key), 20)}`));
+        verified = { v: await get('/journal/verify'), at: Date.now() };
+        show(verified);
       } catch (err) {
         if (!(err instanceof ApiError && err.status === 401)) clear(status).append(errorBox(err));
       } finally {
@@ -1155,7 +1170,8 @@
       }
     };
     again.addEventListener('click', run);
-    run();
+    if (verified) show(verified);
+    else run();
     return p.node;
   }
 
@@ -1360,7 +1376,8 @@
       }
       const cards = data.policies.map((p) => {
         const card = el('section', { class: 'panel policy', dataset: { policy: str(p.id) } },
-          el('header', {}, badge(str(p.effect), str(p.effect)), el('h2', {}, str(p.id))),
+          el('header', {}, badge(str(p.effect), str(p.effect)), p.ask ? badge('asks a human', 'ask') : null,
+            el('h2', {}, str(p.id))),
           pretty(str(p.text)));
         return { card, haystack: `${str(p.id)}\n${str(p.text)}`.toLowerCase() };
       });
