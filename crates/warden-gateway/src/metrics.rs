@@ -410,39 +410,3 @@ mod tests {
         assert_eq!(m.free_values.lock().unwrap().len(), MAX_FREE_VALUES);
     }
 }
-#[cfg(test)]
-mod adhoc_cost {
-    use super::*;
-    #[test]
-    #[ignore]
-    fn cost() {
-        let n = 2_000_000u32;
-        decision(
-            Effect::Allow,
-            ActionKind::CallTool,
-            Duration::from_micros(1),
-        );
-        let t = std::time::Instant::now();
-        for i in 0..n {
-            decision(
-                Effect::Allow,
-                ActionKind::CallTool,
-                Duration::from_micros(u64::from(i % 1000)),
-            );
-        }
-        eprintln!("decision: {:?}/call", t.elapsed() / n);
-        let t = std::time::Instant::now();
-        for i in 0..n {
-            gateway_request("egress", Duration::from_micros(u64::from(i % 1000)));
-        }
-        eprintln!("gateway_request: {:?}/call", t.elapsed() / n);
-        let t = std::time::Instant::now();
-        for _ in 0..n {
-            alert("denial_burst", "high");
-        }
-        eprintln!("alert: {:?}/call", t.elapsed() / n);
-        let t = std::time::Instant::now();
-        let s = render();
-        eprintln!("render: {:?}, {} bytes", t.elapsed(), s.len());
-    }
-}

@@ -14,7 +14,7 @@ use axum::routing::get;
 /// The page's content security policy: its own files only, no inline script or style, no
 /// framing, no plugins, and forms and `<base>` that cannot point elsewhere.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
-     style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; \
+     style-src 'self'; img-src 'self'; connect-src 'self'; font-src 'self'; \
      object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// One embedded file.
