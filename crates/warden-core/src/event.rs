@@ -119,6 +119,9 @@ pub enum EventBody {
         elapsed_us: u64,
         /// How (`cgroup v2 cgroup.kill`, `cgroup v1 freezer`).
         method: String,
+        /// Why, when an operator gave a reason.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        reason: String,
     },
     /// A detector saw the agent leave its task; the event's session is where it happened.
     Alert {
@@ -185,6 +188,8 @@ pub enum ApprovalAnswer {
     Deny,
     /// Nobody answered in time: refused.
     Timeout,
+    /// The agent cancelled the call while it was held: nothing to answer any more.
+    Withdrawn,
 }
 
 impl ApprovalAnswer {
@@ -195,6 +200,7 @@ impl ApprovalAnswer {
             ApprovalAnswer::ApproveSession => "approve_session",
             ApprovalAnswer::Deny => "deny",
             ApprovalAnswer::Timeout => "timeout",
+            ApprovalAnswer::Withdrawn => "withdrawn",
         }
     }
 
@@ -210,7 +216,7 @@ impl ApprovalAnswer {
 impl std::str::FromStr for ApprovalAnswer {
     type Err = String;
 
-    /// Parses what a human may answer (`timeout` is Warden's, not theirs).
+    /// Parses what a human may answer (`timeout` and `withdrawn` are Warden's, not theirs).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "approve" => Ok(ApprovalAnswer::Approve),
@@ -254,6 +260,24 @@ impl Severity {
 }
 
 impl EventBody {
+    /// Every kind [`EventBody::kind`] returns, for checking a kind a person typed.
+    pub const KINDS: [&'static str; 14] = [
+        "decision",
+        "outcome",
+        "session_started",
+        "session_ended",
+        "agent_changed",
+        "access_refused",
+        "sandbox_started",
+        "sandbox_ended",
+        "sandbox_killed",
+        "alert",
+        "quarantined",
+        "released",
+        "approval_requested",
+        "approval_answered",
+    ];
+
     /// The kind as stored in the journal's `kind` column.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -116,8 +116,9 @@ pub async fn wait_for_answer(
     decision_seq: u64,
     requested_seq: u64,
     timeout: Duration,
-    timeout_record: impl AsyncFnOnce() -> Result<u64, JournalError>,
-) -> Result<Answered, JournalError> {
+    withdrawn: impl Future<Output = String>,
+    closing_record: impl AsyncFnOnce(ApprovalAnswer, String) -> Result<u64, JournalError>,
+) -> Result<Waited, JournalError> {
     let path: PathBuf = journal.path().to_owned();
     let reader = {
         let path = path.clone();
@@ -146,10 +147,15 @@ pub async fn wait_for_answer(
     let mut commits = Some(journal.commits());
     let deadline = tokio::time::Instant::now() + timeout;
     let mut cursor = requested_seq;
+    let mut withdrawn = std::pin::pin!(withdrawn);
+    let mut withdrawal = None;
     loop {
         let (found, examined) = look(cursor, None).await?;
-        if let Some(answer) = found {
-            return Ok(answer);
+        if let Some(answered) = found {
+            return Ok(Waited {
+                answered,
+                withdrawn: None,
+            });
         }
         cursor = examined;
         let wake = async {
@@ -160,6 +166,10 @@ pub async fn wait_for_answer(
         };
         tokio::select! {
             () = tokio::time::sleep_until(deadline) => break,
+            reason = &mut withdrawn => {
+                withdrawal = Some(reason);
+                break;
+            }
             () = tokio::time::sleep(POLL) => {}
             closed = wake => if closed {
                 // The journal's writer is gone; polling still reads the file.
@@ -167,15 +177,36 @@ pub async fn wait_for_answer(
             },
         }
     }
-    let timed_out = timeout_record().await?;
-    // An answer journaled just before the timeout record still wins.
-    let (found, _) = look(cursor, Some(timed_out)).await?;
-    Ok(found.unwrap_or(Answered {
-        answer: ApprovalAnswer::Timeout,
-        by: "timeout".to_owned(),
-        reason: format!("nobody answered within {} s", timeout.as_secs()),
-        seq: timed_out,
-    }))
+    let (answer, by, reason) = match &withdrawal {
+        Some(why) => (ApprovalAnswer::Withdrawn, "agent", why.clone()),
+        None => (
+            ApprovalAnswer::Timeout,
+            "timeout",
+            format!("nobody answered within {} s", timeout.as_secs()),
+        ),
+    };
+    let closed = closing_record(answer, reason.clone()).await?;
+    // An answer journaled just before the closing record still wins.
+    let (found, _) = look(cursor, Some(closed)).await?;
+    Ok(Waited {
+        answered: found.unwrap_or(Answered {
+            answer,
+            by: by.to_owned(),
+            reason,
+            seq: closed,
+        }),
+        withdrawn: withdrawal,
+    })
+}
+
+/// How a held call's wait ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waited {
+    /// The answer in force: the first one journaled.
+    pub answered: Answered,
+    /// Why the agent cancelled the call while it was held, if it did. The call must not go
+    /// ahead even if a human approved it a moment before.
+    pub withdrawn: Option<String>,
 }
 
 #[cfg(test)]
@@ -214,11 +245,18 @@ mod tests {
             .append(&answer_event(5, ApprovalAnswer::Deny, "operator:bob"))
             .await
             .unwrap();
-        let answered = wait_for_answer(&journal, 5, 0, Duration::from_secs(60), async || {
-            panic!("answered requests do not time out")
-        })
+        let waited = wait_for_answer(
+            &journal,
+            5,
+            0,
+            Duration::from_secs(60),
+            std::future::pending(),
+            async |_, _| panic!("answered requests do not time out"),
+        )
         .await
         .unwrap();
+        assert_eq!(waited.withdrawn, None);
+        let answered = waited.answered;
         assert_eq!(answered.answer, ApprovalAnswer::Approve);
         assert_eq!(answered.by, "operator:ann");
         assert_eq!(answered.seq, first);
@@ -230,12 +268,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::open(&dir.path().join("j.db"), JournalOptions::default()).unwrap();
         let j = journal.clone();
-        let answered = wait_for_answer(&journal, 3, 0, Duration::from_secs(2), async || {
-            j.append(&answer_event(3, ApprovalAnswer::Timeout, "timeout"))
-                .await
-        })
+        let answered = wait_for_answer(
+            &journal,
+            3,
+            0,
+            Duration::from_secs(2),
+            std::future::pending(),
+            async |answer, _| {
+                assert_eq!(answer, ApprovalAnswer::Timeout);
+                j.append(&answer_event(3, answer, "timeout")).await
+            },
+        )
         .await
-        .unwrap();
+        .unwrap()
+        .answered;
         assert_eq!(answered.answer, ApprovalAnswer::Timeout);
         assert!(!answered.answer.approves());
         journal.close().await.unwrap();
@@ -248,9 +294,14 @@ mod tests {
         let held = {
             let journal = journal.clone();
             tokio::spawn(async move {
-                wait_for_answer(&journal, 9, 0, Duration::from_secs(60), async || {
-                    panic!("the answer comes before the timeout")
-                })
+                wait_for_answer(
+                    &journal,
+                    9,
+                    0,
+                    Duration::from_secs(60),
+                    std::future::pending(),
+                    async |_, _| panic!("the answer comes before the timeout"),
+                )
                 .await
             })
         };
@@ -266,8 +317,47 @@ mod tests {
             .await
             .expect("the held call saw the answer")
             .unwrap()
-            .unwrap();
+            .unwrap()
+            .answered;
         assert_eq!(answered.answer, ApprovalAnswer::ApproveSession);
+        journal.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_call_withdrawn_while_held_is_closed_in_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&dir.path().join("j.db"), JournalOptions::default()).unwrap();
+        let j = journal.clone();
+        let (cancel, cancelled) = tokio::sync::oneshot::channel::<String>();
+        cancel.send("the user gave up".into()).unwrap();
+        let waited = wait_for_answer(
+            &journal,
+            4,
+            0,
+            Duration::from_secs(60),
+            async { cancelled.await.unwrap() },
+            async |answer, reason| {
+                j.append(&Event {
+                    body: EventBody::ApprovalAnswered {
+                        decision_seq: 4,
+                        answer,
+                        by: "agent".into(),
+                        reason,
+                    },
+                    ..answer_event(4, answer, "agent")
+                })
+                .await
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(waited.withdrawn.as_deref(), Some("the user gave up"));
+        assert_eq!(waited.answered.answer, ApprovalAnswer::Withdrawn);
+        assert_eq!(waited.answered.reason, "the user gave up");
+        // The closing record is the first answer: nobody can approve the call any more.
+        let reader = JournalReader::open(&dir.path().join("j.db")).unwrap();
+        let (first, _) = first_answer(&reader, 4, 0, None).unwrap();
+        assert_eq!(first.unwrap().answer, ApprovalAnswer::Withdrawn);
         journal.close().await.unwrap();
     }
 }

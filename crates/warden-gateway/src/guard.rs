@@ -39,6 +39,9 @@ pub struct Verdict {
     pub target: String,
     /// The verb.
     pub action: ActionKind,
+    /// Why the agent cancelled the call while it was held for a human, if it did: the call
+    /// must not go ahead, and the agent expects no answer to it.
+    pub withdrawn: Option<String>,
 }
 
 /// Decides and records the actions of one agent session, whichever channel they come
@@ -120,6 +123,22 @@ impl Guard {
     /// the verdict is then the answer's: allowed, with the `ask` record as its `seq`, only
     /// once an approval is durable in the journal.
     pub async fn check_noting(&self, action: &Action, notes: Map<String, Value>) -> Verdict {
+        self.check_withdrawable(action, notes, std::future::pending(), || {})
+            .await
+    }
+
+    /// [`Guard::check_noting`] for a call the agent may cancel: if `withdrawn` resolves (with
+    /// the agent's reason) while the call is held for a human, the hold ends, the request is
+    /// closed in the journal as `withdrawn`, and the verdict says so. `on_hold` is called
+    /// when the hold begins, so the caller can stop keeping the agent's other messages
+    /// waiting behind this one.
+    pub async fn check_withdrawable(
+        &self,
+        action: &Action,
+        notes: Map<String, Value>,
+        withdrawn: impl Future<Output = String>,
+        on_hold: impl FnOnce(),
+    ) -> Verdict {
         let started = std::time::Instant::now();
         let verdict = self.decide_noting(action, notes).await;
         crate::metrics::decision(verdict.decision.effect, verdict.action, started.elapsed());
@@ -127,7 +146,10 @@ impl Guard {
             return verdict;
         }
         match (verdict.seq, self.hold) {
-            (Some(seq), Some(hold)) => self.hold_for_answer(verdict, seq, hold).await,
+            (Some(seq), Some(hold)) => {
+                on_hold();
+                self.hold_for_answer(verdict, seq, hold, withdrawn).await
+            }
             _ => verdict,
         }
     }
@@ -150,7 +172,13 @@ impl Guard {
 
     /// Holds the call decided `ask` in record `seq` until the first answer, and returns the
     /// verdict that answer makes.
-    async fn hold_for_answer(&self, mut verdict: Verdict, seq: u64, hold: HoldOptions) -> Verdict {
+    async fn hold_for_answer(
+        &self,
+        mut verdict: Verdict,
+        seq: u64,
+        hold: HoldOptions,
+        withdrawn: impl Future<Output = String>,
+    ) -> Verdict {
         let expires_ms =
             now_ms().saturating_add(i64::try_from(hold.timeout.as_millis()).unwrap_or(i64::MAX));
         let answered = match self
@@ -161,12 +189,16 @@ impl Guard {
             .await
         {
             Ok(requested) => {
-                let timeout_record = async || {
+                let closing_record = async |answer: ApprovalAnswer, reason: String| {
+                    let by = match answer {
+                        ApprovalAnswer::Withdrawn => "agent",
+                        _ => "timeout",
+                    };
                     self.record(EventBody::ApprovalAnswered {
                         decision_seq: seq,
-                        answer: ApprovalAnswer::Timeout,
-                        by: "timeout".to_owned(),
-                        reason: format!("nobody answered within {} s", hold.timeout.as_secs()),
+                        answer,
+                        by: by.to_owned(),
+                        reason,
                     })
                     .await
                 };
@@ -175,14 +207,23 @@ impl Guard {
                     seq,
                     requested,
                     hold.timeout,
-                    timeout_record,
+                    withdrawn,
+                    closing_record,
                 )
                 .await
             }
             Err(err) => Err(err),
         };
         let answered = match answered {
-            Ok(a) => a,
+            Ok(waited) if waited.withdrawn.is_some() => {
+                verdict.decision = Decision::refuse(format!(
+                    "the agent cancelled this call while it waited for a human ({})",
+                    waited.withdrawn.as_deref().unwrap_or_default()
+                ));
+                verdict.withdrawn = waited.withdrawn;
+                return verdict;
+            }
+            Ok(waited) => waited.answered,
             Err(err) => {
                 verdict.decision = Decision::refuse(format!(
                     "this call needed a human's approval, which could not be asked for or \
@@ -218,7 +259,7 @@ impl Guard {
                 "a human refused this call ({who}: {})",
                 answered.reason
             )),
-            ApprovalAnswer::Timeout => Decision::refuse(format!(
+            ApprovalAnswer::Timeout | ApprovalAnswer::Withdrawn => Decision::refuse(format!(
                 "this call needed a human's approval and {}; it was refused",
                 answered.reason
             )),
@@ -302,6 +343,7 @@ impl Guard {
     /// anything is written), then the journal records, queued so the caller does not wait.
     fn respond(&self, monitor: &Monitor, raised: Vec<Raised>) {
         for Raised { alert, responses } in raised {
+            crate::metrics::alert(alert.detector, alert.severity.as_str());
             if responses.contains(&Response::Log) {
                 tracing::warn!(
                     agent = %alert.agent, detector = alert.detector,
@@ -330,12 +372,15 @@ impl Guard {
                     evidence: alert.evidence.clone(),
                 };
                 match monitor.quarantine_now(entry) {
-                    Ok(true) => records.push(EventBody::Quarantined {
-                        level: level.as_str().to_owned(),
-                        reason: alert.summary.clone(),
-                        by: format!("detector:{}", alert.detector),
-                        evidence: alert.evidence.clone(),
-                    }),
+                    Ok(true) => {
+                        crate::metrics::quarantine(level.as_str());
+                        records.push(EventBody::Quarantined {
+                            level: level.as_str().to_owned(),
+                            reason: alert.summary.clone(),
+                            by: format!("detector:{}", alert.detector),
+                            evidence: alert.evidence.clone(),
+                        });
+                    }
                     Ok(false) => {}
                     Err(err) => tracing::error!(
                         %err, agent = %alert.agent,
@@ -399,12 +444,16 @@ impl Guard {
             policies: decision.policies.clone(),
             reason: decision.reason.clone(),
         });
-        let verdict = match self.journal.append(&event).await {
+        let appended = std::time::Instant::now();
+        let committed = self.journal.append(&event).await;
+        crate::metrics::journal_commit(appended.elapsed());
+        let verdict = match committed {
             Ok(seq) => Verdict {
                 decision,
                 seq: Some(seq),
                 target,
                 action,
+                withdrawn: None,
             },
             Err(err) => Verdict {
                 decision: Decision::refuse(format!(
@@ -414,6 +463,7 @@ impl Guard {
                 seq: None,
                 target,
                 action,
+                withdrawn: None,
             },
         };
         (verdict, event)

@@ -30,6 +30,8 @@ pub enum Mode {
     Saturate(SaturateArgs),
     /// Open N idle sessions and report the target's memory per session (HTTP only).
     Sessions(SessionsArgs),
+    /// Flood plain HTTP routes (a control plane's API) with GETs from N workers.
+    Flood(crate::flood::FloodArgs),
 }
 
 /// Where the load goes.

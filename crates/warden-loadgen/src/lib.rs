@@ -10,6 +10,9 @@
 //! - [`saturate`]: closed loop with a fixed number of workers: throughput and latency;
 //! - [`sessions`]: many idle sessions, and the target's resident memory per session.
 //!
+//! Besides MCP, [`flood`] floods plain HTTP routes (a control plane's API) with GETs, to run
+//! next to `rate`.
+//!
 //! It must never outlive its run: `rate` and `saturate` stop starting calls when their duration
 //! is over (a `rate` backlog may drain for one more request timeout; what is left is counted
 //! as not sent) and wait at most one timeout for calls in flight; a stdio server it started is
@@ -20,6 +23,7 @@
 
 pub mod cli;
 pub mod error;
+pub mod flood;
 pub mod http;
 pub mod rate;
 pub mod response;

@@ -121,6 +121,11 @@ async fn run(mode: Mode) -> Result<bool, LoadError> {
             );
             Ok(report.opened.ok > 0)
         }
+        Mode::Flood(args) => {
+            let report = warden_loadgen::flood::run(&args.options()?).await?;
+            warden_loadgen::flood::emit(&args, &report);
+            Ok(report.answered > 0)
+        }
     }
 }
 

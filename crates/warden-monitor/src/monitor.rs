@@ -96,6 +96,16 @@ impl Monitor {
         self.webhook.as_deref()
     }
 
+    /// The names of the detectors running, in the order they see each record.
+    pub fn detector_names(&self) -> Vec<&'static str> {
+        self.detectors.iter().map(|d| d.name()).collect()
+    }
+
+    /// The playbook.
+    pub fn playbook(&self) -> &Playbook {
+        &self.playbook
+    }
+
     /// Whether the playbook ever answers with `response`.
     pub fn playbook_uses(&self, response: Response) -> bool {
         self.playbook.uses(response)

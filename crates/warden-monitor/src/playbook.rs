@@ -10,13 +10,13 @@
 //! Every alert is journaled whatever the playbook says; the rules add responses. An alert
 //! matching several rules gets each response once.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use warden_core::Severity;
 
 use crate::alert::Alert;
 
 /// What Warden does about an alert.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Response {
     /// Write it to Warden's log (stderr) as well as the journal.
@@ -47,7 +47,7 @@ impl Response {
 }
 
 /// One rule.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     /// The detector's name, or `*`.
@@ -106,6 +106,11 @@ impl Playbook {
             }
         }
         out
+    }
+
+    /// The rules, in order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
     }
 
     /// Whether some rule answers with `response`.

@@ -37,6 +37,16 @@ impl Level {
             Level::Quarantine => "quarantine",
         }
     }
+
+    /// What an agent under this level is, as operators read it: `quarantined`, `ask` (every
+    /// action needs a human's approval) or `throttled`.
+    pub fn state(self) -> &'static str {
+        match self {
+            Level::Throttle => "throttled",
+            Level::Ask => "ask",
+            Level::Quarantine => "quarantined",
+        }
+    }
 }
 
 /// One restricted agent: quarantined, or held to asking or to a slow rate.

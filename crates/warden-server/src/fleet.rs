@@ -48,6 +48,21 @@ pub struct AgentActivity {
     pub sessions_open: u64,
 }
 
+/// What one detector has raised so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DetectorActivity {
+    /// Alerts raised.
+    pub alerts: u64,
+    /// The newest alert's record.
+    pub last_seq: u64,
+    /// When it was raised.
+    pub last_time_ms: i64,
+    /// The agent it concerned.
+    pub last_agent: String,
+    /// What it said.
+    pub last_summary: String,
+}
+
 /// One session and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SessionInfo {
@@ -101,6 +116,8 @@ struct State {
     /// Held calls answered (or timed out) so far, by decision seq, so a request whose
     /// `approval_requested` record comes after its answer is not shown as pending.
     answered: HashMap<u64, (ApprovalAnswer, u64)>,
+    /// Alerts by detector.
+    detectors: BTreeMap<String, DetectorActivity>,
 }
 
 /// The projection. Cheap to share; [`Fleet::catch_up`] brings it up to date.
@@ -112,6 +129,26 @@ pub struct Fleet {
 impl Fleet {
     /// Reads every record after the last one seen. Blocking (SQLite).
     pub fn catch_up(&self, reader: &JournalReader) -> Result<u64, JournalError> {
+        self.read_on(reader, &mut |_| {})
+    }
+
+    /// [`Fleet::catch_up`], calling `progress(read, last)` after each step: the last seq read
+    /// so far, and the journal's last seq (when reading began, or since passed). For a reader
+    /// that shows how far a long first catch-up has come.
+    pub fn catch_up_with_progress(
+        &self,
+        reader: &JournalReader,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<u64, JournalError> {
+        let last = reader.last_seq()?;
+        self.read_on(reader, &mut |read| progress(read, last.max(read)))
+    }
+
+    fn read_on(
+        &self,
+        reader: &JournalReader,
+        step: &mut dyn FnMut(u64),
+    ) -> Result<u64, JournalError> {
         let mut state = self.lock();
         loop {
             let records = reader.records(&Query {
@@ -123,10 +160,16 @@ impl Fleet {
             for record in records {
                 state.apply(reader, record)?;
             }
+            step(state.cursor);
             if done {
                 return Ok(state.cursor);
             }
         }
+    }
+
+    /// What each detector has raised, by detector name.
+    pub fn detectors(&self) -> BTreeMap<String, DetectorActivity> {
+        self.lock().detectors.clone()
     }
 
     /// Every agent seen, by name.
@@ -244,6 +287,16 @@ impl State {
                     .or_insert((answer, record.seq));
                 self.pending.remove(&decision_seq);
             }
+            Some(EventBody::Alert {
+                detector, summary, ..
+            }) => {
+                let seen = self.detectors.entry(detector).or_default();
+                seen.alerts += 1;
+                seen.last_seq = record.seq;
+                seen.last_time_ms = record.time_ms;
+                seen.last_agent = agent;
+                seen.last_summary = summary;
+            }
             _ => {}
         }
         Ok(())
@@ -285,7 +338,7 @@ fn held_call(
     seq: u64,
     expires_ms: i64,
 ) -> Result<Option<PendingApproval>, JournalError> {
-    let Some(record) = crate::api::record_at(reader, seq)? else {
+    let Some(record) = reader.record(seq)? else {
         return Ok(None);
     };
     let Ok(EventBody::Decision {
@@ -431,6 +484,31 @@ mod tests {
         let (alice_now, _) = fleet.agent("alice").unwrap();
         assert_eq!(alice_now.sessions_open, 1);
         assert_eq!(alice_now.last_seq, alice.last_seq + 2);
+        journal.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn progress_reports_each_step_up_to_the_last_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let journal = Journal::open(&path, JournalOptions::default()).unwrap();
+        let total = CHUNK as u64 + 10;
+        // Queued together: committed in a few transactions, not one per record.
+        let appended: Vec<_> = (0..total)
+            .map(|_| journal.append_queued(&event("alice", "mcp-1", decision(Effect::Allow))))
+            .collect();
+        for pending in appended {
+            pending.await.unwrap();
+        }
+        let reader = JournalReader::open(&path).unwrap();
+        let fleet = Fleet::default();
+        let mut steps = Vec::new();
+        let cursor = fleet
+            .catch_up_with_progress(&reader, |read, last| steps.push((read, last)))
+            .unwrap();
+        assert_eq!(cursor, total);
+        assert_eq!(steps, vec![(CHUNK as u64, total), (total, total)]);
+        assert_eq!(fleet.agent("alice").unwrap().0.decisions.allow, total);
         journal.close().await.unwrap();
     }
 }

@@ -14,5 +14,5 @@ pub mod fleet;
 pub mod operators;
 
 pub use api::Recorder;
-pub use api::{BaselineLookup, ControlState, router};
+pub use api::{BaselineLookup, ControlState, KillReport, Killed, Killer, router};
 pub use operators::{AuthError, Operator, OperatorStore, Role};

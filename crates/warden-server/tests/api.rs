@@ -11,7 +11,7 @@ use tower::ServiceExt;
 use warden_core::{AgentId, Event, EventBody, SessionId, Severity};
 use warden_journal::{Journal, JournalOptions, JournalReader, Query};
 use warden_monitor::Quarantine;
-use warden_server::{ControlState, OperatorStore, Recorder, Role, router};
+use warden_server::{ControlState, KillReport, Killed, OperatorStore, Recorder, Role, router};
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -83,6 +83,18 @@ async fn act<R: Recorder>(
     .await
 }
 
+/// A request to the API as a browser or script on the same host sends it, with `token`.
+fn request(method: &str, uri: &str, token: Option<&str>) -> axum::http::request::Builder {
+    let request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("host", "127.0.0.1:7412");
+    match token {
+        Some(t) => request.header("authorization", format!("Bearer {t}")),
+        None => request,
+    }
+}
+
 async fn call<R: Recorder>(
     state: &Arc<ControlState<R>>,
     method: &str,
@@ -90,13 +102,7 @@ async fn call<R: Recorder>(
     token: Option<&str>,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
-    let mut request = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("host", "127.0.0.1:7412");
-    if let Some(t) = token {
-        request = request.header("authorization", format!("Bearer {t}"));
-    }
+    let request = request(method, uri, token);
     let request = match body {
         Some(b) => request
             .header("content-type", "application/json")
@@ -383,26 +389,18 @@ async fn an_admin_quarantines_and_releases_with_reasons_journaled() {
 #[tokio::test]
 async fn cross_site_requests_and_non_json_bodies_are_refused() {
     let f = fixture(3).await;
-    let request = Request::builder()
-        .method("POST")
-        .uri("/api/v1/agents/mallory/quarantine")
-        .header("host", "127.0.0.1:7412")
+    let cross_site = request("POST", "/api/v1/agents/mallory/quarantine", Some(&f.admin))
         .header("origin", "https://evil.example")
-        .header("authorization", format!("Bearer {}", f.admin))
         .header("content-type", "application/json")
         .body(Body::from(r#"{"reason":"csrf"}"#))
         .unwrap();
-    let response = router(f.state.clone()).oneshot(request).await.unwrap();
+    let response = router(f.state.clone()).oneshot(cross_site).await.unwrap();
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
-    let request = Request::builder()
-        .method("POST")
-        .uri("/api/v1/agents/mallory/quarantine")
-        .header("host", "127.0.0.1:7412")
-        .header("authorization", format!("Bearer {}", f.admin))
+    let form = request("POST", "/api/v1/agents/mallory/quarantine", Some(&f.admin))
         .header("content-type", "text/plain")
         .body(Body::from("reason=csrf"))
         .unwrap();
-    let response = router(f.state.clone()).oneshot(request).await.unwrap();
+    let response = router(f.state.clone()).oneshot(form).await.unwrap();
     assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert!(f.state.quarantine.list().is_empty());
 }
@@ -410,14 +408,11 @@ async fn cross_site_requests_and_non_json_bodies_are_refused() {
 #[tokio::test]
 async fn a_same_origin_request_is_served() {
     let f = fixture(3).await;
-    let request = Request::builder()
-        .uri("/api/v1/quarantine")
-        .header("host", "127.0.0.1:7412")
+    let same_origin = request("GET", "/api/v1/quarantine", Some(&f.viewer))
         .header("origin", "http://127.0.0.1:7412")
-        .header("authorization", format!("Bearer {}", f.viewer))
         .body(Body::empty())
         .unwrap();
-    let response = router(f.state.clone()).oneshot(request).await.unwrap();
+    let response = router(f.state.clone()).oneshot(same_origin).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 }
 
@@ -450,7 +445,12 @@ async fn an_approver_cannot_release_and_a_revocation_elsewhere_applies_at_once()
 struct BrokenJournal;
 
 impl Recorder for BrokenJournal {
-    async fn record(&self, _agent: &AgentId, _body: EventBody) -> Result<u64, String> {
+    async fn record_in(
+        &self,
+        _agent: &AgentId,
+        _session: SessionId,
+        _body: EventBody,
+    ) -> Result<u64, String> {
         Err("disk full".into())
     }
 }
@@ -609,7 +609,7 @@ async fn agents_sessions_and_an_alert_with_its_evidence() {
         None,
     )
     .await;
-    assert_eq!(body["agent"]["state"], "quarantine", "{body}");
+    assert_eq!(body["agent"]["state"], "quarantined", "{body}");
     assert_eq!(body["agent"]["quarantine"]["reason"], "exfiltration");
     let (status, body) = call(
         &f.state,
@@ -658,13 +658,10 @@ async fn newest_first_pages_walk_back_without_gaps() {
 #[tokio::test]
 async fn the_stream_carries_records_appended_after_it_opened() {
     let f = fixture(5).await;
-    let request = Request::builder()
-        .uri("/api/v1/stream?kind=alert")
-        .header("host", "127.0.0.1:7412")
-        .header("authorization", format!("Bearer {}", f.viewer))
+    let stream = request("GET", "/api/v1/stream?kind=alert", Some(&f.viewer))
         .body(Body::empty())
         .unwrap();
-    let response = router(f.state.clone()).oneshot(request).await.unwrap();
+    let response = router(f.state.clone()).oneshot(stream).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert!(
         response.headers()["content-type"]
@@ -725,16 +722,12 @@ async fn every_documented_route_is_served() {
         }
         let concrete = path.replace("{seq}", "10").replace("{name}", "mallory");
         for method in methods.as_object().unwrap().keys() {
-            let mut request = Request::builder()
-                .method(method.to_uppercase().as_str())
-                .uri(&concrete)
-                .header("host", "127.0.0.1:7412")
-                .header("authorization", format!("Bearer {}", f.admin));
+            let mut sent = request(&method.to_uppercase(), &concrete, Some(&f.admin));
             if method == "post" {
-                request = request.header("content-type", "application/json");
+                sent = sent.header("content-type", "application/json");
             }
             let response = router(f.state.clone())
-                .oneshot(request.body(Body::from("{}")).unwrap())
+                .oneshot(sent.body(Body::from("{}")).unwrap())
                 .await
                 .unwrap();
             let status = response.status();
@@ -748,4 +741,171 @@ async fn every_documented_route_is_served() {
             );
         }
     }
+}
+
+/// The fixture's journal and lists behind a state whose killer reports `sandboxes` and
+/// remembers which agents it was asked to kill.
+fn with_killer(
+    f: &Fixture,
+    sandboxes: Vec<Killed>,
+) -> (Arc<ControlState>, Arc<std::sync::Mutex<Vec<String>>>) {
+    let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut state = ControlState::new(
+        f.state.journal.clone(),
+        f.state.journal_path.clone(),
+        f.state.quarantine.clone(),
+        f.state.operators.clone(),
+    );
+    let seen = asked.clone();
+    state.killer = Some(Box::new(move |agent| {
+        seen.lock().unwrap().push(agent.as_str().to_owned());
+        Ok(sandboxes.clone())
+    }));
+    (Arc::new(state), asked)
+}
+
+fn sandbox(session: &str, result: Result<u64, &str>) -> Killed {
+    Killed {
+        session: SessionId::from_raw(session),
+        result: result
+            .map(|processes| KillReport {
+                processes,
+                elapsed_us: 840,
+                method: "cgroup v2 cgroup.kill".into(),
+            })
+            .map_err(str::to_owned),
+    }
+}
+
+#[tokio::test]
+async fn kill_stops_the_agents_sandboxes_and_journals_each_with_operator_and_reason() {
+    let f = fixture(3).await;
+    let (state, asked) = with_killer(
+        &f,
+        vec![
+            sandbox("aaaa", Ok(12)),
+            sandbox("bbbb", Err("the cgroup is gone")),
+        ],
+    );
+    let (status, body) = act(&state, &f.admin, "kill", "spawning miners").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(*asked.lock().unwrap(), ["mallory"]);
+    let sandboxes = body["sandboxes"].as_array().unwrap();
+    assert_eq!(sandboxes[0]["killed"], true, "{body}");
+    assert_eq!(sandboxes[0]["processes"], 12);
+    assert_eq!(sandboxes[1]["killed"], false);
+    assert_eq!(sandboxes[1]["error"], "the cgroup is gone");
+    let seq = sandboxes[0]["seq"].as_u64().expect("the kill is journaled");
+    let record = JournalReader::open(&f.dir.path().join("journal.db"))
+        .unwrap()
+        .records(&Query {
+            after_seq: seq - 1,
+            limit: 1,
+            ..Query::default()
+        })
+        .unwrap()
+        .remove(0);
+    assert_eq!(record.kind, "sandbox_killed");
+    assert_eq!(record.agent.as_str(), "mallory");
+    assert_eq!(
+        record.session.as_str(),
+        "aaaa",
+        "under the killed sandbox's session"
+    );
+    assert_eq!(record.body["by"], "operator:ana");
+    assert_eq!(record.body["reason"], "spawning miners");
+    assert_eq!(record.body["processes"], 12);
+}
+
+#[tokio::test]
+async fn kill_is_for_admins_with_a_reason_and_says_when_there_is_nothing_to_kill() {
+    let f = fixture(3).await;
+    let (state, asked) = with_killer(&f, vec![sandbox("aaaa", Ok(1))]);
+    let before = journal_kinds(&f).len();
+    let (status, body) = act(&state, &f.viewer, "kill", "because").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = act(&state, &f.admin, "kill", "  ").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(asked.lock().unwrap().is_empty(), "nothing was killed");
+    assert_eq!(journal_kinds(&f).len(), before, "nothing was journaled");
+
+    let (none, _) = with_killer(&f, Vec::new());
+    let (status, body) = act(&none, &f.admin, "kill", "stop it").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("no running sandbox")
+    );
+
+    let (failing, _) = with_killer(&f, vec![sandbox("aaaa", Err("permission denied"))]);
+    let (status, body) = act(&failing, &f.admin, "kill", "stop it").await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("permission denied")
+    );
+
+    // A control plane without sandboxes says so rather than pretending.
+    let (status, body) = act(&f.state, &f.admin, "kill", "stop it").await;
+    assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{body}");
+    assert_eq!(journal_kinds(&f).len(), before, "nothing was journaled");
+}
+
+#[tokio::test]
+async fn detectors_show_their_settings_what_they_raised_and_whom_they_hold() {
+    let f = fixture(30).await;
+    let settings = json!({"threshold": 3, "window_secs": 60});
+    let detector = warden_monitor::detectors::build("denial_burst", settings.clone()).unwrap();
+    let monitor = warden_monitor::Monitor::new(
+        vec![detector],
+        warden_monitor::Playbook::default_rules(),
+        f.state.quarantine.clone(),
+    );
+    f.state
+        .quarantine
+        .add(warden_monitor::QuarantineEntry {
+            agent: AgentId::new("mallory").unwrap(),
+            level: warden_monitor::Level::Quarantine,
+            reason: "burst 29".into(),
+            by: "detector:denial_burst".into(),
+            since_ms: 1,
+            evidence: vec![29],
+        })
+        .unwrap();
+    let mut state = ControlState::new(
+        f.state.journal.clone(),
+        f.state.journal_path.clone(),
+        f.state.quarantine.clone(),
+        f.state.operators.clone(),
+    );
+    state.monitor = Some(Arc::new(monitor));
+    state
+        .detector_settings
+        .insert("denial_burst".into(), settings.clone());
+    let state = Arc::new(state);
+    let (status, body) = call(&state, "GET", "/api/v1/detectors", Some(&f.viewer), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let burst = &body["detectors"][0];
+    assert_eq!(burst["name"], "denial_burst", "{body}");
+    assert_eq!(burst["running"], true);
+    assert_eq!(burst["settings"], settings);
+    // The fixture journals an alert every tenth record: seqs 10, 20 and 30.
+    assert_eq!(burst["alerts"], 3, "{body}");
+    assert_eq!(burst["last_alert"]["seq"], 30);
+    assert_eq!(burst["last_alert"]["summary"], "burst 29");
+    assert_eq!(burst["holding"][0]["agent"], "mallory");
+    assert_eq!(body["playbook"][1]["respond"][0], "quarantine", "{body}");
+
+    // Without a monitor of its own, what the journal says is still shown.
+    let (status, body) = call(&f.state, "GET", "/api/v1/detectors", Some(&f.viewer), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["detectors"][0]["running"], false, "{body}");
+    assert_eq!(body["detectors"][0]["alerts"], 3);
+    assert_eq!(body["playbook"], Value::Null);
+    let (status, _) = call(&f.state, "GET", "/api/v1/detectors", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }

@@ -253,6 +253,10 @@ pub struct ControlSection {
     /// Operators and the digests of their tokens (`warden user add`).
     #[serde(default = "default_operators_file")]
     pub operators_file: PathBuf,
+    /// API requests worked on at once; one more is answered 503 with `Retry-After` at once,
+    /// so a flood of requests queues nowhere (operator actions have room of their own).
+    #[serde(default = "default_control_max_concurrent")]
+    pub max_concurrent_requests: usize,
 }
 
 impl Default for ControlSection {
@@ -260,8 +264,13 @@ impl Default for ControlSection {
         Self {
             listen: None,
             operators_file: default_operators_file(),
+            max_concurrent_requests: default_control_max_concurrent(),
         }
     }
+}
+
+fn default_control_max_concurrent() -> usize {
+    warden_server::api::DEFAULT_MAX_CONCURRENT_REQUESTS
 }
 
 fn default_operators_file() -> PathBuf {
@@ -397,6 +406,9 @@ impl Config {
         }
         if self.journal.checkpoint_every == 0 {
             bail!("journal.checkpoint_every must be at least 1");
+        }
+        if !(1..=4096).contains(&self.control.max_concurrent_requests) {
+            bail!("control.max_concurrent_requests must be between 1 and 4096");
         }
         let h = &self.http;
         if h.tls_cert.is_some() != h.tls_key.is_some() {
@@ -659,6 +671,7 @@ mod tests {
         assert!(Config::parse("[servers.\"../x\"]\ncommand = [\"a\"]\n").is_err());
         assert!(Config::parse("[servers.files]\ncommand = []\n").is_err());
         assert!(Config::parse("[agents]\npath = \"a.json\"\n").is_err());
+        assert!(Config::parse("[control]\nmax_concurrent_requests = 0\n").is_err());
     }
 
     #[test]

@@ -81,6 +81,13 @@ enum Command {
     User(cmd::user::UserCommand),
     /// Propose a least-privilege policy and a first_seen baseline from an agent's journal.
     Learn(cmd::learn::Args),
+    /// Every agent in the journal: state, last seen, decisions, alerts, open sessions; or one
+    /// agent (NAME) with its sessions.
+    Agents(cmd::agents::Args),
+    /// Journal records as readable lines, by agent and kind; the newest, or followed live.
+    Events(cmd::events::Args),
+    /// The detectors' alerts; or one alert (SEQ) with the records it cites as evidence.
+    Alerts(cmd::alerts::Args),
 }
 
 fn main() -> ExitCode {
@@ -108,6 +115,9 @@ fn main() -> ExitCode {
         Command::Approvals(args) => cmd::approvals::run(args),
         Command::User(c) => cmd::user::run(c),
         Command::Learn(args) => cmd::learn::run(args),
+        Command::Agents(args) => cmd::agents::run(args),
+        Command::Events(args) => cmd::events::run(args),
+        Command::Alerts(args) => cmd::alerts::run(args),
     };
     // The last spans reach the collector before the process ends.
     telemetry.shutdown();

@@ -541,7 +541,11 @@ fn kill_stops_a_hundred_processes_at_once_and_journals_it() {
     assert_eq!(killed.len(), 1);
     assert!(killed[0]["processes"].as_u64().unwrap() >= 100);
     assert!(killed[0]["elapsed_us"].as_u64().is_some());
-    assert_eq!(killed[0]["by"], "operator");
+    assert!(
+        killed[0]["by"].as_str().unwrap().starts_with("operator:"),
+        "the operator is named: {}",
+        killed[0]
+    );
     // And nothing is recorded as running any more.
     assert!(
         std::fs::read_dir(&runs).map_or(true, |mut d| d.next().is_none()),
@@ -871,4 +875,105 @@ sleep 30; echo survived"#
     // would not be touched.
     let planted = std::fs::read_to_string(s.path("workspaces/bot/.aws/credentials")).unwrap();
     assert!(planted.starts_with("# planted by Warden"));
+}
+
+/// `warden up` with a control plane over the sandbox's folder; its control address, once the
+/// fleet view is ready.
+fn control_plane(s: &Sandbox) -> (std::process::Child, std::net::SocketAddr) {
+    use std::io::BufRead;
+    let example = warden_bin().with_file_name("warden-example-files");
+    let config = std::fs::read_to_string(s.path("warden.toml")).unwrap();
+    std::fs::write(
+        s.path("warden.toml"),
+        format!(
+            "[servers.files]\ncommand = [{:?}, \"--root\", \".\"]\n\n\
+             [control]\nlisten = \"127.0.0.1:0\"\n\n{config}",
+            example.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let mut up = Command::new(warden_bin())
+        .current_dir(s.dir.path())
+        .args(["up", "--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = std::io::BufReader::new(up.stdout.take().unwrap()).lines();
+    let mut control = None;
+    for line in lines {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("warden: serving the control plane at http://") {
+            control = Some(rest.trim_end_matches("/api/v1").parse().unwrap());
+        }
+        if line.contains("control plane ready") {
+            break;
+        }
+    }
+    (up, control.expect("warden up printed its control address"))
+}
+
+#[test]
+fn an_admin_kills_an_agents_sandbox_from_the_control_plane() {
+    use std::io::{Read, Write};
+    let s = Sandbox::new("", "");
+    let (mut up, control) = control_plane(&s);
+    let added = Command::new(warden_bin())
+        .current_dir(s.dir.path())
+        .args(["user", "add", "ana", "--role", "admin"])
+        .output()
+        .unwrap();
+    let (out, err) = text(&added);
+    assert!(added.status.success(), "{err}");
+    let admin = out
+        .lines()
+        .find(|l| l.starts_with("wdo_"))
+        .unwrap()
+        .to_owned();
+    let mut child = s
+        .command("i=0; while [ $i -lt 20 ]; do sleep 600 & i=$((i+1)); done; wait")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until_populated(&s, 20);
+
+    let body = r#"{"reason": "mining on the build host"}"#;
+    let mut conn = std::net::TcpStream::connect(control).unwrap();
+    write!(
+        conn,
+        "POST /api/v1/agents/bot/kill HTTP/1.1\r\nhost: {control}\r\n\
+         authorization: Bearer {admin}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    let _ = up.kill();
+    let _ = up.wait();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains(r#""killed":true"#), "{answer}");
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the agent was killed");
+    let killed: Vec<JournalRecord> = s
+        .journal()
+        .into_iter()
+        .filter(|r| r.kind == "sandbox_killed")
+        .collect();
+    assert_eq!(killed.len(), 1, "{:?}", s.journal());
+    assert_eq!(killed[0].agent.as_str(), "bot");
+    assert_eq!(killed[0].body["by"], "operator:ana");
+    assert_eq!(killed[0].body["reason"], "mining on the build host");
+    assert!(killed[0].body["processes"].as_u64().unwrap() >= 20);
+    let started = s
+        .journal()
+        .into_iter()
+        .find(|r| r.kind == "sandbox_started")
+        .unwrap();
+    assert_eq!(
+        killed[0].session, started.session,
+        "under the sandbox's session"
+    );
 }

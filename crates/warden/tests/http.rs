@@ -10,7 +10,8 @@ use std::net::TcpStream;
 
 use serde_json::{Value, json};
 use support::up::{
-    Resp, Up, add_agent, exchange, files_setup, post, post_with, read_response, start,
+    Resp, Up, add_agent, add_operator, exchange, files_setup, files_setup_with, post, post_with,
+    read_response, start,
 };
 use support::{HANG_GUARD, warden};
 
@@ -878,37 +879,10 @@ fn the_control_plane_is_for_operators_and_its_quarantine_holds_at_once() {
         format!("{config}\n[control]\nlisten = \"127.0.0.1:0\"\n"),
     )
     .unwrap();
-    let cfg = s.config();
-    let cfg = cfg.to_str().unwrap().to_owned();
-    let (status, out, err) = warden(
-        &["user", "add", "ana", "--role", "admin", "--config", &cfg],
-        s.dir.path(),
-    );
-    assert!(status.success(), "{err}");
-    let admin = out
-        .lines()
-        .find(|l| l.starts_with("wdo_"))
-        .unwrap()
-        .to_owned();
+    let admin = add_operator(&s, "ana", "admin");
     let (up, token, sid) = tester_session(s);
-    let line = up.startup_line("serving the control plane at");
-    let control: std::net::SocketAddr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .unwrap()
-        .parse()
-        .unwrap();
-    let get = |bearer: &str| {
-        exchange(
-            control,
-            &format!(
-                "GET /api/v1/journal?limit=5 HTTP/1.1\r\nhost: {control}\r\n\
-                 authorization: Bearer {bearer}\r\nconnection: close\r\n\r\n"
-            ),
-            b"",
-        )
-    };
+    let control = up.control_addr();
+    let get = |bearer: &str| up.control_get("/api/v1/journal?limit=5", bearer);
     // An agent's token never opens the control plane.
     assert_eq!(get(&token).status, 401);
     let r = get(&admin);
@@ -941,4 +915,138 @@ fn the_control_plane_is_for_operators_and_its_quarantine_holds_at_once() {
     );
     let q = wait_for_record(&up, "quarantined");
     assert_eq!(q.body["by"], "operator:ana");
+}
+
+/// The value of the Prometheus sample `series` (name and labels) in `text`.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn metrics_count_decisions_alerts_quarantines_and_journal_commits() {
+    let s = files_setup_with(
+        &[],
+        "",
+        "[control]\nlisten = \"127.0.0.1:0\"\n\n\
+         [monitor.detectors.denial_burst]\nthreshold = 2\n\n\
+         [[monitor.playbook]]\ndetector = \"denial_burst\"\nrespond = [\"quarantine\"]\n",
+    );
+    let viewer = add_operator(&s, "vic", "viewer");
+    let (up, token, sid) = tester_session(s);
+    let scrape = || {
+        let r = up.control_get("/metrics", &viewer);
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body
+    };
+    let before = scrape();
+    let commits_before = sample(&before, "warden_journal_commit_seconds_count").unwrap_or(0.0);
+    let allowed = r#"warden_decisions_total{effect="allow",action="call_tool"}"#;
+    let denied = r#"warden_decisions_total{effect="deny",action="call_tool"}"#;
+    assert_eq!(sample(&before, denied), Some(0.0), "{before}");
+
+    let r = call_tool(
+        &up,
+        &token,
+        &sid,
+        1,
+        json!({"name": "files__read_file", "arguments": {"path": "notes.txt"}}),
+    );
+    assert!(r.body.contains("the notes"), "{}", r.body);
+    for id in 2..4 {
+        let r = call_tool(
+            &up,
+            &token,
+            &sid,
+            id,
+            json!({"name": "files__read_file", "arguments": {"path": "secrets/key.env"}}),
+        );
+        assert!(
+            r.body.contains("denied") || r.body.contains("refused"),
+            "{}",
+            r.body
+        );
+    }
+    wait_for_record(&up, "quarantined");
+
+    let after = scrape();
+    assert_eq!(sample(&after, allowed), Some(1.0), "{after}");
+    assert_eq!(sample(&after, denied), Some(2.0), "{after}");
+    assert_eq!(
+        sample(
+            &after,
+            r#"warden_alerts_total{detector="denial_burst",severity="high"}"#
+        ),
+        Some(1.0),
+        "{after}"
+    );
+    assert_eq!(
+        sample(&after, r#"warden_quarantines_total{level="quarantine"}"#),
+        Some(1.0),
+        "{after}"
+    );
+    // Every decision waited for its record to be durable, and that wait was timed.
+    let commits = sample(&after, "warden_journal_commit_seconds_count").unwrap();
+    assert!(commits >= commits_before + 3.0, "{after}");
+    assert!(
+        sample(
+            &after,
+            r#"warden_gateway_request_seconds_count{channel="mcp_http"}"#
+        )
+        .is_some_and(|n| n >= 3.0),
+        "{after}"
+    );
+}
+
+#[test]
+fn a_call_held_for_approval_is_withdrawn_by_its_cancellation() {
+    let s = support::up::setup_with_config(
+        r#"
+@id("transfers-need-approval")
+@ask("transfers need a human's approval")
+permit (principal == Agent::"tester", action == Action::"call_tool", resource == Tool::"files/transfer");
+"#,
+        |s| {
+            format!(
+                "[servers.files]\ncommand = [{:?}, \"--root\", {:?}]\n\n\
+                 [approvals]\nhold = true\ntimeout_secs = 600\n",
+                support::example_server().to_str().unwrap(),
+                s.path("workspace").to_str().unwrap()
+            )
+        },
+    );
+    let (up, token, sid) = tester_session(s);
+    let call = {
+        let (addr, token, sid) = (up.addr, token.clone(), sid.clone());
+        std::thread::spawn(move || {
+            let body = rpc(
+                51,
+                "tools/call",
+                json!({"name": "files__transfer", "arguments": {"to": "acme", "amount": 5000}}),
+            );
+            let head = format!(
+                "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nMcp-Session-Id: {sid}\r\nContent-Type: application/json\r\nAccept: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            exchange(addr, &head, &body)
+        })
+    };
+    wait_for_record(&up, "approval_requested");
+    let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                        "params": {"requestId": 51, "reason": "no longer needed"}});
+    let r = post(&up, Some(&token), Some(&sid), cancel.to_string().as_bytes());
+    assert_eq!(r.status, 202);
+    // Well before the hold's 600 s: the cancellation ended it.
+    let answered = call.join().unwrap().json();
+    assert_eq!(answered["error"]["code"], -32800, "{answered}");
+    let closed = wait_for_record(&up, "approval_answered");
+    assert_eq!(closed.body["answer"], "withdrawn", "{:?}", closed.body);
+    assert_eq!(closed.body["by"], "agent");
+    assert_eq!(closed.body["reason"], "no longer needed");
+    assert!(
+        records_of_kind(&up, "outcome").is_empty(),
+        "nothing was forwarded"
+    );
 }

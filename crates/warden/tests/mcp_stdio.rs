@@ -155,6 +155,71 @@ fn a_held_call_is_approved_from_another_process() {
 }
 
 #[test]
+fn a_held_call_lets_the_agent_go_on_and_its_cancellation_withdraws_it() {
+    // Longer than the hang guard: nothing below may wait for the hold to time out.
+    let setup = Setup::new("[approvals]\nhold = true\ntimeout_secs = 600\n", "");
+    let mut s = setup.start("alice", &[]);
+    s.initialize();
+    s.send(&json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                   "params": {"name": "transfer", "arguments": {"to": "acme", "amount": 5000}}}));
+    let deadline = std::time::Instant::now() + HANG_GUARD;
+    while !setup
+        .records()
+        .iter()
+        .any(|r| r.kind == "approval_requested")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the call was never held"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // The agent's later messages are not stuck behind the held call.
+    let pong = s.request(json!(8), "ping", json!({}));
+    assert_eq!(pong["result"], json!({}), "{pong}");
+    let r = s.call(json!(9), "read_file", json!({"path": "notes.txt"}));
+    assert_eq!(refusal_effect(&r), None, "{r}");
+    // Cancelling the held call withdraws it: journaled, and nobody can approve it any more.
+    s.send(
+        &json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                   "params": {"requestId": 7, "reason": "the user changed their mind"}}),
+    );
+    let answered = loop {
+        if let Some(r) = setup
+            .records()
+            .into_iter()
+            .find(|r| r.kind == "approval_answered")
+        {
+            break r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the withdrawal was never journaled"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(answered.body["answer"], "withdrawn", "{:?}", answered.body);
+    assert_eq!(answered.body["by"], "agent");
+    assert_eq!(answered.body["reason"], "the user changed their mind");
+    let cfg = setup.config();
+    let (status, out, err) = warden(
+        &["approvals", "--config", cfg.to_str().unwrap()],
+        setup.dir.path(),
+    );
+    assert!(status.success(), "{err}");
+    assert!(!out.contains("files/transfer"), "no longer pending: {out}");
+    let r = s.call(json!(10), "read_file", json!({"path": "notes.txt"}));
+    assert_eq!(refusal_effect(&r), None, "{r}");
+    let mut seen = std::mem::take(&mut s.other);
+    let _ = s.finish();
+    seen.retain(|m| m.get("id") == Some(&json!(7)));
+    assert!(
+        seen.is_empty(),
+        "a cancelled request gets no answer: {seen:?}"
+    );
+}
+
+#[test]
 fn ask_is_refused_at_once_when_approvals_do_not_hold() {
     let setup = Setup::new("", "");
     let mut s = setup.start("alice", &[]);

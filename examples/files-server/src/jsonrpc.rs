@@ -1,4 +1,5 @@
-//! JSON-RPC 2.0 messages as the MCP stdio transport carries them: one JSON object per line.
+//! JSON-RPC 2.0 messages as the MCP transports carry them: one JSON object per stdio line or
+//! per HTTP body.
 
 use serde_json::{Map, Value, json};
 
@@ -12,6 +13,8 @@ pub mod codes {
     pub const METHOD_NOT_FOUND: i64 = -32601;
     /// The method is known but its parameters are wrong (including an unknown tool).
     pub const INVALID_PARAMS: i64 = -32602;
+    /// The server failed while handling the request.
+    pub const INTERNAL_ERROR: i64 = -32603;
 }
 
 /// One message received from the client.

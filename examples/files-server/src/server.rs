@@ -135,7 +135,7 @@ where
 
 /// `tools/list`, a page at a time when a page size is set. The cursor is the index of the
 /// page's first tool.
-fn list_tools(id: &Value, params: Option<&Value>, page_size: Option<usize>) -> Value {
+pub(crate) fn list_tools(id: &Value, params: Option<&Value>, page_size: Option<usize>) -> Value {
     let all = tools::catalogue();
     let Some(size) = page_size.filter(|s| *s > 0) else {
         return jsonrpc::result(id, json!({ "tools": all }));
@@ -156,7 +156,7 @@ fn list_tools(id: &Value, params: Option<&Value>, page_size: Option<usize>) -> V
 }
 
 /// The response to a request that is answered inline.
-fn answer(id: &Value, method: &str, params: Option<&Value>) -> Value {
+pub(crate) fn answer(id: &Value, method: &str, params: Option<&Value>) -> Value {
     match method {
         "initialize" => {
             let asked = params
@@ -182,6 +182,25 @@ fn answer(id: &Value, method: &str, params: Option<&Value>) -> Value {
             &format!("method not found: {method}"),
         ),
     }
+}
+
+/// The tool a `tools/call` names, or the error response when it names none this server has.
+pub(crate) fn called_tool(id: &Value, params: &Value) -> Result<String, Value> {
+    let Some(name) = params.get("name").and_then(Value::as_str) else {
+        return Err(jsonrpc::error(
+            id,
+            codes::INVALID_PARAMS,
+            "tools/call needs params.name (a string)",
+        ));
+    };
+    if !tools::is_known(name) {
+        return Err(jsonrpc::error(
+            id,
+            codes::INVALID_PARAMS,
+            &format!("unknown tool: {name}"),
+        ));
+    }
+    Ok(name.to_owned())
 }
 
 // === impl Outbound ===
@@ -270,26 +289,13 @@ impl Session {
         params: Option<Value>,
     ) -> Result<Option<JoinHandle<()>>, ServeError> {
         let params = params.unwrap_or(Value::Null);
-        let Some(name) = params
-            .get("name")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-        else {
-            self.out.send(&jsonrpc::error(
-                &id,
-                codes::INVALID_PARAMS,
-                "tools/call needs params.name (a string)",
-            ))?;
-            return Ok(None);
+        let name = match called_tool(&id, &params) {
+            Ok(name) => name,
+            Err(refusal) => {
+                self.out.send(&refusal)?;
+                return Ok(None);
+            }
         };
-        if !tools::is_known(&name) {
-            self.out.send(&jsonrpc::error(
-                &id,
-                codes::INVALID_PARAMS,
-                &format!("unknown tool: {name}"),
-            ))?;
-            return Ok(None);
-        }
         let cancel = CancelToken::default();
         // Registered before the thread starts, so a cancellation that follows at once is seen.
         self.in_flight

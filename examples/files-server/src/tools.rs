@@ -8,7 +8,7 @@
 use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
@@ -117,7 +117,17 @@ pub fn catalogue() -> Vec<Value> {
 
 /// Whether `name` is a tool this server offers.
 pub fn is_known(name: &str) -> bool {
-    catalogue().iter().any(|tool| tool["name"] == name)
+    // Every call asks this; building the whole catalogue each time cost more than the call.
+    static NAMES: OnceLock<Vec<String>> = OnceLock::new();
+    NAMES
+        .get_or_init(|| {
+            catalogue()
+                .iter()
+                .filter_map(|tool| tool["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .iter()
+        .any(|known| known == name)
 }
 
 /// What a finished tool call returns.

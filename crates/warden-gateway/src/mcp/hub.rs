@@ -775,8 +775,20 @@ impl HubSession {
         let requested = actions::requested(&server, method, &upstream_params)
             .map_err(|why| Failure::new(code::INVALID_PARAMS, why))?;
         let guard = self.guard(&server);
+        let mut cancel = cancel;
         let verdict = match requested {
-            Requested::Action(action) => guard.check(&action).await,
+            Requested::Action(action) => {
+                // A cancellation while the call is held for a human ends the hold.
+                let withdrawn = async {
+                    match (&mut cancel).await {
+                        Ok(reason) => reason,
+                        Err(_) => std::future::pending().await,
+                    }
+                };
+                guard
+                    .check_withdrawable(&action, serde_json::Map::new(), withdrawn, || {})
+                    .await
+            }
             Requested::Unusable {
                 kind,
                 target,
@@ -784,6 +796,12 @@ impl HubSession {
                 why,
             } => guard.refuse(kind, target, &arguments, &why).await,
         };
+        if let Some(reason) = &verdict.withdrawn {
+            return Err(Failure::new(
+                REQUEST_CANCELLED,
+                format!("cancelled while held for approval: {reason}"),
+            ));
+        }
         if !forwards(&verdict) {
             // A refused tool call is a tool result the model can read; there is no such
             // form for the others.

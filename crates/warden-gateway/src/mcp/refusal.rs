@@ -107,6 +107,7 @@ mod tests {
             seq: Some(12),
             target: "files/read_file".into(),
             action: ActionKind::CallTool,
+            withdrawn: None,
         };
         let r = refusal_result(&agent, &verdict);
         assert_eq!(r["isError"], true);
@@ -131,6 +132,7 @@ mod tests {
             seq: Some(1),
             target: "bank/transfer".into(),
             action: ActionKind::CallTool,
+            withdrawn: None,
         };
         let r = refusal_result(&agent, &verdict);
         assert!(
@@ -150,6 +152,7 @@ mod tests {
             seq: Some(3),
             target: "wiki".into(),
             action: ActionKind::Sample,
+            withdrawn: None,
         };
         let (code, message, data) = refusal_error(&agent, &verdict);
         assert_eq!(code, REFUSED);

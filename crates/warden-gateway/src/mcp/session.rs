@@ -20,10 +20,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::process::Command;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::{AbortHandle, JoinHandle};
 use warden_core::{EventBody, Outcome, PromptRef, ResourceRef, ServerName, ToolRef};
 
@@ -274,6 +274,8 @@ struct Pending {
     kind: PendingKind,
     generation: u64,
     timer: Option<AbortHandle>,
+    /// While the call is being decided: ends its hold for a human when the agent cancels it.
+    withdraw: Option<oneshot::Sender<String>>,
 }
 
 /// Where a message goes once it is its turn.
@@ -282,12 +284,22 @@ enum Routed {
     Upstream {
         bytes: Vec<u8>,
         request: Option<RequestId>,
-        cancels: Option<RequestId>,
+        /// A `notifications/cancelled`: the request it cancels, and why.
+        cancels: Option<(RequestId, String)>,
     },
     /// Back to the agent.
     Agent(Vec<u8>),
     /// Nowhere (its answer was already given).
     Nothing,
+}
+
+/// A request being decided: what is needed to answer it or pass it on.
+struct Deciding {
+    key: RequestId,
+    id: Value,
+    method: String,
+    /// The line as the agent sent it.
+    bytes: Vec<u8>,
 }
 
 /// A message's place in the agent's order.
@@ -297,6 +309,8 @@ enum Step {
         id: Value,
         key: RequestId,
         decision: JoinHandle<Routed>,
+        /// Fires if the call is held for a human: it then steps out of the agent's order.
+        held: oneshot::Receiver<()>,
     },
 }
 
@@ -401,15 +415,31 @@ impl Session {
                         return reply(Some(&id), code::INVALID_PARAMS, &why);
                     }
                 };
+                let (withdraw, withdrawn) = oneshot::channel();
+                if let Some(entry) = self.lock().get_mut(&key) {
+                    entry.withdraw = Some(withdraw);
+                }
+                let (on_hold, held) = oneshot::channel();
                 let session = self.clone();
                 let decision_key = key.clone();
                 let decision_id = id.clone();
                 let decision = tokio::spawn(async move {
+                    let deciding = Deciding {
+                        key: decision_key,
+                        id: decision_id,
+                        method,
+                        bytes,
+                    };
                     session
-                        .decide(decision_key, decision_id, method, requested, bytes)
+                        .decide(deciding, requested, withdrawn, on_hold)
                         .await
                 });
-                Step::Deciding { id, key, decision }
+                Step::Deciding {
+                    id,
+                    key,
+                    decision,
+                    held,
+                }
             }
             Message::Notification { method } => {
                 // Every MCP notification is named notifications/…. Anything else without an
@@ -424,9 +454,14 @@ impl Session {
                 }
                 let cancels = (method == "notifications/cancelled")
                     .then(|| {
-                        value
+                        let key = value
                             .pointer("/params/requestId")
-                            .and_then(RequestId::from_value)
+                            .and_then(RequestId::from_value)?;
+                        let reason = value
+                            .pointer("/params/reason")
+                            .and_then(Value::as_str)
+                            .unwrap_or("cancelled by the agent");
+                        Some((key, reason.to_owned()))
                     })
                     .flatten();
                 Step::Ready(Routed::Upstream {
@@ -471,6 +506,7 @@ impl Session {
                 kind,
                 generation: self.generation.fetch_add(1, Ordering::Relaxed),
                 timer: None,
+                withdraw: None,
             },
         );
         Ok(())
@@ -506,14 +542,32 @@ impl Session {
 
     async fn decide(
         self: Arc<Self>,
-        key: RequestId,
-        id: Value,
-        method: String,
+        deciding: Deciding,
         requested: Requested,
-        bytes: Vec<u8>,
+        withdrawn: oneshot::Receiver<String>,
+        on_hold: oneshot::Sender<()>,
     ) -> Routed {
+        let Deciding {
+            key,
+            id,
+            method,
+            bytes,
+        } = deciding;
         let verdict = match requested {
-            Requested::Action(action) => self.guard.check(&action).await,
+            Requested::Action(action) => {
+                let withdrawn = async {
+                    match withdrawn.await {
+                        Ok(reason) => reason,
+                        Err(_) => std::future::pending().await,
+                    }
+                };
+                let on_hold = move || {
+                    let _ = on_hold.send(());
+                };
+                self.guard
+                    .check_withdrawable(&action, Map::new(), withdrawn, on_hold)
+                    .await
+            }
             Requested::Unusable {
                 kind,
                 target,
@@ -521,6 +575,11 @@ impl Session {
                 why,
             } => self.guard.refuse(kind, target, &arguments, &why).await,
         };
+        if verdict.withdrawn.is_some() {
+            // Cancelled while held: the agent expects no answer, and nothing went upstream.
+            self.lock().remove(&key);
+            return Routed::Nothing;
+        }
         match verdict.seq {
             Some(seq) if forwards(&verdict) => {
                 let mut pending = self.lock();
@@ -598,23 +657,50 @@ impl Session {
         while let Some(step) = steps.recv().await {
             let routed = match step {
                 Step::Ready(routed) => routed,
-                Step::Deciding { id, key, decision } => match decision.await {
-                    Ok(routed) => routed,
-                    Err(err) => {
-                        // The decision task failed: refuse, as for any decision not made.
-                        tracing::error!(%err, "a decision task failed");
-                        self.lock().remove(&key);
-                        Routed::Agent(error_line(
-                            Some(&id),
-                            code::INTERNAL_ERROR,
-                            "Warden could not decide this call; it was not forwarded",
-                            None,
-                        ))
+                Step::Deciding {
+                    id,
+                    key,
+                    mut decision,
+                    held,
+                } => {
+                    tokio::select! {
+                        biased;
+                        decided = &mut decision => self.decided(&id, &key, decided),
+                        Ok(()) = held => {
+                            // Held for a human, maybe for minutes: the agent's later messages
+                            // (pings, other calls, a cancellation of this one) go on without it.
+                            let session = self.clone();
+                            tokio::spawn(async move {
+                                let routed = session.decided(&id, &key, decision.await);
+                                session.deliver(routed).await;
+                            });
+                            continue;
+                        }
                     }
-                },
+                }
             };
             self.deliver(routed).await;
         }
+    }
+
+    /// What a finished decision task sends where.
+    fn decided(
+        &self,
+        id: &Value,
+        key: &RequestId,
+        decided: Result<Routed, tokio::task::JoinError>,
+    ) -> Routed {
+        decided.unwrap_or_else(|err| {
+            // The decision task failed: refuse, as for any decision not made.
+            tracing::error!(%err, "a decision task failed");
+            self.lock().remove(key);
+            Routed::Agent(error_line(
+                Some(id),
+                code::INTERNAL_ERROR,
+                "Warden could not decide this call; it was not forwarded",
+                None,
+            ))
+        })
     }
 
     async fn deliver(self: &Arc<Self>, routed: Routed) {
@@ -626,8 +712,11 @@ impl Session {
                 request,
                 cancels,
             } => {
-                if let Some(key) = cancels {
-                    self.note_cancelled(&key);
+                if let Some((key, reason)) = cancels
+                    && self.note_cancelled(&key, reason)
+                {
+                    // The request never reached the upstream: nothing to tell it.
+                    return;
                 }
                 let sent = if self.upstream_gone.load(Ordering::SeqCst) {
                     false
@@ -654,11 +743,18 @@ impl Session {
         }
     }
 
-    fn note_cancelled(&self, key: &RequestId) {
+    /// Notes the agent's cancellation of `key`. True when the request was still being
+    /// decided (held for a human): its hold ends here and the upstream never hears of it.
+    fn note_cancelled(&self, key: &RequestId, reason: String) -> bool {
         let mut pending = self.lock();
-        let Some(entry) = pending.get(key) else {
-            return;
+        let Some(entry) = pending.get_mut(key) else {
+            return false;
         };
+        if entry.kind == PendingKind::Deciding
+            && let Some(withdraw) = entry.withdraw.take()
+        {
+            return withdraw.send(reason).is_ok();
+        }
         if let PendingKind::Governed { seq } = entry.kind {
             if let Some(entry) = pending.remove(key)
                 && let Some(timer) = entry.timer
@@ -669,6 +765,7 @@ impl Session {
             self.guard
                 .record_outcome(seq, Outcome::Cancelled, "cancelled by the agent");
         }
+        false
     }
 
     fn start_timer(self: &Arc<Self>, key: &RequestId) {

@@ -23,6 +23,14 @@ pub(super) async fn me<R: Recorder>(
     ))
 }
 
+/// A quarantined agent that never acted in this journal.
+fn no_activity(name: &str) -> crate::fleet::AgentActivity {
+    crate::fleet::AgentActivity {
+        name: name.to_owned(),
+        ..Default::default()
+    }
+}
+
 /// An agent's activity with its restriction, as the API shows it.
 fn agent_view<R>(state: &ControlState<R>, activity: &crate::fleet::AgentActivity) -> Value {
     let restriction = AgentId::new(&activity.name)
@@ -30,7 +38,7 @@ fn agent_view<R>(state: &ControlState<R>, activity: &crate::fleet::AgentActivity
         .and_then(|a| state.quarantine.get(&a));
     json!({
         "name": activity.name,
-        "state": restriction.as_ref().map_or("active", |q| q.level.as_str()),
+        "state": restriction.as_ref().map_or("active", |q| q.level.state()),
         "quarantine": restriction.map(|q| json!({
             "level": q.level.as_str(),
             "reason": q.reason,
@@ -61,13 +69,7 @@ pub(super) async fn agents<R: Recorder>(
     // Quarantined agents that never acted in this journal still show.
     for q in state.quarantine.list() {
         if !list.iter().any(|a| a["name"] == q.agent.as_str()) {
-            list.push(agent_view(
-                &state,
-                &crate::fleet::AgentActivity {
-                    name: q.agent.as_str().to_owned(),
-                    ..Default::default()
-                },
-            ));
+            list.push(agent_view(&state, &no_activity(q.agent.as_str())));
         }
     }
     Ok(Json(json!({ "agents": list })))
@@ -83,13 +85,7 @@ pub(super) async fn agent<R: Recorder>(
     caught_up(&state).await?;
     let (activity, sessions) = match state.fleet.agent(id.as_str()) {
         Some(found) => found,
-        None if state.quarantine.get(&id).is_some() => (
-            crate::fleet::AgentActivity {
-                name: name.clone(),
-                ..Default::default()
-            },
-            Vec::new(),
-        ),
+        None if state.quarantine.get(&id).is_some() => (no_activity(&name), Vec::new()),
         None => {
             return Err(refuse(
                 StatusCode::NOT_FOUND,

@@ -8,10 +8,10 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
-use warden_core::AgentId;
+use warden_core::{AgentId, EventBody};
 use warden_journal::{JournalReader, JournalRecord, Query as JournalQuery};
 
-use super::{ControlState, Recorder, Refusal, authorize, refuse, unavailable};
+use super::{ControlState, Recorder, Refusal, authorize, reading, refuse};
 use crate::operators::Role;
 
 /// The most records one page holds.
@@ -87,16 +87,11 @@ pub(super) fn page_request(
         .transpose()?;
     let kind = match params.get("kind") {
         None => None,
-        Some(k)
-            if !k.is_empty()
-                && k.len() <= 64
-                && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') =>
-        {
-            Some(k.clone())
-        }
+        Some(k) if EventBody::KINDS.contains(&k.as_str()) => Some(k.clone()),
         Some(k) => {
             return Err(bad(format!(
-                "kind is an event kind such as decision or alert, not {k:?}"
+                "kind is one of {}, not {k:?}",
+                EventBody::KINDS.join(", ")
             )));
         }
     };
@@ -138,10 +133,7 @@ fn read_page(path: &FsPath, request: &PageRequest) -> Result<Page, warden_journa
 
 async fn page_of<R>(state: &ControlState<R>, request: PageRequest) -> Result<Page, Refusal> {
     let path = state.journal_path.clone();
-    tokio::task::spawn_blocking(move || read_page(&path, &request))
-        .await
-        .map_err(unavailable)?
-        .map_err(unavailable)
+    reading(move || read_page(&path, &request)).await
 }
 
 /// A record as the API shows it.
@@ -201,9 +193,9 @@ pub(super) async fn alert<R: Recorder>(
         )
     })?;
     let path = state.journal_path.clone();
-    let found = tokio::task::spawn_blocking(move || {
+    let found = reading(move || {
         let reader = JournalReader::open(&path)?;
-        let Some(alert) = record_at(&reader, seq)?.filter(|r| r.kind == "alert") else {
+        let Some(alert) = reader.record(seq)?.filter(|r| r.kind == "alert") else {
             return Ok(None);
         };
         let cited: Vec<u64> = alert
@@ -219,15 +211,13 @@ pub(super) async fn alert<R: Recorder>(
             .unwrap_or_default();
         let mut evidence = Vec::new();
         for s in cited {
-            if let Some(r) = record_at(&reader, s)? {
+            if let Some(r) = reader.record(s)? {
                 evidence.push(r);
             }
         }
         Ok::<_, warden_journal::JournalError>(Some((alert, evidence)))
     })
-    .await
-    .map_err(unavailable)?
-    .map_err(unavailable)?;
+    .await?;
     let Some((alert, evidence)) = found else {
         return Err(refuse(
             StatusCode::NOT_FOUND,
@@ -240,25 +230,6 @@ pub(super) async fn alert<R: Recorder>(
     })))
 }
 
-/// The record numbered `seq`, if there is one.
-pub(crate) fn record_at(
-    reader: &JournalReader,
-    seq: u64,
-) -> Result<Option<JournalRecord>, warden_journal::JournalError> {
-    if seq == 0 {
-        return Ok(None);
-    }
-    Ok(reader
-        .records(&JournalQuery {
-            after_seq: seq - 1,
-            limit: 1,
-            ..JournalQuery::default()
-        })?
-        .into_iter()
-        .next()
-        .filter(|r| r.seq == seq))
-}
-
 pub(super) async fn verify<R: Recorder>(
     State(state): State<Arc<ControlState<R>>>,
     headers: HeaderMap,
@@ -267,10 +238,7 @@ pub(super) async fn verify<R: Recorder>(
     authorize(&state, &headers, Role::Viewer)?;
     page_request(&params, &[])?;
     let path = state.journal_path.clone();
-    let report = tokio::task::spawn_blocking(move || warden_journal::verify(&path))
-        .await
-        .map_err(unavailable)?
-        .map_err(unavailable)?;
+    let report = reading(move || warden_journal::verify(&path)).await?;
     Ok(Json(json!({
         "intact": report.is_intact(),
         "records_checked": report.records_checked,

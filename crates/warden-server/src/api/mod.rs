@@ -10,6 +10,7 @@
 //! | `GET /api/v1/alerts/{seq}` (with its evidence records) | viewer |
 //! | `GET /api/v1/agents`, `GET /api/v1/agents/{name}` | viewer |
 //! | `GET /api/v1/quarantine` | viewer |
+//! | `GET /api/v1/detectors` (running detectors, their settings, alerts, holds; the playbook) | viewer |
 //! | `GET /api/v1/approvals` | viewer |
 //! | `GET /api/v1/policies`, `POST /api/v1/policies/validate` | viewer |
 //! | `GET /api/v1/openapi.json` | none |
@@ -17,6 +18,7 @@
 //! | `POST /api/v1/approvals/{seq}` `{"answer": "approve\|approve_session\|deny", "reason": "…"}` | approver |
 //! | `POST /api/v1/agents/{name}/quarantine` `{"reason": "…"}` | admin |
 //! | `POST /api/v1/agents/{name}/release` `{"reason": "…"}` | admin |
+//! | `POST /api/v1/agents/{name}/kill` `{"reason": "…"}` (every process of its sandboxes) | admin |
 //!
 //! Pages follow a cursor: each answer's `next` is the `after` of the next page (the `before`
 //! when reading newest first; `null` at the end). Agents' tokens are refused on every route; a
@@ -25,7 +27,10 @@
 
 mod agents;
 mod approvals;
+mod detectors;
 mod journal;
+mod kill;
+mod limit;
 mod openapi;
 mod policies;
 mod stream;
@@ -46,20 +51,32 @@ use warden_policy::PolicySet;
 use crate::fleet::Fleet;
 use crate::operators::{AuthError, Operator, OperatorStore, Role};
 
-pub(crate) use journal::record_at;
 pub use journal::{DEFAULT_PAGE, MAX_PAGE};
+pub use kill::{KillReport, Killed, Killer};
+pub use limit::{DEFAULT_MAX_CONCURRENT_REQUESTS, MAX_CONCURRENT_ACTIONS, RETRY_AFTER_SECS};
 
 // === Recorder ===
 
 /// Where operator actions are journaled. The server's own journal in production; tests may
 /// plug in one that fails.
 pub trait Recorder: Send + Sync + 'static {
-    /// Appends `body` for `agent` and resolves to its seq once durable.
+    /// Appends `body` for `agent` in `session` and resolves to its seq once durable.
+    fn record_in(
+        &self,
+        agent: &AgentId,
+        session: SessionId,
+        body: EventBody,
+    ) -> impl Future<Output = Result<u64, String>> + Send;
+
+    /// Appends an operator's act concerning `agent` (in the `operator` session, which is not
+    /// the agent's activity).
     fn record(
         &self,
         agent: &AgentId,
         body: EventBody,
-    ) -> impl Future<Output = Result<u64, String>> + Send;
+    ) -> impl Future<Output = Result<u64, String>> + Send {
+        self.record_in(agent, SessionId::from_raw("operator"), body)
+    }
 
     /// Announces this process's commits, so the live stream wakes at once; `None`: the
     /// stream polls only.
@@ -69,15 +86,16 @@ pub trait Recorder: Send + Sync + 'static {
 }
 
 impl Recorder for Journal {
-    fn record(
+    fn record_in(
         &self,
         agent: &AgentId,
+        session: SessionId,
         body: EventBody,
     ) -> impl Future<Output = Result<u64, String>> + Send {
         let pending = self.append(&Event {
             time_ms: warden_gateway::guard::now_ms(),
             agent: agent.clone(),
-            session: SessionId::from_raw("operator"),
+            session,
             body,
         });
         async move { pending.await.map_err(|e| e.to_string()) }
@@ -109,6 +127,12 @@ pub struct ControlState<R = Journal> {
     pub baseline: Option<BaselineLookup>,
     /// What the journal says about the fleet, kept up to date on use.
     pub fleet: Fleet,
+    /// Kills an agent's sandboxes (`None`: this process runs none, the kill route says so).
+    pub killer: Option<Killer>,
+    /// The detectors and playbook of this process (`None`: it runs none).
+    pub monitor: Option<Arc<warden_monitor::Monitor>>,
+    /// Each detector's settings as configured, for the detectors view.
+    pub detector_settings: std::collections::BTreeMap<String, Value>,
 }
 
 impl<R> ControlState<R> {
@@ -127,13 +151,24 @@ impl<R> ControlState<R> {
             policies: None,
             baseline: None,
             fleet: Fleet::default(),
+            killer: None,
+            monitor: None,
+            detector_settings: std::collections::BTreeMap::new(),
         }
     }
 }
 
-/// The API's routes, the metrics and the dashboard.
+/// The API's routes, the metrics and the dashboard, with room for
+/// [`DEFAULT_MAX_CONCURRENT_REQUESTS`] reads at once.
 pub fn router<R: Recorder>(state: Arc<ControlState<R>>) -> Router {
-    Router::new()
+    limited_router(state, DEFAULT_MAX_CONCURRENT_REQUESTS)
+}
+
+/// [`router`] with room for `max_concurrent` read requests at once (at least one) and
+/// [`MAX_CONCURRENT_ACTIONS`] operator actions apart; a request beyond is answered 503 with
+/// `Retry-After` at once.
+pub fn limited_router<R: Recorder>(state: Arc<ControlState<R>>, max_concurrent: usize) -> Router {
+    let reads = Router::new()
         .route("/api/v1/me", get(agents::me::<R>))
         .route("/api/v1/journal", get(journal::journal::<R>))
         .route("/api/v1/journal/verify", get(journal::verify::<R>))
@@ -143,17 +178,31 @@ pub fn router<R: Recorder>(state: Arc<ControlState<R>>) -> Router {
         .route("/api/v1/agents", get(agents::agents::<R>))
         .route("/api/v1/agents/{name}", get(agents::agent::<R>))
         .route("/api/v1/quarantine", get(agents::quarantine_list::<R>))
+        .route("/api/v1/detectors", get(detectors::detectors::<R>))
+        .route("/api/v1/approvals", get(approvals::list::<R>))
+        .route("/api/v1/policies", get(policies::list::<R>))
+        .route("/api/v1/policies/validate", post(policies::validate::<R>))
+        .route("/api/v1/openapi.json", get(openapi::document))
+        .route("/metrics", get(metrics::<R>))
+        .route_layer(axum::middleware::from_fn_with_state(
+            limit::Admission::new(max_concurrent, "requests"),
+            limit::admit,
+        ));
+    // A flood of reads never takes the room an admin needs to contain an agent.
+    let actions = Router::new()
         .route(
             "/api/v1/agents/{name}/quarantine",
             post(agents::quarantine::<R>),
         )
         .route("/api/v1/agents/{name}/release", post(agents::release::<R>))
-        .route("/api/v1/approvals", get(approvals::list::<R>))
+        .route("/api/v1/agents/{name}/kill", post(kill::kill::<R>))
         .route("/api/v1/approvals/{seq}", post(approvals::answer::<R>))
-        .route("/api/v1/policies", get(policies::list::<R>))
-        .route("/api/v1/policies/validate", post(policies::validate::<R>))
-        .route("/api/v1/openapi.json", get(openapi::document))
-        .route("/metrics", get(metrics::<R>))
+        .route_layer(axum::middleware::from_fn_with_state(
+            limit::Admission::new(MAX_CONCURRENT_ACTIONS, "operator actions"),
+            limit::admit,
+        ));
+    reads
+        .merge(actions)
         .with_state(state)
         .merge(crate::dashboard::routes())
 }
@@ -178,16 +227,25 @@ fn unavailable(what: impl std::fmt::Display) -> Refusal {
     )
 }
 
+/// Runs `read` (blocking: SQLite) off the async threads; a journal that cannot be read is
+/// 503.
+async fn reading<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
+    read: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, Refusal> {
+    tokio::task::spawn_blocking(read)
+        .await
+        .map_err(unavailable)?
+        .map_err(unavailable)
+}
+
 /// Brings the fleet projection up to date with the journal.
 async fn caught_up<R: Recorder>(state: &Arc<ControlState<R>>) -> Result<(), Refusal> {
     let state = state.clone();
-    tokio::task::spawn_blocking(move || {
+    reading(move || {
         let reader = JournalReader::open(&state.journal_path)?;
         state.fleet.catch_up(&reader)
     })
-    .await
-    .map_err(unavailable)?
-    .map_err(unavailable)?;
+    .await?;
     Ok(())
 }
 

@@ -18,7 +18,7 @@ use futures_util::stream::{self, Stream, StreamExt};
 use warden_journal::{JournalReader, Query as JournalQuery};
 
 use super::journal::{page_request, shown};
-use super::{ControlState, Recorder, Refusal, authorize, unavailable};
+use super::{ControlState, Recorder, Refusal, authorize, reading, unavailable};
 use crate::operators::Role;
 
 /// How often the stream looks for records other processes appended.
@@ -47,10 +47,7 @@ pub(super) async fn stream<R: Recorder>(
     authorize(&state, &headers, Role::Viewer)?;
     let request = page_request(&params, &["after", "agent", "kind"])?;
     let path = state.journal_path.clone();
-    let reader = tokio::task::spawn_blocking(move || JournalReader::open(&path))
-        .await
-        .map_err(unavailable)?
-        .map_err(unavailable)?;
+    let reader = reading(move || JournalReader::open(&path)).await?;
     let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())

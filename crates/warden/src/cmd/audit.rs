@@ -279,11 +279,15 @@ pub fn render(r: &JournalRecord) -> String {
         },
         "released" => format!("released by {} — {}", s("by"), s("reason")),
         "sandbox_killed" => format!(
-            "KILLED {} processes in {} µs ({}) by {}",
+            "KILLED {} processes in {} µs ({}) by {}{}",
             b.get("processes").and_then(Value::as_u64).unwrap_or(0),
             b.get("elapsed_us").and_then(Value::as_u64).unwrap_or(0),
             s("method"),
-            s("by")
+            s("by"),
+            match s("reason") {
+                "" => String::new(),
+                reason => format!(" — {reason}"),
+            }
         ),
         other => format!("{other} {b}"),
     };

@@ -27,6 +27,8 @@ const AGENTS: &[&str] = &[
     include_str!("../../../../examples/agents/rogue.json"),
 ];
 const EXAMPLE_SERVER: &str = "warden-example-files";
+/// Where `warden up` in the demo's folder serves the control plane and the dashboard.
+const DASHBOARD: &str = "127.0.0.1:7412";
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -117,6 +119,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
         warden.display(),
         journal.display()
     );
+    say!(
+        "\nSee it on the dashboard:\n  cd {}\n  {} user add me --role admin   \
+         # prints your sign-in token\n  {} up\n  then open http://{DASHBOARD}/ and paste the token",
+        dir.canonicalize().unwrap_or_else(|_| dir.clone()).display(),
+        warden.display(),
+        warden.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -187,7 +196,12 @@ fn set_up(dir: &Path, server: &Path) -> Result<PathBuf> {
          [monitor.detectors.denial_burst]\nthreshold = 3\nwindow_secs = 60\n\n\
          [monitor.detectors.data_loss]\n[monitor.detectors.self_tamper]\n\n\
          [[monitor.playbook]]\ndetector = \"*\"\nmin_severity = \"high\"\n\
-         respond = [\"quarantine\"]\n",
+         respond = [\"quarantine\"]\n\n\
+         # `warden up` in this folder serves the dashboard here (sign in: `warden user add`).\n\
+         [control]\nlisten = \"{DASHBOARD}\"\n\n\
+         # The scripted agents cannot wait for a human: `ask` refuses at once. With `true`,\n\
+         # such a call is held until someone answers it on the dashboard.\n\
+         [approvals]\nhold = false\n",
         toml_string(&server.to_string_lossy())
     );
     let path = dir.join("warden.toml");

@@ -1,10 +1,13 @@
 //! One module per subcommand.
 
 pub mod agent;
+pub mod agents;
+pub mod alerts;
 pub mod approvals;
 pub mod audit;
 pub mod demo;
 pub mod doctor;
+pub mod events;
 pub mod init;
 pub mod kill;
 pub mod learn;

@@ -316,6 +316,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                                     elapsed_us: u64::try_from(report.elapsed.as_micros())
                                         .unwrap_or(u64::MAX),
                                     method: report.method.as_str().into(),
+                                    reason: String::new(),
                                 });
                                 if let Err(e) = record.await {
                                     eprintln!("warden: could not journal the kill: {e}");
@@ -409,6 +410,7 @@ async fn kill_on_quarantine(guard: Guard, monitor: Arc<warden_monitor::Monitor>,
                     processes: report.processes as u64,
                     elapsed_us: u64::try_from(report.elapsed.as_micros()).unwrap_or(u64::MAX),
                     method: report.method.as_str().into(),
+                    reason: entry.reason.clone(),
                 })
                 .await;
             if let Err(e) = record {

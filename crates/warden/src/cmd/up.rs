@@ -102,7 +102,6 @@ async fn serve(
                 monitor.quarantine().clone(),
                 policies.clone(),
             )
-            .await
             .context("starting the control plane")?,
         ),
         None => None,
@@ -175,8 +174,8 @@ async fn serve(
         } => eprintln!("warden: requests still in flight after {SHUTDOWN_GRACE:?}; stopping anyway"),
     }
     sweeper.abort();
-    if let Some((task, _)) = control {
-        task.abort();
+    if let Some((control, _)) = control {
+        control.stop().await;
     }
     gateway.close_all("Warden shut down").await;
     if let Err(err) = journal.close().await {
@@ -185,17 +184,23 @@ async fn serve(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Serves the operators' REST API on its own listener (never the agents').
-async fn serve_control(
+/// Serves the operators' REST API on its own listener (never the agents'), on a runtime of
+/// its own: one thread for its async work and [`CONTROL_BLOCKING_THREADS`] for journal reads,
+/// all at a lower CPU priority. However many requests operators send, none runs on the
+/// gateway's runtime workers, the CPU goes to the gateway first, and requests beyond
+/// `[control] max_concurrent_requests` are answered 503 at once.
+fn serve_control(
     config: &Config,
     addr: &str,
     journal: &Journal,
     quarantine: Arc<warden_monitor::Quarantine>,
     policies: Arc<PolicySet>,
-) -> Result<(tokio::task::JoinHandle<()>, std::net::SocketAddr)> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("listening on {addr}"))?;
+) -> Result<(ControlPlane, std::net::SocketAddr)> {
+    let listener =
+        std::net::TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
+    listener
+        .set_nonblocking(true)
+        .context("setting up the control plane's listener")?;
     let local = listener.local_addr().context("reading the bound address")?;
     if !local.ip().is_loopback() {
         eprintln!(
@@ -210,6 +215,10 @@ async fn serve_control(
         warden_server::OperatorStore::new(config.resolve(&config.control.operators_file)),
     );
     state.policies = Some(policies);
+    let runs_dir = config.resolve(&config.sandbox.runs);
+    state.killer = Some(Box::new(move |agent| {
+        super::kill::kill_sandboxes(&runs_dir, agent).map_err(|e| format!("{e:#}"))
+    }));
     // The first_seen detector's baselines, as configured (`warden learn --write-baseline`).
     let baselines: Option<serde_json::Value> = config
         .monitor
@@ -221,13 +230,96 @@ async fn serve_control(
         baselines.as_ref()?.get(agent.as_str()).cloned()
     }));
     let state = Arc::new(state);
-    let app = warden_server::router(state);
-    let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            eprintln!("warden: the control plane stopped: {e}");
+    let app =
+        warden_server::api::limited_router(state.clone(), config.control.max_concurrent_requests);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(CONTROL_BLOCKING_THREADS)
+        .thread_name("warden-control")
+        .on_thread_start(lowest_priority)
+        .build()
+        .context("starting the control plane's runtime")?;
+    let listener = {
+        let _in_runtime = runtime.enter();
+        tokio::net::TcpListener::from_std(listener)
+            .context("setting up the control plane's listener")?
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("warden-control".into())
+        .spawn(move || {
+            lowest_priority();
+            runtime.block_on(async move {
+                // The fleet view reads the whole journal once; doing it now keeps that off the
+                // first operator's request (tens of seconds over millions of records).
+                tokio::task::spawn_blocking(move || {
+                    let started = std::time::Instant::now();
+                    let built = warden_journal::JournalReader::open(&state.journal_path)
+                        .and_then(|reader| state.fleet.catch_up(&reader));
+                    match built {
+                        Ok(seq) => say!(
+                            "warden: control plane ready: fleet view built from {seq} records \
+                             in {:.2} s",
+                            started.elapsed().as_secs_f64()
+                        ),
+                        Err(err) => eprintln!("warden: could not build the fleet view yet: {err}"),
+                    }
+                });
+                // Stops when asked, or when the gateway's side is gone.
+                tokio::select! {
+                    result = axum::serve(listener, app) => if let Err(e) = result {
+                        eprintln!("warden: the control plane stopped: {e}");
+                    },
+                    _ = stopped => {}
+                }
+            });
+            // Journal reads still running are abandoned, not waited for: they change nothing.
+            runtime.shutdown_timeout(CONTROL_SHUTDOWN);
+        })
+        .context("starting the control plane's thread")?;
+    Ok((ControlPlane { stop, thread }, local))
+}
+
+/// Threads of the control plane's blocking pool (journal reads, verification, the fleet
+/// view); its async work has one thread.
+const CONTROL_BLOCKING_THREADS: usize = 2;
+
+/// The nice value of the control plane's threads: the lowest CPU priority there is, so that
+/// when both want the CPU the gateway's threads (nice 0) get it (a flood measured in
+/// docs/benchmarks.md); operators' requests still progress, more slowly, under contention.
+const CONTROL_NICE: i32 = 19;
+
+/// How long the control plane's journal reads may run on once Warden stops.
+const CONTROL_SHUTDOWN: Duration = Duration::from_secs(1);
+
+/// The control plane, running on its own thread and runtime.
+struct ControlPlane {
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl ControlPlane {
+    /// Stops serving and waits (at most [`CONTROL_SHUTDOWN`]) for its thread to end.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let thread = self.thread;
+        // Joining blocks, so not on a gateway worker.
+        if let Ok(Err(_)) = tokio::task::spawn_blocking(move || thread.join()).await {
+            eprintln!("warden: the control plane's thread panicked");
         }
-    });
-    Ok((task, local))
+    }
+}
+
+/// Gives the calling thread [`CONTROL_NICE`] (on Linux the nice value is per thread, and
+/// threads it starts inherit it). Best effort: without it the control plane still has threads
+/// of its own.
+fn lowest_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(err) =
+        rustix::process::setpriority_process(Some(rustix::thread::gettid()), CONTROL_NICE)
+    {
+        tracing::debug!(%err, "could not lower the control plane thread's priority");
+    }
 }
 
 /// The upstreams of the configuration behind one hub, started (and supervised) now.

@@ -337,3 +337,50 @@ impl EventStream {
         }
     }
 }
+
+/// `warden user add NAME --role ROLE` in the setup: the operator's token.
+pub fn add_operator(s: &Setup, name: &str, role: &str) -> String {
+    let cfg = s.config();
+    let (status, out, err) = warden(
+        &[
+            "user",
+            "add",
+            name,
+            "--role",
+            role,
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
+        s.dir.path(),
+    );
+    assert!(status.success(), "user add failed: {err}");
+    out.lines()
+        .find(|l| l.starts_with("wdo_"))
+        .expect("user add printed a token")
+        .to_owned()
+}
+
+impl Up {
+    /// Where the control plane listens, as `warden up` printed it.
+    pub fn control_addr(&self) -> SocketAddr {
+        self.startup_line("serving the control plane at")
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|addr| addr.parse().ok())
+            .expect("a control plane address")
+    }
+
+    /// `GET path` on the control plane with `token`.
+    pub fn control_get(&self, path: &str, token: &str) -> Resp {
+        let control = self.control_addr();
+        exchange(
+            control,
+            &format!(
+                "GET {path} HTTP/1.1\r\nhost: {control}\r\n\
+                 authorization: Bearer {token}\r\nconnection: close\r\n\r\n"
+            ),
+            b"",
+        )
+    }
+}
