@@ -987,6 +987,20 @@ fn metrics_count_decisions_alerts_quarantines_and_journal_commits() {
         Some(1.0),
         "{after}"
     );
+    // The detectors view says the same from the journal, with the settings as configured.
+    let detectors = up.control_get("/api/v1/detectors", &viewer);
+    assert_eq!(detectors.status, 200, "{}", detectors.body);
+    let detectors = detectors.json();
+    let burst = detectors["detectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "denial_burst")
+        .unwrap_or_else(|| panic!("{detectors}"));
+    assert_eq!(burst["running"], true);
+    assert_eq!(burst["settings"]["threshold"], 2);
+    assert_eq!(burst["alerts"], 1, "{detectors}");
+    assert_eq!(burst["holding"][0]["agent"], "tester", "{detectors}");
     // Every decision waited for its record to be durable, and that wait was timed.
     let commits = sample(&after, "warden_journal_commit_seconds_count").unwrap();
     assert!(commits >= commits_before + 3.0, "{after}");

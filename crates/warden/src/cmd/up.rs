@@ -95,14 +95,8 @@ async fn serve(
     let policies = Arc::new(policies);
     let control = match &config.control.listen {
         Some(addr) => Some(
-            serve_control(
-                &config,
-                addr,
-                &journal,
-                monitor.quarantine().clone(),
-                policies.clone(),
-            )
-            .context("starting the control plane")?,
+            serve_control(&config, addr, &journal, monitor.clone(), policies.clone())
+                .context("starting the control plane")?,
         ),
         None => None,
     };
@@ -193,7 +187,7 @@ fn serve_control(
     config: &Config,
     addr: &str,
     journal: &Journal,
-    quarantine: Arc<warden_monitor::Quarantine>,
+    monitor: Arc<warden_monitor::Monitor>,
     policies: Arc<PolicySet>,
 ) -> Result<(ControlPlane, std::net::SocketAddr)> {
     let listener =
@@ -211,10 +205,12 @@ fn serve_control(
     let mut state = warden_server::ControlState::new(
         journal.clone(),
         config.journal_path(),
-        quarantine,
+        monitor.quarantine().clone(),
         warden_server::OperatorStore::new(config.resolve(&config.control.operators_file)),
     );
     state.policies = Some(policies);
+    state.detector_settings = config.monitor.detector_settings();
+    state.monitor = Some(monitor);
     let runs_dir = config.resolve(&config.sandbox.runs);
     state.killer = Some(Box::new(move |agent| {
         super::kill::kill_sandboxes(&runs_dir, agent).map_err(|e| format!("{e:#}"))

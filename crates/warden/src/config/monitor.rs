@@ -95,6 +95,21 @@ impl MonitorSection {
 
     /// The monitor: the configured detectors, the playbook and the quarantine list at
     /// `quarantine_file` (resolved by the caller).
+    /// Each configured detector's table as written (the defaults' are empty), for operators
+    /// to read; Warden's own facts added at build time are not in it.
+    pub fn detector_settings(&self) -> BTreeMap<String, serde_json::Value> {
+        if self.detectors.is_empty() {
+            return DEFAULT_DETECTORS
+                .iter()
+                .map(|n| ((*n).to_owned(), serde_json::json!({})))
+                .collect();
+        }
+        self.detectors
+            .iter()
+            .filter_map(|(n, v)| Some((n.clone(), serde_json::to_value(v).ok()?)))
+            .collect()
+    }
+
     pub fn build(&self, quarantine_file: PathBuf, facts: &Facts) -> Result<Arc<Monitor>> {
         let quarantine = Quarantine::open(&quarantine_file).with_context(|| {
             format!("reading the quarantine list {}", quarantine_file.display())
