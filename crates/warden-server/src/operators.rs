@@ -60,6 +60,9 @@ pub struct OperatorRecord {
     /// When the token was revoked; `None` while it is in force.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_ms: Option<i64>,
+    /// When the token stops working; `None`: it does not expire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -106,6 +109,11 @@ pub enum AuthError {
     /// A token that was revoked (or replaced by a newer one).
     #[error("this operator token was revoked")]
     Revoked,
+    /// A token past its expiry.
+    #[error(
+        "this operator token expired; an admin can issue a new one (warden user add NAME --rotate)"
+    )]
+    Expired,
     /// The operators file is unusable; every token is refused until it is fixed.
     #[error(transparent)]
     Store(#[from] OperatorError),
@@ -227,6 +235,17 @@ impl OperatorStore {
     /// Adds `name` with `role` (or, with `rotate`, gives them a new token); returns the token,
     /// shown once and never stored.
     pub fn add(&self, name: &str, role: Role, rotate: bool) -> Result<String, OperatorError> {
+        self.add_until(name, role, rotate, None)
+    }
+
+    /// [`OperatorStore::add`] with a token that stops working at `expires_ms` (`None`: never).
+    pub fn add_until(
+        &self,
+        name: &str,
+        role: Role,
+        rotate: bool,
+        expires_ms: Option<i64>,
+    ) -> Result<String, OperatorError> {
         let valid = !name.is_empty()
             && name.len() <= 64
             && name
@@ -244,6 +263,7 @@ impl OperatorStore {
             token_sha256: digest(&token),
             created_ms: Some(warden_gateway::guard::now_ms()),
             revoked_ms: None,
+            expires_ms,
         };
         match file.operators.iter_mut().find(|o| o.name == name) {
             Some(existing) if existing.revoked_ms.is_none() && !rotate => {
@@ -297,6 +317,12 @@ impl OperatorStore {
             .ok_or(AuthError::Unknown)?;
         if record.revoked_ms.is_some() {
             return Err(AuthError::Revoked);
+        }
+        if record
+            .expires_ms
+            .is_some_and(|at| at <= warden_gateway::guard::now_ms())
+        {
+            return Err(AuthError::Expired);
         }
         Ok(Operator {
             name: record.name.clone(),

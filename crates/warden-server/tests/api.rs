@@ -909,3 +909,31 @@ async fn detectors_show_their_settings_what_they_raised_and_whom_they_hold() {
     let (status, _) = call(&f.state, "GET", "/api/v1/detectors", None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn an_expired_token_is_refused_and_says_so() {
+    let f = fixture(3).await;
+    let now = warden_gateway::guard::now_ms();
+    let expired = f
+        .state
+        .operators
+        .add_until("old", Role::Admin, false, Some(now - 1))
+        .unwrap();
+    let current = f
+        .state
+        .operators
+        .add_until("new", Role::Viewer, false, Some(now + 3_600_000))
+        .unwrap();
+    let (status, body) = call(&f.state, "GET", "/api/v1/me", Some(&expired), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("expired"),
+        "{body}"
+    );
+    let (status, body) = act(&f.state, &expired, "quarantine", "with an old token").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(f.state.quarantine.list().is_empty(), "nothing changed");
+    let (status, body) = call(&f.state, "GET", "/api/v1/me", Some(&current), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["name"], "new");
+}
