@@ -180,9 +180,10 @@ async fn serve(
 
 /// Serves the operators' REST API on its own listener (never the agents'), on a runtime of
 /// its own: one thread for its async work and [`CONTROL_BLOCKING_THREADS`] for journal reads,
-/// all at a lower CPU priority. However many requests operators send, none runs on the
-/// gateway's runtime workers, the CPU goes to the gateway first, and requests beyond
-/// `[control] max_concurrent_requests` are answered 503 at once.
+/// all at the lowest CPU priority and on a share of the CPUs ([`Placement`]). However many
+/// requests operators send, none runs on the gateway's runtime workers, the CPU goes to the
+/// gateway first, and requests beyond `[control] max_concurrent_requests` are answered 503 at
+/// once.
 fn serve_control(
     config: &Config,
     addr: &str,
@@ -228,11 +229,13 @@ fn serve_control(
     let state = Arc::new(state);
     let app =
         warden_server::api::limited_router(state.clone(), config.control.max_concurrent_requests);
+    let placement = Placement::new();
+    let on_start = placement.clone();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .max_blocking_threads(CONTROL_BLOCKING_THREADS)
         .thread_name("warden-control")
-        .on_thread_start(lowest_priority)
+        .on_thread_start(move || on_start.apply())
         .build()
         .context("starting the control plane's runtime")?;
     let listener = {
@@ -244,7 +247,7 @@ fn serve_control(
     let thread = std::thread::Builder::new()
         .name("warden-control".into())
         .spawn(move || {
-            lowest_priority();
+            placement.apply();
             runtime.block_on(async move {
                 // The fleet view reads the whole journal once; doing it now keeps that off the
                 // first operator's request (tens of seconds over millions of records).
@@ -285,6 +288,10 @@ const CONTROL_BLOCKING_THREADS: usize = 2;
 /// docs/benchmarks.md); operators' requests still progress, more slowly, under contention.
 const CONTROL_NICE: i32 = 19;
 
+/// The control plane's threads run on one in this many of the process's CPUs (at least one;
+/// with a single CPU, on it): the rest are the gateway's alone.
+const CONTROL_CPU_SHARE_DIVISOR: usize = 4;
+
 /// How long the control plane's journal reads may run on once Warden stops.
 const CONTROL_SHUTDOWN: Duration = Duration::from_secs(1);
 
@@ -306,15 +313,58 @@ impl ControlPlane {
     }
 }
 
-/// Gives the calling thread [`CONTROL_NICE`] (on Linux the nice value is per thread, and
-/// threads it starts inherit it). Best effort: without it the control plane still has threads
-/// of its own.
-fn lowest_priority() {
+/// Where the control plane's threads run: at [`CONTROL_NICE`] and, with two CPUs or more, only
+/// on the last quarter of the process's CPUs ([`CONTROL_CPU_SHARE_DIVISOR`], at least one). On
+/// Linux both are per thread and inherited by the threads a thread starts (verification's
+/// hasher, say).
+#[derive(Clone)]
+struct Placement {
     #[cfg(target_os = "linux")]
-    if let Err(err) =
-        rustix::process::setpriority_process(Some(rustix::thread::gettid()), CONTROL_NICE)
-    {
-        tracing::debug!(%err, "could not lower the control plane thread's priority");
+    cpus: Option<rustix::thread::CpuSet>,
+}
+
+impl Placement {
+    /// The placement, from the CPUs the calling thread may use.
+    fn new() -> Self {
+        #[cfg(target_os = "linux")]
+        {
+            let cpus = rustix::thread::sched_getaffinity(None)
+                .ok()
+                .and_then(|allowed| {
+                    let usable: Vec<usize> = (0..rustix::thread::CpuSet::MAX_CPU)
+                        .filter(|&cpu| allowed.is_set(cpu))
+                        .collect();
+                    if usable.len() < 2 {
+                        return None;
+                    }
+                    let share = (usable.len() / CONTROL_CPU_SHARE_DIVISOR).max(1);
+                    let mut set = rustix::thread::CpuSet::new();
+                    for &cpu in &usable[usable.len() - share..] {
+                        set.set(cpu);
+                    }
+                    Some(set)
+                });
+            Self { cpus }
+        }
+        #[cfg(not(target_os = "linux"))]
+        Self {}
+    }
+
+    /// Applies it to the calling thread. Best effort: without it the control plane still has
+    /// threads of its own.
+    fn apply(&self) {
+        #[cfg(target_os = "linux")]
+        {
+            let me = rustix::thread::gettid();
+            if let Err(err) = rustix::process::setpriority_process(Some(me), CONTROL_NICE) {
+                tracing::debug!(%err, "could not lower the control plane thread's priority");
+            }
+            if let Some(cpus) = &self.cpus
+                && let Err(err) = rustix::thread::sched_setaffinity(None, cpus)
+            {
+                tracing::debug!(%err, "could not confine the control plane thread's CPUs");
+            }
+        }
     }
 }
 
