@@ -937,3 +937,26 @@ async fn an_expired_token_is_refused_and_says_so() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["name"], "new");
 }
+
+#[tokio::test]
+async fn a_verification_is_shared_by_requests_that_follow_it_closely() {
+    let f = fixture(20).await;
+    let get = || {
+        call(
+            &f.state,
+            "GET",
+            "/api/v1/journal/verify",
+            Some(&f.viewer),
+            None,
+        )
+    };
+    let (status, first) = get().await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["shared"], false, "{first}");
+    let (status, second) = get().await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    assert_eq!(second["shared"], true, "{second}");
+    assert_eq!(second["verified_at_ms"], first["verified_at_ms"]);
+    assert_eq!(second["last_seq"], first["last_seq"]);
+    assert_eq!(second["intact"], true);
+}

@@ -133,6 +133,8 @@ pub struct ControlState<R = Journal> {
     pub monitor: Option<Arc<warden_monitor::Monitor>>,
     /// Each detector's settings as configured, for the detectors view.
     pub detector_settings: std::collections::BTreeMap<String, Value>,
+    /// The last verification of the whole chain, shared by requests for a few seconds.
+    verification: journal::Verification,
 }
 
 impl<R> ControlState<R> {
@@ -154,6 +156,7 @@ impl<R> ControlState<R> {
             killer: None,
             monitor: None,
             detector_settings: std::collections::BTreeMap::new(),
+            verification: journal::Verification::default(),
         }
     }
 }

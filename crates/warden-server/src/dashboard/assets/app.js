@@ -1161,7 +1161,9 @@
       again.disabled = true;
       clear(status).append(el('span', { class: 'muted' }, 'Verifying every record and checkpoint…'));
       try {
-        verified = { v: await get('/journal/verify'), at: Date.now() };
+        const v = await get('/journal/verify');
+        // The server shares one verification for a few seconds: show when it was made.
+        verified = { v, at: Number.isFinite(v.verified_at_ms) ? v.verified_at_ms : Date.now() };
         show(verified);
       } catch (err) {
         if (!(err instanceof ApiError && err.status === 401)) clear(status).append(errorBox(err));
