@@ -257,6 +257,11 @@ pub struct ControlSection {
     /// so a flood of requests queues nowhere (operator actions have room of their own).
     #[serde(default = "default_control_max_concurrent")]
     pub max_concurrent_requests: usize,
+    /// API requests (and dashboard files) started per second; one over the rate waits for
+    /// its turn, up to 2 s, so a flooding client is slowed to the rate (operator actions are
+    /// not paced).
+    #[serde(default = "default_control_per_second")]
+    pub max_requests_per_second: u32,
 }
 
 impl Default for ControlSection {
@@ -265,8 +270,13 @@ impl Default for ControlSection {
             listen: None,
             operators_file: default_operators_file(),
             max_concurrent_requests: default_control_max_concurrent(),
+            max_requests_per_second: default_control_per_second(),
         }
     }
+}
+
+fn default_control_per_second() -> u32 {
+    warden_server::api::DEFAULT_MAX_REQUESTS_PER_SECOND
 }
 
 fn default_control_max_concurrent() -> usize {
@@ -409,6 +419,9 @@ impl Config {
         }
         if !(1..=4096).contains(&self.control.max_concurrent_requests) {
             bail!("control.max_concurrent_requests must be between 1 and 4096");
+        }
+        if !(1..=100_000).contains(&self.control.max_requests_per_second) {
+            bail!("control.max_requests_per_second must be between 1 and 100000");
         }
         let h = &self.http;
         if h.tls_cert.is_some() != h.tls_key.is_some() {
@@ -672,6 +685,7 @@ mod tests {
         assert!(Config::parse("[servers.files]\ncommand = []\n").is_err());
         assert!(Config::parse("[agents]\npath = \"a.json\"\n").is_err());
         assert!(Config::parse("[control]\nmax_concurrent_requests = 0\n").is_err());
+        assert!(Config::parse("[control]\nmax_requests_per_second = 0\n").is_err());
     }
 
     #[test]

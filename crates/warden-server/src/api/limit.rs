@@ -6,13 +6,16 @@
 //! actions (quarantine, release, kill, answers to held calls) have room of their own, so a
 //! flood of reads never keeps an admin from containing an agent.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::Semaphore;
+// Tokio's clock, so tests can let time pass without waiting.
+use tokio::time::Instant;
 
 use super::refuse;
 
@@ -25,6 +28,92 @@ pub const MAX_CONCURRENT_ACTIONS: usize = 4;
 
 /// What a shed request is told to wait before it tries again, in seconds.
 pub const RETRY_AFTER_SECS: u64 = 1;
+
+/// Requests per second the control plane starts by default (operator actions apart);
+/// `warden up` takes `[control] max_requests_per_second`.
+pub const DEFAULT_MAX_REQUESTS_PER_SECOND: u32 = 200;
+
+/// The longest a request waits for its turn under [`Pace`] before it is refused.
+const MAX_PACE_WAIT: Duration = Duration::from_secs(2);
+
+/// At most so many requests a second start, evenly spaced; one over the rate waits for its
+/// turn (up to [`MAX_PACE_WAIT`]) instead of being refused at once, so a client that floods
+/// the API is slowed to the rate rather than answered ever faster. Answering thousands of
+/// refusals a second costs CPU the agents' gateway needs (parsing, the kernel's TCP work),
+/// which a lower thread priority does not reach.
+#[derive(Clone)]
+pub(super) struct Pace {
+    /// When the next request may start.
+    next: Arc<Mutex<Instant>>,
+    interval: Duration,
+}
+
+impl Pace {
+    /// `per_second` requests a second (at least one).
+    pub(super) fn new(per_second: u32) -> Self {
+        Self {
+            next: Arc::new(Mutex::new(Instant::now())),
+            interval: Duration::from_secs(1) / per_second.max(1),
+        }
+    }
+
+    /// The request's turn: how long it must wait, or `None` when that is beyond the bound
+    /// (then no turn is taken).
+    fn turn(&self) -> Option<Duration> {
+        self.turns(1)
+    }
+
+    /// [`Pace::turn`] for a request that costs `cost` ordinary ones: the next request waits
+    /// that much longer.
+    fn turns(&self, cost: u32) -> Option<Duration> {
+        let now = Instant::now();
+        // A poisoned lock only means a panic between two plain stores; the time is valid.
+        let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+        let start = (*next).max(now);
+        let wait = start - now;
+        if wait > MAX_PACE_WAIT {
+            return None;
+        }
+        *next = start + self.interval * cost.max(1);
+        Some(wait)
+    }
+}
+
+/// What a request costs, in ordinary requests: a page of the journal counts one per hundred
+/// records it may hold, a verification of the whole chain ten.
+fn cost(request: &Request) -> u32 {
+    let uri = request.uri();
+    match uri.path() {
+        "/api/v1/journal/verify" => 10,
+        "/api/v1/journal" | "/api/v1/alerts" => uri
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("limit="))
+            .and_then(|n| n.parse::<u32>().ok())
+            .map_or(1, |n| n.div_ceil(100).clamp(1, 10)),
+        _ => 1,
+    }
+}
+
+/// Starts the request at its turn under the pace; refuses it (503, after [`MAX_PACE_WAIT`])
+/// when its turn is too far.
+pub(super) async fn pace(State(pace): State<Pace>, request: Request, next: Next) -> Response {
+    match pace.turns(cost(&request)) {
+        None => {
+            // Refused only after the longest wait: refusing at once would let a client
+            // that ignores Retry-After ask again at once, thousands of times a second.
+            tokio::time::sleep(MAX_PACE_WAIT).await;
+            busy("requests")
+        }
+        Some(wait) => {
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+            next.run(request).await
+        }
+    }
+}
 
 /// Room for requests of one kind.
 #[derive(Clone)]
@@ -86,7 +175,6 @@ fn busy(kind: &str) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
     use axum::Router;
     use axum::body::Body;
@@ -181,5 +269,62 @@ mod tests {
             );
             tokio::task::yield_now().await;
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_over_the_rate_wait_their_turn_and_far_turns_are_refused() {
+        let pace = Pace::new(10); // one every 100 ms
+        let first = pace.turn().expect("a turn");
+        assert_eq!(first, Duration::ZERO, "the first request starts at once");
+        let waits: Vec<Duration> = (0..19).map(|_| pace.turn().expect("a turn")).collect();
+        // Evenly spaced: the n-th request after the first waits n × 100 ms.
+        for (n, wait) in waits.iter().enumerate() {
+            assert_eq!(*wait, Duration::from_millis(100) * (n as u32 + 1));
+        }
+        // The 21st would wait 2.0 s: still within the bound; the next ones are refused.
+        assert_eq!(pace.turn(), Some(Duration::from_secs(2)));
+        assert_eq!(pace.turn(), None, "a turn beyond 2 s is refused");
+        // Time passing frees turns again.
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert_eq!(pace.turn(), Some(Duration::ZERO));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_paced_router_answers_in_order_and_refuses_with_retry_after() {
+        let app = Router::new()
+            .route("/", get(|| async { "ok" }))
+            .layer(axum::middleware::from_fn_with_state(Pace::new(1), pace));
+        let get_root = || {
+            app.clone()
+                .oneshot(axum::http::Request::get("/").body(Body::empty()).unwrap())
+        };
+        assert_eq!(get_root().await.unwrap().status(), StatusCode::OK);
+        // The second waits a second (paused time runs ahead), then is served.
+        assert_eq!(get_root().await.unwrap().status(), StatusCode::OK);
+        // Three more queued at once: turns 1, 2 and 3 s away; the third is refused.
+        let (a, b, c) = tokio::join!(get_root(), get_root(), get_root());
+        let answers = [a.unwrap(), b.unwrap(), c.unwrap()];
+        let served = answers
+            .iter()
+            .filter(|r| r.status() == StatusCode::OK)
+            .count();
+        assert_eq!(served, 2);
+        let refused = answers
+            .iter()
+            .find(|r| r.status() == StatusCode::SERVICE_UNAVAILABLE)
+            .expect("the turn 3 s away is refused");
+        assert_eq!(refused.headers()[header::RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn journal_pages_cost_by_their_size_and_verification_most() {
+        let cost_of = |uri: &str| cost(&axum::http::Request::get(uri).body(Body::empty()).unwrap());
+        assert_eq!(cost_of("/api/v1/me"), 1);
+        assert_eq!(cost_of("/api/v1/journal"), 1);
+        assert_eq!(cost_of("/api/v1/journal?limit=100"), 1);
+        assert_eq!(cost_of("/api/v1/journal?order=newest&limit=1000"), 10);
+        assert_eq!(cost_of("/api/v1/alerts?limit=250"), 3);
+        assert_eq!(cost_of("/api/v1/journal?limit=ten"), 1);
+        assert_eq!(cost_of("/api/v1/journal/verify"), 10);
     }
 }

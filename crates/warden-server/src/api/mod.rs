@@ -53,7 +53,10 @@ use crate::operators::{AuthError, Operator, OperatorStore, Role};
 
 pub use journal::{DEFAULT_PAGE, MAX_PAGE};
 pub use kill::{KillReport, Killed, Killer};
-pub use limit::{DEFAULT_MAX_CONCURRENT_REQUESTS, MAX_CONCURRENT_ACTIONS, RETRY_AFTER_SECS};
+pub use limit::{
+    DEFAULT_MAX_CONCURRENT_REQUESTS, DEFAULT_MAX_REQUESTS_PER_SECOND, MAX_CONCURRENT_ACTIONS,
+    RETRY_AFTER_SECS,
+};
 
 // === Recorder ===
 
@@ -164,13 +167,24 @@ impl<R> ControlState<R> {
 /// The API's routes, the metrics and the dashboard, with room for
 /// [`DEFAULT_MAX_CONCURRENT_REQUESTS`] reads at once.
 pub fn router<R: Recorder>(state: Arc<ControlState<R>>) -> Router {
-    limited_router(state, DEFAULT_MAX_CONCURRENT_REQUESTS)
+    limited_router(
+        state,
+        DEFAULT_MAX_CONCURRENT_REQUESTS,
+        DEFAULT_MAX_REQUESTS_PER_SECOND,
+    )
 }
 
 /// [`router`] with room for `max_concurrent` read requests at once (at least one) and
 /// [`MAX_CONCURRENT_ACTIONS`] operator actions apart; a request beyond is answered 503 with
 /// `Retry-After` at once.
-pub fn limited_router<R: Recorder>(state: Arc<ControlState<R>>, max_concurrent: usize) -> Router {
+///
+/// Reads and the dashboard's files also start at most `per_second` a second, evenly spaced; a
+/// request over that rate waits for its turn (up to 2 s, then 503).
+pub fn limited_router<R: Recorder>(
+    state: Arc<ControlState<R>>,
+    max_concurrent: usize,
+    per_second: u32,
+) -> Router {
     let reads = Router::new()
         .route("/api/v1/me", get(agents::me::<R>))
         .route("/api/v1/journal", get(journal::journal::<R>))
@@ -204,10 +218,16 @@ pub fn limited_router<R: Recorder>(state: Arc<ControlState<R>>, max_concurrent: 
             limit::Admission::new(MAX_CONCURRENT_ACTIONS, "operator actions"),
             limit::admit,
         ));
-    reads
-        .merge(actions)
-        .with_state(state)
+    // Operator actions are not paced: an admin must be able to contain an agent during a
+    // flood of reads.
+    let paced = reads
+        .with_state(state.clone())
         .merge(crate::dashboard::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            limit::Pace::new(per_second),
+            limit::pace,
+        ));
+    actions.with_state(state).merge(paced)
 }
 
 /// An answer that is an error: a status and a sentence.

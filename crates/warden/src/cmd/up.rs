@@ -227,8 +227,11 @@ fn serve_control(
         baselines.as_ref()?.get(agent.as_str()).cloned()
     }));
     let state = Arc::new(state);
-    let app =
-        warden_server::api::limited_router(state.clone(), config.control.max_concurrent_requests);
+    let app = warden_server::api::limited_router(
+        state.clone(),
+        config.control.max_concurrent_requests,
+        config.control.max_requests_per_second,
+    );
     let placement = Placement::new();
     let on_start = placement.clone();
     let runtime = tokio::runtime::Builder::new_current_thread()
