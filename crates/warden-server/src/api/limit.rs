@@ -57,14 +57,9 @@ impl Pace {
         }
     }
 
-    /// The request's turn: how long it must wait, or `None` when that is beyond the bound
-    /// (then no turn is taken).
-    fn turn(&self) -> Option<Duration> {
-        self.turns(1)
-    }
-
-    /// [`Pace::turn`] for a request that costs `cost` ordinary ones: the next request waits
-    /// that much longer.
+    /// The turn of a request that costs `cost` ordinary ones: how long it must wait, or
+    /// `None` when that is beyond the bound (then no turn is taken). The next request waits
+    /// `cost` intervals longer.
     fn turns(&self, cost: u32) -> Option<Duration> {
         let now = Instant::now();
         // A poisoned lock only means a panic between two plain stores; the time is valid.
@@ -274,19 +269,19 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn requests_over_the_rate_wait_their_turn_and_far_turns_are_refused() {
         let pace = Pace::new(10); // one every 100 ms
-        let first = pace.turn().expect("a turn");
+        let first = pace.turns(1).expect("a turn");
         assert_eq!(first, Duration::ZERO, "the first request starts at once");
-        let waits: Vec<Duration> = (0..19).map(|_| pace.turn().expect("a turn")).collect();
+        let waits: Vec<Duration> = (0..19).map(|_| pace.turns(1).expect("a turn")).collect();
         // Evenly spaced: the n-th request after the first waits n × 100 ms.
         for (n, wait) in waits.iter().enumerate() {
             assert_eq!(*wait, Duration::from_millis(100) * (n as u32 + 1));
         }
         // The 21st would wait 2.0 s: still within the bound; the next ones are refused.
-        assert_eq!(pace.turn(), Some(Duration::from_secs(2)));
-        assert_eq!(pace.turn(), None, "a turn beyond 2 s is refused");
+        assert_eq!(pace.turns(1), Some(Duration::from_secs(2)));
+        assert_eq!(pace.turns(1), None, "a turn beyond 2 s is refused");
         // Time passing frees turns again.
         tokio::time::advance(Duration::from_secs(3)).await;
-        assert_eq!(pace.turn(), Some(Duration::ZERO));
+        assert_eq!(pace.turns(1), Some(Duration::ZERO));
     }
 
     #[tokio::test(start_paused = true)]
