@@ -14,8 +14,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::up::{add_agent, files_setup_with, start_until};
-use support::{repo_root, warden};
+use support::repo_root;
+use support::up::{add_agent, add_operator, files_setup_with, start_until};
 
 /// The whole browser session's bound: a guard against hanging the suite, not a performance
 /// assertion (each step of the script has its own, shorter one).
@@ -59,29 +59,6 @@ fn require_browser_tools(browser_dir: &std::path::Path) {
         node.is_ok_and(|o| o.status.success()),
         "node is missing: {fix}"
     );
-}
-
-/// `warden user add NAME --role ROLE`: the operator's token.
-fn add_operator(s: &support::Setup, name: &str, role: &str) -> String {
-    let cfg = s.config();
-    let (status, out, err) = warden(
-        &[
-            "user",
-            "add",
-            name,
-            "--role",
-            role,
-            "--config",
-            cfg.to_str().unwrap(),
-        ],
-        s.dir.path(),
-    );
-    assert!(status.success(), "user add {name} failed: {err}");
-    out.lines()
-        .map(str::trim)
-        .find(|l| l.starts_with("wdo_"))
-        .unwrap_or_else(|| panic!("user add printed no token: {out}"))
-        .to_owned()
 }
 
 #[test]

@@ -13,7 +13,9 @@ use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
 use serde_json::{Value, json};
-use support::up::{EventStream, Resp, Up, add_agent, exchange, files_setup, post, start};
+use support::up::{
+    EventStream, Up, add_agent, control_get_at, files_setup, open_session, post, rpc, start,
+};
 use support::{HANG_GUARD, warden};
 use warden_core::{AgentId, Event, EventBody, SessionId};
 use warden_journal::{Journal, JournalOptions, SyncMode};
@@ -35,12 +37,6 @@ const HEAVY: [&str; 4] = [
     "/api/v1/agents",
     "/api/v1/journal?order=newest&limit=1000",
 ];
-
-fn rpc(id: u64, method: &str, params: Value) -> Vec<u8> {
-    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
-        .to_string()
-        .into_bytes()
-}
 
 /// Appends `n` records before `warden up` starts.
 fn fill_journal(path: &std::path::Path, n: u64) {
@@ -65,37 +61,6 @@ fn fill_journal(path: &std::path::Path, n: u64) {
         last.wait().unwrap();
     }
     journal.close_blocking().unwrap();
-}
-
-/// A GET on the control plane with the operator's token, on a connection of its own.
-fn api_get(control: SocketAddr, token: &str, path: &str) -> Resp {
-    exchange(
-        control,
-        &format!(
-            "GET {path} HTTP/1.1\r\nhost: {control}\r\nauthorization: Bearer {token}\r\n\
-             connection: close\r\n\r\n"
-        ),
-        b"",
-    )
-}
-
-/// Opens an MCP session for the agent; returns its id.
-fn open_session(up: &Up, token: &str) -> String {
-    let r = post(
-        up,
-        Some(token),
-        None,
-        &rpc(
-            0,
-            "initialize",
-            json!({"protocolVersion": "2025-06-18", "capabilities": {},
-                   "clientInfo": {"name": "warden-tests", "version": "1"}}),
-        ),
-    );
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.header("mcp-session-id")
-        .expect("no session id")
-        .to_owned()
 }
 
 /// What the flood saw.
@@ -158,7 +123,7 @@ fn an_api_flood_does_not_slow_the_agents_gateway() {
                 go.wait();
                 for i in 0..FLOOD_REQUESTS_EACH {
                     let path = HEAVY[(t + i) % HEAVY.len()];
-                    let r = api_get(control, &operator, path);
+                    let r = control_get_at(control, path, &operator);
                     match r.status {
                         200 => {
                             seen.ok.fetch_add(1, Ordering::Relaxed);
@@ -231,7 +196,7 @@ fn an_api_flood_does_not_slow_the_agents_gateway() {
     );
 
     // Afterwards the API answers normally again.
-    let r = api_get(control, &operator, "/api/v1/journal/verify");
+    let r = control_get_at(control, "/api/v1/journal/verify", &operator);
     assert_eq!(r.status, 200, "{}", r.body);
     let report = r.json();
     assert_eq!(report["intact"], true, "{report}");
@@ -239,7 +204,7 @@ fn an_api_flood_does_not_slow_the_agents_gateway() {
         report["records_checked"].as_u64().unwrap() >= PRIOR_RECORDS,
         "{report}"
     );
-    let r = api_get(control, &operator, "/api/v1/agents");
+    let r = control_get_at(control, "/api/v1/agents", &operator);
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("tester"), "{}", r.body);
 

@@ -10,48 +10,22 @@ use std::net::TcpStream;
 
 use serde_json::{Value, json};
 use support::up::{
-    Resp, Up, add_agent, add_operator, exchange, files_setup, files_setup_with, post, post_with,
-    read_response, start,
+    Resp, Up, add_agent, add_operator, exchange, files_setup, files_setup_with, open_session, post,
+    post_with, read_response, rpc, start,
 };
 use support::{HANG_GUARD, warden};
-
-fn rpc(id: u64, method: &str, params: Value) -> Vec<u8> {
-    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
-        .to_string()
-        .into_bytes()
-}
 
 /// `warden up` in front of `s`'s example server, the agent "tester", and a session of its.
 fn tester_session(s: support::Setup) -> (Up, String, String) {
     let token = add_agent(&s, "tester");
     let up = start(s, &["files"]);
-    let sid = open(&up, &token);
+    let sid = open_session(&up, &token);
     (up, token, sid)
 }
 
 /// A `tools/call` in the session; the whole response.
 fn call_tool(up: &Up, token: &str, sid: &str, id: u64, params: Value) -> Resp {
     post(up, Some(token), Some(sid), &rpc(id, "tools/call", params))
-}
-
-/// Opens a session for the agent with `token`; returns its id.
-fn open(up: &Up, token: &str) -> String {
-    let r = post(
-        up,
-        Some(token),
-        None,
-        &rpc(
-            0,
-            "initialize",
-            json!({"protocolVersion": "2025-06-18", "capabilities": {},
-                   "clientInfo": {"name": "warden-tests", "version": "1"}}),
-        ),
-    );
-    assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(r.json()["result"]["serverInfo"]["name"], "warden");
-    r.header("mcp-session-id")
-        .expect("no session id")
-        .to_owned()
 }
 
 fn records_of_kind(up: &Up, kind: &str) -> Vec<warden_journal::JournalRecord> {
@@ -69,7 +43,7 @@ fn an_authenticated_agent_sees_and_calls_only_what_policy_allows() {
     let alice = add_agent(&s, "alice");
     let up = start(s, &["files"]);
 
-    let sid = open(&up, &tester);
+    let sid = open_session(&up, &tester);
     let r = post(
         &up,
         Some(&tester),
@@ -100,7 +74,7 @@ fn an_authenticated_agent_sees_and_calls_only_what_policy_allows() {
 
     // alice may read but not delete (examples/policies/workspace.cedar): the list and the
     // call agree.
-    let sid_a = open(&up, &alice);
+    let sid_a = open_session(&up, &alice);
     let r = post(
         &up,
         Some(&alice),
@@ -160,7 +134,7 @@ fn requests_without_a_valid_token_are_refused_and_journaled() {
     );
 
     // Revocation takes effect on the running gateway, without a restart.
-    let sid = open(&up, &token);
+    let sid = open_session(&up, &token);
     let cfg = up.setup.config();
     let (status, _, err) = warden(
         &[
@@ -194,7 +168,7 @@ fn a_session_is_bound_to_the_agent_that_opened_it() {
     let tester = add_agent(&s, "tester");
     let mallory = add_agent(&s, "mallory");
     let up = start(s, &["files"]);
-    let sid = open(&up, &tester);
+    let sid = open_session(&up, &tester);
 
     // mallory presents tester's session id: refused exactly like an unknown one.
     let r = post(
@@ -322,7 +296,7 @@ fn a_flooding_agent_is_limited_without_degrading_another() {
     let calm = add_agent(&s, "alice");
     let up = start(s, &["files"]);
     let began = std::time::Instant::now();
-    let sid = open(&up, &flood);
+    let sid = open_session(&up, &flood);
     let mut limited = 0;
     for i in 0..20 {
         let r = post(&up, Some(&flood), Some(&sid), &rpc(i, "ping", json!({})));
@@ -338,7 +312,7 @@ fn a_flooding_agent_is_limited_without_degrading_another() {
         allowed <= 4 + refilled && limited > 0,
         "{allowed} of 20 requests passed in {refilled} s (burst 5, 1/s)"
     );
-    let sid_calm = open(&up, &calm);
+    let sid_calm = open_session(&up, &calm);
     let r = post(
         &up,
         Some(&calm),
@@ -690,7 +664,7 @@ fn sigterm_stops_warden_even_with_an_event_stream_open() {
     let s = files_setup("");
     let token = add_agent(&s, "tester");
     let mut up = start(s, &["files"]);
-    let sid = open(&up, &token);
+    let sid = open_session(&up, &token);
     let mut stream = TcpStream::connect(up.addr).unwrap();
     write!(
         stream,
@@ -772,7 +746,7 @@ fn rotating_a_token_ends_the_sessions_opened_with_the_old_one() {
     let s = files_setup("");
     let old = add_agent(&s, "tester");
     let up = start(s, &["files"]);
-    let sid = open(&up, &old);
+    let sid = open_session(&up, &old);
     let cfg = up.setup.config();
     let (status, out, err) = warden(
         &[
@@ -794,7 +768,7 @@ fn rotating_a_token_ends_the_sessions_opened_with_the_old_one() {
     let ended = records_of_kind(&up, "session_ended");
     assert_eq!(ended.len(), 1, "{ended:?}");
     // A new session with the new token works.
-    let sid = open(&up, &new);
+    let sid = open_session(&up, &new);
     let r = post(&up, Some(&new), Some(&sid), &rpc(2, "ping", json!({})));
     assert_eq!(r.status, 200);
 }
@@ -851,7 +825,7 @@ fn a_quarantined_agent_is_cut_off_and_its_token_revoked() {
         .find(|w| w.starts_with("wdn_"))
         .expect("a new token")
         .to_owned();
-    let sid = open(&up, &fresh);
+    let sid = open_session(&up, &fresh);
     let r = call_tool(
         &up,
         &fresh,

@@ -373,14 +373,45 @@ impl Up {
 
     /// `GET path` on the control plane with `token`.
     pub fn control_get(&self, path: &str, token: &str) -> Resp {
-        let control = self.control_addr();
-        exchange(
-            control,
-            &format!(
-                "GET {path} HTTP/1.1\r\nhost: {control}\r\n\
-                 authorization: Bearer {token}\r\nconnection: close\r\n\r\n"
-            ),
-            b"",
-        )
+        control_get_at(self.control_addr(), path, token)
     }
+}
+
+/// `GET path` on the control plane at `control` with `token`, on a connection of its own.
+pub fn control_get_at(control: SocketAddr, path: &str, token: &str) -> Resp {
+    exchange(
+        control,
+        &format!(
+            "GET {path} HTTP/1.1\r\nhost: {control}\r\n\
+             authorization: Bearer {token}\r\nconnection: close\r\n\r\n"
+        ),
+        b"",
+    )
+}
+
+/// A JSON-RPC request's bytes.
+pub fn rpc(id: u64, method: &str, params: Value) -> Vec<u8> {
+    serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+        .to_string()
+        .into_bytes()
+}
+
+/// Opens an MCP session for the agent with `token`; returns its id.
+pub fn open_session(up: &Up, token: &str) -> String {
+    let r = post(
+        up,
+        Some(token),
+        None,
+        &rpc(
+            0,
+            "initialize",
+            serde_json::json!({"protocolVersion": "2025-06-18", "capabilities": {},
+                   "clientInfo": {"name": "warden-tests", "version": "1"}}),
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["result"]["serverInfo"]["name"], "warden");
+    r.header("mcp-session-id")
+        .expect("no session id")
+        .to_owned()
 }
