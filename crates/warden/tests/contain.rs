@@ -900,18 +900,28 @@ fn control_plane(s: &Sandbox) -> (std::process::Child, std::net::SocketAddr) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let lines = std::io::BufReader::new(up.stdout.take().unwrap()).lines();
-    let mut control = None;
-    for line in lines {
-        let line = line.unwrap();
-        if let Some(rest) = line.strip_prefix("warden: serving the control plane at http://") {
-            control = Some(rest.trim_end_matches("/api/v1").parse().unwrap());
+    // Read to the end on a thread of its own: `warden up` stops when its stdout is closed,
+    // and it goes on printing (an upstream ready) after the control plane is.
+    let stdout = up.stdout.take().unwrap();
+    let (found, address) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut control = None;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(rest) = line.strip_prefix("warden: serving the control plane at http://") {
+                control = rest.trim_end_matches("/api/v1").parse().ok();
+            }
+            if line.contains("control plane ready") {
+                let _ = found.send(control);
+            }
         }
-        if line.contains("control plane ready") {
-            break;
-        }
-    }
-    (up, control.expect("warden up printed its control address"))
+    });
+    let control = address
+        .recv_timeout(Duration::from_secs(60))
+        .ok()
+        .flatten()
+        .expect("warden up printed its control address and became ready");
+    (up, control)
 }
 
 #[test]
