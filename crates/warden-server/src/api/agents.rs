@@ -148,7 +148,7 @@ pub(super) async fn quarantine_list<R: Recorder>(
 }
 
 /// The `{"reason": "…"}` body of an operator action, required and non-empty.
-fn reason_of(headers: &HeaderMap, body: &[u8]) -> Result<String, Refusal> {
+pub(super) fn reason_of(headers: &HeaderMap, body: &[u8]) -> Result<String, Refusal> {
     super::reason_in(&super::json_body(headers, body)?)
 }
 

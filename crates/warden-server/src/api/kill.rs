@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 use warden_core::{AgentId, EventBody, SessionId};
 
-use super::agents::agent_named;
+use super::agents::{agent_named, reason_of};
 use super::{ControlState, Recorder, Refusal, authorize, refuse};
 use crate::operators::Role;
 
@@ -50,7 +50,7 @@ pub(super) async fn kill<R: Recorder>(
 ) -> Result<Json<Value>, Refusal> {
     let operator = authorize(&state, &headers, Role::Admin)?;
     let agent = agent_named(&name)?;
-    let reason = super::reason_in(&super::json_body(&headers, &body)?)?;
+    let reason = reason_of(&headers, &body)?;
     if state.killer.is_none() {
         return Err(refuse(
             StatusCode::NOT_IMPLEMENTED,
