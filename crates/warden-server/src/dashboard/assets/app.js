@@ -852,10 +852,10 @@
     return el('dl', { class: 'facts' }, entries.map(([k, v]) => [el('dt', {}, k), el('dd', {}, valueView(v, depth + 1))]));
   }
 
-  function containForm(name, agent, result, onDone) {
+  /** The containment form; `reason` is kept by the page so a refresh does not lose what was typed. */
+  function containForm(name, agent, reason, result, onDone) {
     const quarantined = agent && agent.state === 'quarantined';
     const restricted = agent && agent.state && agent.state !== 'active';
-    const reason = el('textarea', { id: 'contain-reason', placeholder: 'Why (journaled with your name)', rows: 2 });
     const act = async (what, button) => {
       clear(result);
       const text = reason.value.trim();
@@ -920,6 +920,7 @@
     const state = {};
     const alive = () => state.view.alive();
     const containResult = el('div', { id: 'contain-result', 'aria-live': 'polite' });
+    const containReason = el('textarea', { id: 'contain-reason', placeholder: 'Why (journaled with your name)', rows: 2 });
     const containForms = el('div', {});
     contain.body.append(containForms, containResult);
 
@@ -945,7 +946,7 @@
       } else if (agent.last_time_ms) {
         facts.append(`last action ${fmtAgo(agent.last_time_ms)}`);
       }
-      clear(containForms).append(containForm(name, agent, containResult, () => reload()));
+      clear(containForms).append(containForm(name, agent, containReason, containResult, () => reload()));
       if (detail) {
         clear(lineage.body).append(sessionTree(detail.sessions || []));
         clear(scope.body).append(policyList(detail.policies || []));
