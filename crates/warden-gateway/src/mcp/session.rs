@@ -191,6 +191,9 @@ where
         _ = &mut agent_reader => true,
         _ = &mut upstream_reader => false,
     };
+    // The upstream's output may have closed (and its calls failed) before the agent closed,
+    // with its reader not yet finished: the upstream still went first.
+    let upstream_went_first = !agent_closed_first || session.upstream_gone.load(Ordering::SeqCst);
     if agent_closed_first {
         // Deliver what the agent sent before closing, then close the upstream's input and
         // give it time to exit on its own.
@@ -221,7 +224,7 @@ where
     session.close_agent();
     let _ = agent_writer.await;
 
-    let end = if agent_closed_first {
+    let end = if !upstream_went_first {
         SessionEnd::AgentClosed
     } else {
         SessionEnd::UpstreamExited { status }

@@ -123,8 +123,9 @@ async fn serve(
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     say!("warden: serving MCP at {scheme}://{local}/mcp");
-    if let Some((_, at)) = &control {
+    if let Some((plane, at)) = &control {
         say!("warden: serving the control plane at http://{at}/api/v1");
+        plane.announced();
     }
     for upstream in hub.upstreams() {
         tokio::spawn(report_status(upstream.clone()));
@@ -247,6 +248,7 @@ fn serve_control(
             .context("setting up the control plane's listener")?
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (announce, announced) = std::sync::mpsc::channel::<()>();
     let thread = std::thread::Builder::new()
         .name("warden-control".into())
         .spawn(move || {
@@ -255,6 +257,8 @@ fn serve_control(
                 // The fleet view reads the whole journal once; doing it now keeps that off the
                 // first operator's request (tens of seconds over millions of records).
                 tokio::task::spawn_blocking(move || {
+                    // "ready" follows the address line (an error dropping `announce` goes on).
+                    let _ = announced.recv();
                     let started = std::time::Instant::now();
                     let built = warden_journal::JournalReader::open(&state.journal_path)
                         .and_then(|reader| state.fleet.catch_up(&reader));
@@ -279,7 +283,14 @@ fn serve_control(
             runtime.shutdown_timeout(CONTROL_SHUTDOWN);
         })
         .context("starting the control plane's thread")?;
-    Ok((ControlPlane { stop, thread }, local))
+    Ok((
+        ControlPlane {
+            stop,
+            announce,
+            thread,
+        },
+        local,
+    ))
 }
 
 /// Threads of the control plane's blocking pool (journal reads, verification, the fleet
@@ -301,10 +312,17 @@ const CONTROL_SHUTDOWN: Duration = Duration::from_secs(1);
 /// The control plane, running on its own thread and runtime.
 struct ControlPlane {
     stop: tokio::sync::oneshot::Sender<()>,
+    /// Told once the control plane's address is printed: the fleet view is built after it.
+    announce: std::sync::mpsc::Sender<()>,
     thread: std::thread::JoinHandle<()>,
 }
 
 impl ControlPlane {
+    /// Its address has been printed: "control plane ready" may follow.
+    fn announced(&self) {
+        let _ = self.announce.send(());
+    }
+
     /// Stops serving and waits (at most [`CONTROL_SHUTDOWN`]) for its thread to end.
     async fn stop(self) {
         let _ = self.stop.send(());
