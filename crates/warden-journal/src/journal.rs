@@ -187,14 +187,9 @@ impl Journal {
         // does it instead, on its own connection, concurrently with appends.
         conn.pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(|e| crate::OpenError::sqlite(path, e))?;
-        let (stop_wal, wal_stop) = mpsc::channel();
-        let wal_conn = store::open_checkpointer(path, options.busy_timeout)?;
-        let wal = std::thread::Builder::new()
-            .name("warden-journal-wal".into())
-            .spawn(move || checkpoint_wal(&wal_conn, &wal_stop))
-            .map_err(|e| {
-                crate::OpenError::new(path, format!("cannot start the WAL thread: {e}"))
-            })?;
+        // A WAL that once grew longer is cut back to this when it next starts over.
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)
+            .map_err(|e| crate::OpenError::sqlite(path, e))?;
         let (tx, rx) = mpsc::channel();
         let (notify, commits) = tokio::sync::watch::channel(0);
         let state = Arc::new(Mutex::new(Writer {
@@ -210,6 +205,15 @@ impl Journal {
             head_error: None,
             closed: false,
         }));
+        let (stop_wal, wal_stop) = mpsc::channel();
+        let wal_conn = store::open_checkpointer(path, options.busy_timeout)?;
+        let gate = state.clone();
+        let wal = std::thread::Builder::new()
+            .name("warden-journal-wal".into())
+            .spawn(move || checkpoint_wal(&wal_conn, &wal_stop, &gate))
+            .map_err(|e| {
+                crate::OpenError::new(path, format!("cannot start the WAL thread: {e}"))
+            })?;
         let thread_state = state.clone();
         let handle = std::thread::Builder::new()
             .name("warden-journal-writer".into())
@@ -366,18 +370,45 @@ impl Drop for Inner {
 /// How often the WAL is copied back into the database.
 const WAL_CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 
+/// Frames (pages) in the WAL from which the checkpointer makes it start over: 64 MiB of
+/// 4 KiB pages. Each start-over holds this process's commits back for a checkpoint's final
+/// fsync (about 10 ms measured on a slow disk), so not too often.
+const WAL_RESTART_FRAMES: i64 = if cfg!(test) { 256 } else { 16_384 };
+
+/// Bytes a WAL file is cut back to when it starts over.
+const WAL_SIZE_LIMIT: i64 = 128 << 20;
+
 /// Copies committed WAL frames into the database until told to stop (or every handle is
 /// gone), then once more. `PASSIVE` never waits for, nor blocks, the writer.
-fn checkpoint_wal(conn: &Connection, stop: &mpsc::Receiver<()>) {
-    // A checkpoint that cannot run now (the disk is full, another process checkpoints) only
-    // leaves the WAL longer: the records are committed either way, and it is retried.
+///
+/// SQLite starts the WAL over at a commit that finds every frame copied. Copying while
+/// commits go on seldom ends that way, so left alone the WAL grew by every commit (760 MB
+/// after 190,000 records, without end). So once the WAL is long and a pass copied all it
+/// found, a second pass runs with this process's commits held back (`gate`): it copies only
+/// what arrived during the first, and the next commit starts the WAL over.
+fn checkpoint_wal(conn: &Connection, stop: &mpsc::Receiver<()>, gate: &Mutex<Writer>) {
+    // A checkpoint that cannot run now (the disk is full, another process checkpoints, a
+    // reader still uses old frames) only leaves the WAL longer: the records are committed
+    // either way, and it is retried.
     let checkpoint = || {
-        let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        })
+        .ok()
+    };
+    let pass = || {
+        if let Some((frames, copied)) = checkpoint()
+            && frames >= WAL_RESTART_FRAMES
+            && copied == frames
+        {
+            let _held = lock(gate);
+            checkpoint();
+        }
     };
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(WAL_CHECKPOINT_EVERY) {
-        checkpoint();
+        pass();
     }
-    checkpoint();
+    pass();
 }
 
 fn encode(event: &Event) -> Result<Encoded, JournalError> {
@@ -866,6 +897,41 @@ mod tests {
         }
         drop(journal);
         assert_intact(&path, 2000);
+    }
+
+    /// The WAL header's checkpoint sequence number: SQLite counts each start-over of the WAL.
+    fn wal_restarts(path: &Path) -> Option<u32> {
+        use std::io::Read;
+        let mut header = [0u8; 16];
+        let mut wal = std::fs::File::open(checkpoint::sibling(path, "-wal")).ok()?;
+        wal.read_exact(&mut header).ok()?;
+        Some(u32::from_be_bytes([
+            header[12], header[13], header[14], header[15],
+        ]))
+    }
+
+    #[test]
+    fn a_long_wal_starts_over_while_commits_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        // Durable commits, one after another without a pause: the checkpointer never finds
+        // the WAL idle, as under steady load.
+        let journal = Journal::open(&path, JournalOptions::default()).unwrap();
+        journal.append(&decision("alice", 0)).wait().unwrap();
+        let first = wal_restarts(&path);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut appended = 1;
+        while wal_restarts(&path) == first {
+            assert!(
+                std::time::Instant::now() < deadline && appended < 10_000,
+                "the WAL never started over in {appended} commits ({} bytes)",
+                std::fs::metadata(checkpoint::sibling(&path, "-wal")).map_or(0, |m| m.len())
+            );
+            journal.append(&decision("alice", appended)).wait().unwrap();
+            appended += 1;
+        }
+        journal.close_blocking().unwrap();
+        assert_intact(&path, appended);
     }
 
     #[test]
