@@ -334,10 +334,10 @@ impl ControlPlane {
     }
 }
 
-/// Where the control plane's threads run: at [`CONTROL_NICE`] and, with two CPUs or more, only
-/// on the last quarter of the process's CPUs ([`CONTROL_CPU_SHARE_DIVISOR`], at least one). On
-/// Linux both are per thread and inherited by the threads a thread starts (verification's
-/// hasher, say).
+/// Where the control plane's threads run: in Linux's `SCHED_IDLE` class (else at
+/// [`CONTROL_NICE`]) and, with two CPUs or more, only on the last quarter of the process's CPUs
+/// ([`CONTROL_CPU_SHARE_DIVISOR`], at least one). On Linux these are per thread and inherited
+/// by the threads a thread starts (verification's hasher, say).
 #[derive(Clone)]
 struct Placement {
     #[cfg(target_os = "linux")]
@@ -380,12 +380,34 @@ impl Placement {
             if let Err(err) = rustix::process::setpriority_process(Some(me), CONTROL_NICE) {
                 tracing::debug!(%err, "could not lower the control plane thread's priority");
             }
+            if let Err(err) = idle_policy() {
+                tracing::debug!(%err, "could not put the control plane thread in SCHED_IDLE");
+            }
             if let Some(cpus) = &self.cpus
                 && let Err(err) = rustix::thread::sched_setaffinity(None, cpus)
             {
                 tracing::debug!(%err, "could not confine the control plane thread's CPUs");
             }
         }
+    }
+}
+
+/// Puts the calling thread in `SCHED_IDLE`: a gateway thread waking up on its CPU takes it
+/// over at once. At nice 19 it did not: the scheduler let the control plane's thread finish
+/// its time slice first, and a flood of journal pages raised the gateway's p90 from 1.0 to
+/// 3.3 ms (docs/benchmarks.md). It still gets a small share of a busy CPU, so operators'
+/// requests progress under load, slowly.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn idle_policy() -> std::io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid sched_param that outlives the call; pid 0 is the calling
+    // thread, and moving to SCHED_IDLE needs no privilege.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 
