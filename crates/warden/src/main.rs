@@ -3,6 +3,9 @@
 // One call has no safe wrapper (`cmd::up::idle_policy`); it is the only unsafe code here.
 #![deny(unsafe_code)]
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// `println!` for a command whose output may be piped into `head`: a closed stdout ends the
 /// command quietly instead of panicking.
 macro_rules! say {
