@@ -10,7 +10,7 @@ use warden_core::{AgentId, EventBody};
 use warden_monitor::{Level, QuarantineEntry};
 
 use super::{ControlState, Recorder, Refusal, authorize, caught_up, refuse, unavailable};
-use crate::operators::Role;
+use crate::operators::{Operator, Role};
 
 /// The operator behind the token, and their role: what the dashboard may offer them.
 pub(super) async fn me<R: Recorder>(
@@ -148,8 +148,22 @@ pub(super) async fn quarantine_list<R: Recorder>(
 }
 
 /// The `{"reason": "…"}` body of an operator action, required and non-empty.
-pub(super) fn reason_of(headers: &HeaderMap, body: &[u8]) -> Result<String, Refusal> {
+fn reason_of(headers: &HeaderMap, body: &[u8]) -> Result<String, Refusal> {
     super::reason_in(&super::json_body(headers, body)?)
+}
+
+/// An admin's action on one agent (quarantine, release, kill): the admin, the agent, and the
+/// reason the request must give.
+pub(super) fn admin_action<R>(
+    state: &ControlState<R>,
+    name: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Operator, AgentId, String), Refusal> {
+    let operator = authorize(state, headers, Role::Admin)?;
+    let agent = agent_named(name)?;
+    let reason = reason_of(headers, body)?;
+    Ok((operator, agent, reason))
 }
 
 pub(super) fn agent_named(name: &str) -> Result<AgentId, Refusal> {
@@ -162,9 +176,7 @@ pub(super) async fn quarantine<R: Recorder>(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, Refusal> {
-    let operator = authorize(&state, &headers, Role::Admin)?;
-    let agent = agent_named(&name)?;
-    let reason = reason_of(&headers, &body)?;
+    let (operator, agent, reason) = admin_action(&state, &name, &headers, &body)?;
     let by = format!("operator:{}", operator.name);
     let added = state
         .quarantine
@@ -207,9 +219,7 @@ pub(super) async fn release<R: Recorder>(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, Refusal> {
-    let operator = authorize(&state, &headers, Role::Admin)?;
-    let agent = agent_named(&name)?;
-    let reason = reason_of(&headers, &body)?;
+    let (operator, agent, reason) = admin_action(&state, &name, &headers, &body)?;
     if state.quarantine.get(&agent).is_none() {
         return Err(refuse(
             StatusCode::NOT_FOUND,

@@ -14,9 +14,8 @@ use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 use warden_core::{AgentId, EventBody, SessionId};
 
-use super::agents::{agent_named, reason_of};
-use super::{ControlState, Recorder, Refusal, authorize, refuse};
-use crate::operators::Role;
+use super::agents::admin_action;
+use super::{ControlState, Recorder, Refusal, refuse};
 
 /// How one sandbox was killed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,9 +47,7 @@ pub(super) async fn kill<R: Recorder>(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, Refusal> {
-    let operator = authorize(&state, &headers, Role::Admin)?;
-    let agent = agent_named(&name)?;
-    let reason = reason_of(&headers, &body)?;
+    let (operator, agent, reason) = admin_action(&state, &name, &headers, &body)?;
     if state.killer.is_none() {
         return Err(refuse(
             StatusCode::NOT_IMPLEMENTED,
