@@ -4,9 +4,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::mpsc::channel;
 use std::time::Instant;
 
 use serde_json::{Value, json};
@@ -284,15 +282,7 @@ fn events_follow_prints_records_written_after_it_started() {
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let (tx, lines) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let lines = lines_of(stdout);
     let deadline = Instant::now() + HANG_GUARD;
     let next = || {
         lines

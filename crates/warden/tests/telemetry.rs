@@ -124,15 +124,7 @@ fn start(setup: Setup, env: &[(&str, String)]) -> Warden {
     }
     let mut child = cmd.spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
-    let (tx, lines) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let lines = support::lines_of(stdout);
     let mut addr = None;
     loop {
         let line = lines

@@ -134,6 +134,21 @@ pub struct Session {
     pub other: Vec<Value>,
 }
 
+/// The lines a child prints, read on a thread of their own (a child whose output is not read
+/// blocks or, for `warden up`, stops once its stdout closes).
+pub fn lines_of(stdout: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, lines) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
+}
+
 impl Session {
     pub fn spawn(mut cmd: Command) -> Session {
         let mut child = cmd
@@ -144,15 +159,7 @@ impl Session {
             .unwrap();
         let stdout = child.stdout.take().unwrap();
         let mut stderr = child.stderr.take().unwrap();
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = lines_of(stdout);
         let stderr = std::thread::spawn(move || {
             let mut s = String::new();
             let _ = stderr.read_to_string(&mut s);

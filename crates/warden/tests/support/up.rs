@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, channel};
+use std::sync::mpsc::Receiver;
 
 use serde_json::Value;
 
@@ -123,15 +123,7 @@ pub fn start_until(s: Setup, wanted: &[&str]) -> Up {
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let (tx, lines) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let lines = super::lines_of(stdout);
     let mut addr = None;
     let mut printed = Vec::new();
     let mut waiting: Vec<&str> = wanted.to_vec();
