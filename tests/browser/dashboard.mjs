@@ -277,7 +277,12 @@ async function run(browser) {
     await page.locator('#filter-kind').selectOption('decision');
     await page.locator('#journal-filters button[type="submit"]').click();
     await page.waitForURL(/agent=mallory/);
-    await page.locator('#journal-table tbody tr[data-kind]').first().waitFor();
+    // The page is rebuilt for the new filter: wait for the new table's rows, not the old one's
+    // (which may still be in the page, or already gone while the new page loads).
+    await page.waitForFunction(() => {
+      const rows = [...document.querySelectorAll('#journal-table tbody tr[data-kind]')];
+      return rows.length >= 5 && rows.every((r) => r.querySelector('td:nth-child(3)')?.textContent === 'mallory');
+    });
     const kinds = await page.locator('#journal-table tbody tr[data-kind]').evaluateAll(
       (rows) => rows.map((r) => r.dataset.kind));
     check(kinds.length >= 5 && kinds.every((k) => k === 'decision'), `filtered rows: ${kinds}`);
