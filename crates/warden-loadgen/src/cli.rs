@@ -102,6 +102,10 @@ pub struct CommonArgs {
     /// How long one request may take before it counts as failed.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
+    /// A process whose CPU time (its own, and its descendants') is reported for the run,
+    /// besides the load generator's; may be given more than once.
+    #[arg(long = "cpu-of", value_name = "PID")]
+    pub cpu_of: Vec<u32>,
 }
 
 /// `rate`.

@@ -22,6 +22,7 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod cpu;
 pub mod error;
 pub mod flood;
 pub mod http;

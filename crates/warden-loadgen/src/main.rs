@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use serde::Serialize;
 use warden_loadgen::cli::{Cli, CommonArgs, Mode};
+use warden_loadgen::cpu::{self, Spent};
 use warden_loadgen::rate::{self, RateOptions};
 use warden_loadgen::saturate::{self, SaturateOptions};
 use warden_loadgen::sessions::{self, SessionsOptions};
@@ -45,6 +46,71 @@ struct Line<'a, R: Serialize> {
     tool: Option<&'a str>,
     #[serde(flatten)]
     report: &'a R,
+    cpu: &'a CpuReport,
+}
+
+/// The CPU time spent while the connection was open (sessions opened, load, sessions ended).
+#[derive(Serialize)]
+struct CpuReport {
+    /// The load generator, and (its descendants) a stdio server it started.
+    loadgen: Spent,
+    /// The processes named with `--cpu-of`, each with its descendants.
+    watched: Vec<Spent>,
+}
+
+impl CpuReport {
+    fn human(&self) -> String {
+        let one = |name: String, s: &Spent| {
+            format!(
+                "{name} {} ms (descendants {} ms)",
+                s.own_ms, s.descendants_ms
+            )
+        };
+        let mut parts = vec![one("loadgen".to_owned(), &self.loadgen)];
+        parts.extend(
+            self.watched
+                .iter()
+                .map(|s| one(format!("pid {}", s.pid), s)),
+        );
+        format!("  cpu: {}", parts.join(", "))
+    }
+}
+
+/// CPU readings taken when the connection opens, to be closed when the work is done.
+struct CpuWatch {
+    start: Vec<(u32, cpu::Ticks)>,
+}
+
+impl CpuWatch {
+    fn start(pids: &[u32]) -> Result<Self, LoadError> {
+        let me = std::process::id();
+        let start = std::iter::once(me)
+            .chain(pids.iter().copied())
+            .map(|pid| {
+                cpu::ticks(pid)
+                    .map(|t| (pid, t))
+                    .ok_or_else(|| LoadError::Usage(format!("--cpu-of {pid}: no such process")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { start })
+    }
+
+    fn finish(self) -> CpuReport {
+        let mut spent = self.start.into_iter().map(|(pid, before)| {
+            // A watched process that exited meanwhile counts as having spent nothing more.
+            let after = cpu::ticks(pid).unwrap_or(before);
+            cpu::spent(pid, before, after)
+        });
+        let loadgen = spent.next().unwrap_or(Spent {
+            pid: std::process::id(),
+            own_ms: 0,
+            descendants_ms: 0,
+        });
+        CpuReport {
+            loadgen,
+            watched: spent.collect(),
+        }
+    }
 }
 
 /// Runs the mode; `Ok(false)` when not one call (or session) succeeded.
@@ -59,7 +125,7 @@ async fn run(mode: Mode) -> Result<bool, LoadError> {
                 lanes: args.connections,
                 timeout: args.common.timeout,
             };
-            let report = with_connection(&target, &args.common, |c| {
+            let (report, cpu) = with_connection(&target, &args.common, |c| {
                 let (spec, options) = (spec.clone(), options.clone());
                 async move { rate::run(&c, &spec, &options).await }
             })
@@ -70,6 +136,7 @@ async fn run(mode: Mode) -> Result<bool, LoadError> {
                 &target,
                 Some(&spec.tool),
                 &report,
+                &cpu,
                 &report.human(),
             );
             Ok(report.tally.ok > 0)
@@ -82,7 +149,7 @@ async fn run(mode: Mode) -> Result<bool, LoadError> {
                 duration: args.duration,
                 timeout: args.common.timeout,
             };
-            let report = with_connection(&target, &args.common, |c| {
+            let (report, cpu) = with_connection(&target, &args.common, |c| {
                 let (spec, options) = (spec.clone(), options.clone());
                 async move { saturate::run(&c, &spec, &options).await }
             })
@@ -93,6 +160,7 @@ async fn run(mode: Mode) -> Result<bool, LoadError> {
                 &target,
                 Some(&spec.tool),
                 &report,
+                &cpu,
                 &report.human(),
             );
             Ok(report.tally.ok > 0)
@@ -106,7 +174,7 @@ async fn run(mode: Mode) -> Result<bool, LoadError> {
                 idle: args.idle,
                 timeout: args.common.timeout,
             };
-            let report = with_connection(&target, &args.common, |c| {
+            let (report, cpu) = with_connection(&target, &args.common, |c| {
                 let options = options.clone();
                 async move { sessions::run(&c, &options).await }
             })
@@ -117,6 +185,7 @@ async fn run(mode: Mode) -> Result<bool, LoadError> {
                 &target,
                 None,
                 &report,
+                &cpu,
                 &report.human(),
             );
             Ok(report.opened.ok > 0)
@@ -129,20 +198,23 @@ async fn run(mode: Mode) -> Result<bool, LoadError> {
     }
 }
 
-/// Opens the connection, runs `work` on it, and stops a stdio server whatever happened.
+/// Opens the connection, runs `work` on it, and stops a stdio server whatever happened; with
+/// the CPU time spent meanwhile (read before a stdio server is stopped, so it is counted).
 async fn with_connection<T, F, Fut>(
     target: &Target,
     common: &CommonArgs,
     work: F,
-) -> Result<T, LoadError>
+) -> Result<(T, CpuReport), LoadError>
 where
     F: FnOnce(Connection) -> Fut,
     Fut: Future<Output = Result<T, LoadError>>,
 {
+    let watch = CpuWatch::start(&common.cpu_of)?;
     let connection = Connection::open(target, common.timeout).await?;
     let result = work(connection.clone()).await;
+    let cpu = watch.finish();
     connection.shutdown().await;
-    result
+    result.map(|r| (r, cpu))
 }
 
 fn emit<R: Serialize>(
@@ -151,8 +223,10 @@ fn emit<R: Serialize>(
     target: &Target,
     tool: Option<&str>,
     report: &R,
+    cpu: &CpuReport,
     human: &str,
 ) {
+    let human = format!("{human}\n{}", cpu.human());
     let label = common.label.as_deref();
     let heading = format!(
         "warden-loadgen {mode}{} against {}{}",
@@ -168,6 +242,7 @@ fn emit<R: Serialize>(
             target: target.describe(),
             tool,
             report,
+            cpu,
         };
         match serde_json::to_string(&line) {
             Ok(json) => println!("{json}"),

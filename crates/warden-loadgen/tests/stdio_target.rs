@@ -46,6 +46,8 @@ fn saturate_and_rate_over_stdio_report_json() {
             "--json",
             "--label",
             "direct",
+            "--cpu-of",
+            &std::process::id().to_string(),
         ])
         .args(["--arguments", r#"{"text":"hello"}"#, "--stdio", "--"])
         .arg(&server)
@@ -66,6 +68,15 @@ fn saturate_and_rate_over_stdio_report_json() {
     let ok = report["ok"].as_u64().unwrap();
     assert!(ok > 0, "{report}");
     assert_eq!(report["latency"]["count"].as_u64(), Some(ok));
+    // The stdio server answered every call: its CPU time is read before it is stopped.
+    assert!(
+        report["cpu"]["loadgen"]["descendants_ms"].as_u64() > Some(0),
+        "{report}"
+    );
+    assert_eq!(
+        report["cpu"]["watched"][0]["pid"].as_u64(),
+        Some(u64::from(std::process::id()))
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("throughput"),
@@ -135,4 +146,16 @@ fn a_stdio_command_that_does_not_exist_is_named() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("/nonexistent/mcp-server"), "{stderr}");
+}
+
+#[test]
+fn watching_a_process_that_does_not_exist_is_refused_before_any_load() {
+    let output = loadgen()
+        .args(["saturate", "--duration", "100ms", "--cpu-of", "4294967295"])
+        .args(["--url", "http://127.0.0.1:9/mcp"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--cpu-of 4294967295"), "{stderr}");
 }
