@@ -11,6 +11,7 @@ use std::net::IpAddr;
 use std::ops::ControlFlow;
 use std::sync::{Mutex, PoisonError};
 
+use memchr::memmem::Finder;
 use serde::Deserialize;
 use serde_json::Value;
 use warden_core::{Action, ActionKind, EventBody, SessionId, Severity};
@@ -61,6 +62,8 @@ fn critical() -> Severity {
 struct Protected {
     /// Normalized, without a trailing `/`.
     path: String,
+    /// Finds `path` in text; built once, as every string of every action is searched.
+    finder: Finder<'static>,
     /// Configured with a trailing `/`: the folder and what is inside, not its siblings
     /// (`/etc/warden/` covers `/etc/warden` and `/etc/warden/key`, not `/etc/wardens`).
     folder: bool,
@@ -69,8 +72,10 @@ struct Protected {
 impl Protected {
     /// Whether the path occurs anywhere in `s`.
     fn found_in(&self, s: &str) -> bool {
-        s.match_indices(self.path.as_str())
-            .any(|(at, p)| self.ends_well(&s[at + p.len()..]))
+        // A match of a whole string ends on a character boundary.
+        self.finder
+            .find_iter(s.as_bytes())
+            .any(|at| self.ends_well(&s[at + self.path.len()..]))
     }
 
     /// Whether the (normalized) path `path` is this one or under it.
@@ -113,6 +118,8 @@ pub struct SelfTamper {
     paths: Vec<Protected>,
     ports: Vec<u16>,
     tokens_prefix: String,
+    /// Finds `tokens_prefix`, built once.
+    token_finder: Finder<'static>,
     severity: Severity,
     /// Per session: the kinds of attempt already alerted, one bit each.
     alerted: Mutex<RecentMap<SessionId, u8>>,
@@ -151,6 +158,7 @@ impl SelfTamper {
                 ));
             }
             paths.push(Protected {
+                finder: Finder::new(&normal).into_owned(),
                 path: normal,
                 folder: path.ends_with('/'),
             });
@@ -168,6 +176,7 @@ impl SelfTamper {
         Ok(Self {
             paths,
             ports: config.ports,
+            token_finder: Finder::new(&config.tokens_prefix).into_owned(),
             tokens_prefix: config.tokens_prefix,
             severity: config.severity,
             alerted: Mutex::new(RecentMap::new(MAX_TRACKED)),
@@ -193,8 +202,9 @@ impl SelfTamper {
 
     /// Whether `s` carries the token prefix followed by enough token characters.
     fn has_token(&self, s: &str) -> bool {
-        s.match_indices(self.tokens_prefix.as_str()).any(|(at, p)| {
-            let tail = &s.as_bytes()[at + p.len()..];
+        let prefix = self.tokens_prefix.len();
+        self.token_finder.find_iter(s.as_bytes()).any(|at| {
+            let tail = &s.as_bytes()[at + prefix..];
             tail.len() >= MIN_TOKEN_TAIL
                 && tail[..MIN_TOKEN_TAIL]
                     .iter()
