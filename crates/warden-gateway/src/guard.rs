@@ -483,7 +483,7 @@ impl Guard {
         detail: impl Into<String>,
         labels: Vec<String>,
     ) {
-        // Queued, not committed here: the answer must not wait for its outcome record.
+        // Not waited for: the answer must not wait for its outcome record.
         let event = self.event(EventBody::Outcome {
             decision_seq,
             outcome,
@@ -501,12 +501,10 @@ impl Guard {
             });
             self.respond(monitor, raised);
         }
-        let pending = self.journal.append_queued(&event);
-        tokio::spawn(async move {
-            if let Err(err) = pending.await {
-                tracing::error!(decision_seq, %err, "could not journal the outcome of a call");
-            }
-        });
+        // Deferred: it rides along with the next decision's commit rather than costing one.
+        if let Err(err) = self.journal.append_deferred(&event) {
+            tracing::error!(decision_seq, %err, "could not journal the outcome of a call");
+        }
     }
 
     /// Appends a session lifecycle record and waits until it is durable; detectors see it

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::SigningKey;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -77,6 +77,8 @@ struct Inner {
     closed: AtomicBool,
     /// The connection and chain state, shared by the writer thread and inline commits.
     state: Arc<Mutex<Writer>>,
+    /// Records nobody waits for, until a commit takes them along.
+    deferred: Arc<Mutex<Deferred>>,
     /// Whether callers may commit their own record when the writer is idle.
     inline: bool,
     /// The seq of the last record this process committed.
@@ -101,6 +103,25 @@ struct Encoded {
 }
 
 type Reply<T> = oneshot::Sender<Result<T, JournalError>>;
+
+/// How long a record nobody waits for may wait for a commit to take it along before one is
+/// made for it alone. Bounds what a crash can lose of such records (the outcome of a call
+/// already answered); an append that is waited for ends the wait at once.
+const DEFER_AT_MOST: Duration = Duration::from_millis(5);
+
+/// Records appended with [`Journal::append_deferred`], not yet committed.
+#[derive(Default)]
+struct Deferred {
+    records: Vec<Encoded>,
+    /// When the oldest of `records` was appended.
+    since: Option<Instant>,
+    /// Set by the close's final commit: later records are refused, not left behind.
+    closed: bool,
+}
+
+fn lock_deferred(deferred: &Mutex<Deferred>) -> MutexGuard<'_, Deferred> {
+    deferred.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 enum Command {
     Append(Encoded, Reply<u64>),
@@ -192,8 +213,10 @@ impl Journal {
             .map_err(|e| crate::OpenError::sqlite(path, e))?;
         let (tx, rx) = mpsc::channel();
         let (notify, commits) = tokio::sync::watch::channel(0);
+        let deferred = Arc::new(Mutex::new(Deferred::default()));
         let state = Arc::new(Mutex::new(Writer {
             notify,
+            deferred: deferred.clone(),
             conn,
             key,
             path: path.to_owned(),
@@ -230,6 +253,7 @@ impl Journal {
                 wal: Some(wal),
                 closed: AtomicBool::new(false),
                 state,
+                deferred,
                 inline: options.sync == SyncMode::Normal,
                 commits,
             }),
@@ -271,6 +295,29 @@ impl Journal {
             Ok(encoded) => self.queue(encoded),
             Err(e) => PendingAppend::failed(e),
         }
+    }
+
+    /// Appends `event` for nobody to wait on (an outcome written after the answer): it is
+    /// committed together with the next record someone does wait for, or on its own once it
+    /// is [`DEFER_AT_MOST`] old, so that it rarely costs a commit of its own. A commit that
+    /// fails is logged; the error here is only for a journal already closed or an event that
+    /// cannot be encoded.
+    pub fn append_deferred(&self, event: &Event) -> Result<(), JournalError> {
+        let encoded = encode(event)?;
+        let first = {
+            let mut deferred = lock_deferred(&self.inner.deferred);
+            if deferred.closed || self.inner.closed.load(Ordering::SeqCst) {
+                return Err(JournalError::Closed);
+            }
+            deferred.records.push(encoded);
+            deferred.since.get_or_insert_with(Instant::now);
+            deferred.records.len() == 1
+        };
+        if first {
+            // The writer times the commit that takes it if no other does.
+            self.send(Command::Wake)?;
+        }
+        Ok(())
     }
 
     fn queue(&self, encoded: Encoded) -> PendingAppend {
@@ -476,6 +523,8 @@ impl Future for PendingAppend {
 struct Writer {
     /// Announces each commit's last seq ([`Journal::commits`]).
     notify: tokio::sync::watch::Sender<u64>,
+    /// Records nobody waits for: every commit takes them along.
+    deferred: Arc<Mutex<Deferred>>,
     conn: Connection,
     key: SigningKey,
     path: PathBuf,
@@ -503,16 +552,24 @@ fn run(state: &Mutex<Writer>, rx: mpsc::Receiver<Command>) {
         let mut hung_up = false;
         let wait = {
             let writer = lock(state);
-            writer
+            let checkpoint = writer
                 .uncheckpointed_since
                 .map_or(Duration::from_secs(3600), |since| {
                     writer.checkpoint_interval.saturating_sub(since.elapsed())
-                })
+                });
+            let deferred = lock_deferred(&writer.deferred)
+                .since
+                .map_or(checkpoint, |since| {
+                    DEFER_AT_MOST.saturating_sub(since.elapsed())
+                });
+            checkpoint.min(deferred)
         };
         match rx.recv_timeout(wait) {
             Ok(command) => lock(state).take(command, &mut batch, &mut close),
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                lock(state).checkpoint_if_due();
+                let mut writer = lock(state);
+                writer.commit_deferred_if_due();
+                writer.checkpoint_if_due();
                 continue;
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => hung_up = true,
@@ -528,6 +585,9 @@ fn run(state: &Mutex<Writer>, rx: mpsc::Receiver<Command>) {
         if !batch.is_empty() {
             writer.commit(&mut batch);
             writer.checkpoint_if_due();
+        }
+        if close.is_some() || hung_up {
+            writer.commit_last_deferred();
         }
         if let Some(reply) = close {
             let result = writer.final_checkpoint();
@@ -588,22 +648,69 @@ impl Writer {
     /// Commits one record now, without waiting for another writer: `Err` gives it back
     /// when another process holds the file's write lock (then it is queued instead).
     fn commit_inline(&mut self, encoded: Encoded) -> Result<Result<u64, JournalError>, Encoded> {
+        let deferred = self.take_deferred();
+        let records: Vec<&Encoded> = deferred.iter().chain([&encoded]).collect();
         // Waiting here would block the caller's thread: try the lock once.
         let _ = self.conn.busy_timeout(Duration::ZERO);
-        let result = self.insert(std::slice::from_ref(&encoded));
+        let result = self.insert_refs(&records);
         let _ = self.conn.busy_timeout(self.busy_timeout);
         match result {
-            Ok((seq, checkpoint)) => {
+            Ok((first_seq, checkpoint)) => {
+                let seq = first_seq + deferred.len() as u64;
                 self.committed(seq, checkpoint);
                 Ok(Ok(seq))
             }
             Err(rusqlite::Error::SqliteFailure(e, _))
                 if e.code == rusqlite::ErrorCode::DatabaseBusy =>
             {
+                self.give_back_deferred(deferred);
                 Err(encoded)
             }
-            Err(e) => Ok(Err(JournalError::Commit(CommitError::from_sqlite(&e, 1)))),
+            Err(e) => {
+                let err = CommitError::from_sqlite(&e, records.len());
+                lost_deferred(deferred.len(), &err);
+                Ok(Err(JournalError::Commit(err)))
+            }
         }
+    }
+
+    /// The deferred records, for a commit to take along.
+    fn take_deferred(&self) -> Vec<Encoded> {
+        let mut deferred = lock_deferred(&self.deferred);
+        deferred.since = None;
+        std::mem::take(&mut deferred.records)
+    }
+
+    /// Puts back, ahead of any that came since, deferred records a commit could not take.
+    fn give_back_deferred(&self, mut records: Vec<Encoded>) {
+        if records.is_empty() {
+            return;
+        }
+        let mut deferred = lock_deferred(&self.deferred);
+        records.append(&mut deferred.records);
+        deferred.records = records;
+        deferred.since.get_or_insert_with(Instant::now);
+    }
+
+    /// Commits the deferred records on their own once the oldest has waited long enough.
+    fn commit_deferred_if_due(&mut self) {
+        let due = lock_deferred(&self.deferred)
+            .since
+            .is_some_and(|since| since.elapsed() >= DEFER_AT_MOST);
+        if due {
+            self.commit(&mut Vec::new());
+        }
+    }
+
+    /// Commits the deferred records before the writer stops; any appended later are refused.
+    fn commit_last_deferred(&mut self) {
+        let last = {
+            let mut deferred = lock_deferred(&self.deferred);
+            deferred.closed = true;
+            deferred.since = None;
+            std::mem::take(&mut deferred.records)
+        };
+        self.commit_with(last, &mut Vec::new());
     }
 
     /// Notes a commit's checkpoint, or that its records await one, and announces it.
@@ -621,31 +728,40 @@ impl Writer {
         }
     }
 
-    /// Commits `batch` in one transaction and answers every append in it.
+    /// Commits the deferred records and `batch` in one transaction and answers every append
+    /// in the batch.
     fn commit(&mut self, batch: &mut Vec<(Encoded, Reply<u64>)>) {
-        let encoded: Vec<&Encoded> = batch.iter().map(|(e, _)| e).collect();
+        let deferred = self.take_deferred();
+        self.commit_with(deferred, batch);
+    }
+
+    fn commit_with(&mut self, deferred: Vec<Encoded>, batch: &mut Vec<(Encoded, Reply<u64>)>) {
+        let encoded: Vec<&Encoded> = deferred
+            .iter()
+            .chain(batch.iter().map(|(e, _)| e))
+            .collect();
+        if encoded.is_empty() {
+            return;
+        }
         match self.insert_refs(&encoded) {
             Ok((first_seq, checkpoint)) => {
-                let last_seq = first_seq + batch.len() as u64 - 1;
+                let last_seq = first_seq + encoded.len() as u64 - 1;
+                let batch_first = first_seq + deferred.len() as u64;
                 for (i, (_, reply)) in batch.drain(..).enumerate() {
-                    let _ = reply.send(Ok(first_seq + i as u64));
+                    let _ = reply.send(Ok(batch_first + i as u64));
                 }
                 self.committed(last_seq, checkpoint);
             }
             Err(e) => {
                 // The transaction was rolled back when it dropped: nothing of this batch is
                 // in the file, and the tail is re-read from the file next time.
-                let err = CommitError::from_sqlite(&e, batch.len());
+                let err = CommitError::from_sqlite(&e, encoded.len());
+                lost_deferred(deferred.len(), &err);
                 for (_, reply) in batch.drain(..) {
                     let _ = reply.send(Err(JournalError::Commit(err.clone())));
                 }
             }
         }
-    }
-
-    fn insert(&mut self, batch: &[Encoded]) -> rusqlite::Result<(u64, Option<Checkpoint>)> {
-        let refs: Vec<&Encoded> = batch.iter().collect();
-        self.insert_refs(&refs)
     }
 
     fn insert_refs(&mut self, batch: &[&Encoded]) -> rusqlite::Result<(u64, Option<Checkpoint>)> {
@@ -753,6 +869,13 @@ impl Writer {
         if let Err(e) = checkpoint::write_head(&self.path, cp) {
             self.head_error = Some(e);
         }
+    }
+}
+
+/// Deferred records have nobody to tell of a failed commit: the log is told instead.
+fn lost_deferred(records: usize, err: &CommitError) {
+    if records > 0 {
+        tracing::error!(records, error = %err, "journal records nobody waited for were not written");
     }
 }
 
@@ -932,6 +1055,98 @@ mod tests {
         }
         journal.close_blocking().unwrap();
         assert_intact(&path, appended);
+    }
+
+    /// The records of `path`, as (seq, time_ms), in order.
+    fn seqs_and_times(path: &Path) -> Vec<(u64, i64)> {
+        let conn = Connection::open(path).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT seq, time_ms FROM records ORDER BY seq")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    #[test]
+    fn deferred_records_go_first_into_the_next_waited_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let journal = Journal::open(&path, JournalOptions::default()).unwrap();
+        // The writer is held, so nothing can commit the deferred records on its own.
+        let (release, done) = hold_writer(&journal, |_| {});
+        for i in 1..=3 {
+            journal.append_deferred(&decision("a", i)).unwrap();
+        }
+        let waited = journal.append(&decision("a", 4));
+        release.send(()).unwrap();
+        done.blocking_recv().unwrap();
+        // Its seq counts the deferred records committed ahead of it in the same commit.
+        assert_eq!(waited.wait().unwrap(), 4);
+        journal.close_blocking().unwrap();
+        let times: Vec<i64> = seqs_and_times(&path).into_iter().map(|(_, t)| t).collect();
+        assert_eq!(
+            times,
+            (1..=4)
+                .map(|i| decision("a", i).time_ms)
+                .collect::<Vec<_>>()
+        );
+        assert_intact(&path, 4);
+    }
+
+    #[test]
+    fn an_inline_commit_takes_the_deferred_records_along() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let journal = Journal::open(&path, fast_options()).unwrap();
+        journal.append_deferred(&decision("a", 1)).unwrap();
+        journal.append_deferred(&decision("a", 2)).unwrap();
+        // Committed on this thread (the writer is idle), after the two deferred records —
+        // whether they were still waiting or the writer had just committed them.
+        assert_eq!(journal.append(&decision("a", 3)).wait().unwrap(), 3);
+        journal.close_blocking().unwrap();
+        assert_intact(&path, 3);
+    }
+
+    #[test]
+    fn a_deferred_record_alone_is_committed_without_waiting_for_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let journal = Journal::open(&path, JournalOptions::default()).unwrap();
+        let mut commits = journal.commits();
+        journal.append_deferred(&decision("a", 1)).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            tokio::time::timeout(Duration::from_secs(30), commits.wait_for(|&seq| seq == 1))
+                .await
+                .expect("the deferred record was never committed")
+                .unwrap();
+        });
+        assert_eq!(seqs_and_times(&path).len(), 1);
+        journal.close_blocking().unwrap();
+        assert_intact(&path, 1);
+    }
+
+    #[test]
+    fn closing_commits_deferred_records_and_refuses_later_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let journal = Journal::open(&path, JournalOptions::default()).unwrap();
+        let (release, done) = hold_writer(&journal, |_| {});
+        journal.append_deferred(&decision("a", 1)).unwrap();
+        let close = journal.start_close().unwrap();
+        assert!(matches!(
+            journal.append_deferred(&decision("a", 2)),
+            Err(JournalError::Closed)
+        ));
+        release.send(()).unwrap();
+        done.blocking_recv().unwrap();
+        close.blocking_recv().unwrap().unwrap();
+        assert_intact(&path, 1);
     }
 
     #[test]
