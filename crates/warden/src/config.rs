@@ -206,6 +206,22 @@ pub struct HttpSection {
     pub tls_cert: Option<PathBuf>,
     /// The PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// Threads serving agents' requests. Absent: one per CPU but one, at least one, since the
+    /// journal's writer works on a thread of its own beside them (and on two cores, one
+    /// thread measured less CPU per call and a shorter tail than two; docs/benchmarks.md).
+    #[serde(default)]
+    pub worker_threads: Option<usize>,
+}
+
+impl HttpSection {
+    /// The threads of [`HttpSection::worker_threads`], the default filled in.
+    pub fn worker_threads(&self) -> usize {
+        self.worker_threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get().saturating_sub(1))
+                .max(1)
+        })
+    }
 }
 
 impl Default for HttpSection {
@@ -447,6 +463,9 @@ impl Config {
                 bail!("http.{name} must be between 1 and 1000000");
             }
         }
+        if h.worker_threads.is_some_and(|n| !(1..=1024).contains(&n)) {
+            bail!("http.worker_threads must be between 1 and 1024");
+        }
         for (name, x) in [
             (
                 "requests_per_second_per_agent",
@@ -686,6 +705,16 @@ mod tests {
         assert!(Config::parse("[agents]\npath = \"a.json\"\n").is_err());
         assert!(Config::parse("[control]\nmax_concurrent_requests = 0\n").is_err());
         assert!(Config::parse("[control]\nmax_requests_per_second = 0\n").is_err());
+        assert!(Config::parse("[http]\nworker_threads = 0\n").is_err());
+    }
+
+    #[test]
+    fn worker_threads_default_to_one_per_cpu_but_one() {
+        let c = Config::parse("[http]\nworker_threads = 3\n").unwrap();
+        assert_eq!(c.http.worker_threads(), 3);
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.http.worker_threads(), cpus.saturating_sub(1).max(1));
     }
 
     #[test]

@@ -64,6 +64,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let listen = args.listen.unwrap_or_else(|| config.http.listen.clone());
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.http.worker_threads())
         .enable_all()
         .build()
         .context("starting the async runtime")?;
