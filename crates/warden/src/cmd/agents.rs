@@ -3,7 +3,6 @@
 //! with or without `warden up`. Read-only.
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -14,7 +13,7 @@ use warden_journal::JournalReader;
 use warden_monitor::{Quarantine, QuarantineEntry};
 use warden_server::fleet::{AgentActivity, Fleet, SessionInfo};
 
-use crate::config::Config;
+use crate::cmd::journal_source::JournalSource;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -24,38 +23,7 @@ pub struct Args {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
-    source: Source,
-}
-
-/// Where the read-only views find the journal: `--journal`, or the configuration's.
-#[derive(clap::Args)]
-pub struct Source {
-    /// The journal file (default: the one named in the configuration).
-    #[arg(long)]
-    journal: Option<PathBuf>,
-    /// The configuration file (default: ./warden.toml if present).
-    #[arg(long)]
-    config: Option<PathBuf>,
-}
-
-impl Source {
-    pub(crate) fn config(&self) -> Result<Config> {
-        Config::load(self.config.as_deref())
-    }
-
-    pub(crate) fn journal_path(&self, config: &Config) -> PathBuf {
-        self.journal
-            .clone()
-            .unwrap_or_else(|| config.journal_path())
-    }
-
-    /// The journal, opened read-only.
-    pub(crate) fn reader(&self, config: &Config) -> Result<(JournalReader, PathBuf)> {
-        let path = self.journal_path(config);
-        let reader = JournalReader::open(&path)
-            .with_context(|| format!("reading the journal {}", path.display()))?;
-        Ok((reader, path))
-    }
+    source: JournalSource,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {

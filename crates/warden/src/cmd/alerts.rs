@@ -8,9 +8,10 @@ use serde_json::{Value, json};
 use warden_core::AgentId;
 use warden_journal::JournalReader;
 
-use crate::cmd::agents::{Source, cell, local_time};
+use crate::cmd::agents::{cell, local_time};
 use crate::cmd::audit::render;
 use crate::cmd::events::{Listing, checked_limit, show};
+use crate::cmd::journal_source::JournalSource;
 
 /// The most evidence records shown with one alert (the control plane's bound too).
 const MAX_EVIDENCE: usize = 100;
@@ -32,7 +33,7 @@ pub struct Args {
     #[arg(long, default_value_t = 50)]
     limit: usize,
     #[command(flatten)]
-    source: Source,
+    source: JournalSource,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {

@@ -1,7 +1,6 @@
 //! `warden audit verify` and `warden audit log`.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -10,17 +9,17 @@ use serde_json::Value;
 use warden_core::AgentId;
 use warden_journal::{JournalReader, JournalRecord, Query, verify};
 
-use crate::config::Config;
+use crate::cmd::journal_source::JournalSource;
 
 #[derive(clap::Subcommand)]
 pub enum AuditCommand {
     /// Prove the journal's hash chain and signed checkpoints intact, or name the first record
     /// that was altered, removed, reordered or cut off (exit status 1).
-    Verify(Target),
+    Verify(JournalSource),
     /// Print journal records.
     Log {
         #[command(flatten)]
-        target: Target,
+        target: JournalSource,
         /// Only this agent's records.
         #[arg(long)]
         agent: Option<String>,
@@ -34,25 +33,6 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
-}
-
-#[derive(clap::Args)]
-pub struct Target {
-    /// The journal file (default: the one named in the configuration).
-    #[arg(long)]
-    journal: Option<PathBuf>,
-    /// The configuration file (default: ./warden.toml if present).
-    #[arg(long)]
-    config: Option<PathBuf>,
-}
-
-impl Target {
-    fn path(&self) -> Result<PathBuf> {
-        match &self.journal {
-            Some(p) => Ok(p.clone()),
-            None => Ok(Config::load(self.config.as_deref())?.journal_path()),
-        }
-    }
 }
 
 pub fn run(command: AuditCommand) -> Result<ExitCode> {

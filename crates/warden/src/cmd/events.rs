@@ -8,8 +8,8 @@ use anyhow::{Result, bail};
 use warden_core::AgentId;
 use warden_journal::{JournalReader, JournalRecord, Query};
 
-use crate::cmd::agents::Source;
 use crate::cmd::audit::render;
+use crate::cmd::journal_source::JournalSource;
 
 /// How often `--follow` looks for new records: the journal may be written by other
 /// processes, so it polls the file.
@@ -40,7 +40,7 @@ pub struct Args {
     #[arg(long, default_value_t = 50)]
     limit: usize,
     #[command(flatten)]
-    source: Source,
+    source: JournalSource,
 }
 
 /// Which records a listing shows.

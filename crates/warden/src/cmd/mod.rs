@@ -9,6 +9,7 @@ pub mod demo;
 pub mod doctor;
 pub mod events;
 pub mod init;
+pub mod journal_source;
 pub mod kill;
 pub mod learn;
 pub mod mcp;
