@@ -161,49 +161,57 @@ pub fn redact_object(map: &Map<String, Value>) -> Value {
 
 /// [`digest`] for a JSON object, such as a tool call's arguments.
 pub fn digest_object(map: &Map<String, Value>) -> String {
-    let mut out = String::new();
+    let mut out = Vec::new();
     write_object(map, &mut out);
-    format!("sha256:{}", hex::encode(Sha256::digest(out.as_bytes())))
+    format!("sha256:{}", hex::encode(Sha256::digest(&out)))
 }
 
 /// Serializes `value` as canonical JSON: object keys sorted, no insignificant whitespace.
 /// Equal values always give equal bytes, whatever order their keys arrived in.
 pub fn canonical_json(value: &Value) -> String {
-    let mut out = String::new();
+    let mut out = Vec::new();
     write_canonical(value, &mut out);
-    out
+    // serde_json writes only UTF-8; the lossy path is never taken.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
-fn write_canonical(value: &Value, out: &mut String) {
+// Scalars and keys are written by serde_json straight into the buffer: this runs for every
+// journal record and every call's argument digest, so no string per scalar or key.
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => write_object(map, out),
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, v) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_canonical(v, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        scalar => out.push_str(&scalar.to_string()),
+        scalar => write_json(scalar, out),
     }
 }
 
-fn write_object(map: &Map<String, Value>, out: &mut String) {
+fn write_object(map: &Map<String, Value>, out: &mut Vec<u8>) {
     let mut entries: Vec<_> = map.iter().collect();
-    entries.sort_by(|a, b| a.0.cmp(b.0));
-    out.push('{');
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    out.push(b'{');
     for (i, (k, v)) in entries.into_iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            out.push(b',');
         }
-        out.push_str(&Value::String(k.clone()).to_string());
-        out.push(':');
+        write_json(k.as_str(), out);
+        out.push(b':');
         write_canonical(v, out);
     }
-    out.push('}');
+    out.push(b'}');
+}
+
+fn write_json<T: serde::Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+    // Writing a string, number, bool or null into memory cannot fail.
+    let _ = serde_json::to_writer(out, value);
 }
 
 /// `sha256:` followed by the hex SHA-256 of the canonical JSON of `value`.
@@ -307,7 +315,40 @@ mod tests {
         })
     }
 
+    /// The canonical form spelled out plainly, one string per scalar and key: what journals
+    /// and digests were written with before the writer above, which must give the same bytes.
+    fn reference_canonical(value: &Value) -> String {
+        match value {
+            Value::Object(map) => {
+                let mut entries: Vec<_> = map.iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+                let inner: Vec<String> = entries
+                    .into_iter()
+                    .map(|(k, v)| {
+                        format!("{}:{}", Value::String(k.clone()), reference_canonical(v))
+                    })
+                    .collect();
+                format!("{{{}}}", inner.join(","))
+            }
+            Value::Array(items) => {
+                let inner: Vec<String> = items.iter().map(reference_canonical).collect();
+                format!("[{}]", inner.join(","))
+            }
+            scalar => scalar.to_string(),
+        }
+    }
+
     proptest! {
+        #[test]
+        fn canonical_json_gives_the_bytes_it_always_gave(
+            v in arb_json(),
+            x in any::<f64>().prop_filter("finite", |x| x.is_finite()),
+        ) {
+            prop_assert_eq!(canonical_json(&v), reference_canonical(&v));
+            let with_float = json!({"f": x, "v": v, "s": "quote \" and \\ and \u{1}"});
+            prop_assert_eq!(canonical_json(&with_float), reference_canonical(&with_float));
+        }
+
         #[test]
         fn canonical_json_round_trips(v in arb_json()) {
             let text = canonical_json(&v);
