@@ -78,37 +78,38 @@ impl CpuReport {
 
 /// CPU readings taken when the connection opens, to be closed when the work is done.
 struct CpuWatch {
-    start: Vec<(u32, cpu::Ticks)>,
+    /// This process (its descendants: a stdio server it started).
+    loadgen: (u32, cpu::Ticks),
+    /// The `--cpu-of` processes.
+    watched: Vec<(u32, cpu::Ticks)>,
 }
 
 impl CpuWatch {
     fn start(pids: &[u32]) -> Result<Self, LoadError> {
         let me = std::process::id();
-        let start = std::iter::once(me)
-            .chain(pids.iter().copied())
-            .map(|pid| {
+        let loadgen = cpu::ticks(me)
+            .map(|t| (me, t))
+            .ok_or_else(|| LoadError::Usage("cannot read this process's CPU time".into()))?;
+        let watched = pids
+            .iter()
+            .map(|&pid| {
                 cpu::ticks(pid)
                     .map(|t| (pid, t))
                     .ok_or_else(|| LoadError::Usage(format!("--cpu-of {pid}: no such process")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { start })
+        Ok(Self { loadgen, watched })
     }
 
     fn finish(self) -> CpuReport {
-        let mut spent = self.start.into_iter().map(|(pid, before)| {
+        let spent = |(pid, before): (u32, cpu::Ticks)| {
             // A watched process that exited meanwhile counts as having spent nothing more.
             let after = cpu::ticks(pid).unwrap_or(before);
             cpu::spent(pid, before, after)
-        });
-        let loadgen = spent.next().unwrap_or(Spent {
-            pid: std::process::id(),
-            own_ms: 0,
-            descendants_ms: 0,
-        });
+        };
         CpuReport {
-            loadgen,
-            watched: spent.collect(),
+            loadgen: spent(self.loadgen),
+            watched: self.watched.into_iter().map(spent).collect(),
         }
     }
 }
