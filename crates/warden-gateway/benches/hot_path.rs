@@ -2,7 +2,7 @@
 //! policies, redact and digest the arguments, and append the decision record durably.
 //!
 //! `latency/*`: one call at a time, so each call waits for its own commit (with `full` sync,
-//! its own fsync). `throughput/*`: 64 calls in flight, as from many agents at once, so group
+//! its own fsync); `*_paced_1ms` leaves 1 ms between calls, as at 1,000 calls/s. `throughput/*`: 64 calls in flight, as from many agents at once, so group
 //! commit shares each fsync among them; reported per call.
 
 use std::sync::Arc;
@@ -102,6 +102,24 @@ fn hot_path(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("decide_and_journal", name), |b| {
             b.iter(|| rt.block_on(guard.check(&call(&args))))
         });
+        // Calls 1 ms apart, as at 1,000 calls/s: nothing to batch with, so each decision is
+        // committed on the caller's thread (the sleep is not timed).
+        g.bench_function(
+            BenchmarkId::new("decide_and_journal_paced_1ms", name),
+            |b| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        std::thread::sleep(Duration::from_millis(1));
+                        let start = Instant::now();
+                        let verdict = rt.block_on(guard.check(&call(&args)));
+                        total += start.elapsed();
+                        assert!(verdict.seq.is_some());
+                    }
+                    total
+                })
+            },
+        );
         g.finish();
 
         let mut g = c.benchmark_group("throughput");
