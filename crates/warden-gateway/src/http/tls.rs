@@ -93,6 +93,8 @@ pub async fn serve(
                 }
             },
         };
+        // As on the plain-HTTP listener: small answers and events go out at once.
+        let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let router = router.clone();
         tokio::spawn(async move {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use axum::serve::ListenerExt;
 use warden_gateway::http::access::AllowedPeers;
 use warden_gateway::http::tls;
 use warden_gateway::http::{HttpGateway, HttpOptions, SessionLimits};
@@ -153,6 +154,11 @@ async fn serve(
                 let app = gateway
                     .router()
                     .into_make_service_with_connect_info::<SocketAddr>();
+                // Without it, an event written while the previous one is unacknowledged
+                // waits for that acknowledgement (Nagle), which a client may delay.
+                let listener = listener.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
                 axum::serve(listener, app)
                     .with_graceful_shutdown(stopped)
                     .await
@@ -274,7 +280,9 @@ fn serve_control(
                 });
                 // Stops when asked, or when the gateway's side is gone.
                 tokio::select! {
-                    result = axum::serve(listener, app) => if let Err(e) = result {
+                    result = axum::serve(listener.tap_io(|tcp| {
+                        let _ = tcp.set_nodelay(true);
+                    }), app) => if let Err(e) = result {
                         eprintln!("warden: the control plane stopped: {e}");
                     },
                     _ = stopped => {}
