@@ -20,14 +20,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::SigningKey;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 use warden_core::Event;
 
 use crate::chain::{RecordFields, record_hash};
 use crate::checkpoint::{self, Checkpoint};
 use crate::error::{CommitError, JournalError};
-use crate::store::{self, INSERT_CHECKPOINT, INSERT_RECORD, SyncMode, seq_to_sql};
+use crate::store::{self, INSERT_CHECKPOINT, INSERT_RECORD, SyncMode, WriteTx, seq_to_sql};
 
 /// How a journal is opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -805,9 +805,7 @@ impl Writer {
     }
 
     fn insert_refs(&mut self, batch: &[&Encoded]) -> rusqlite::Result<(u64, Option<Checkpoint>)> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = WriteTx::begin(&self.conn)?;
         // INVARIANT: the tail is read under the write lock, so it is the true tail even when
         // other processes append to the same file.
         let (before, mut hash) = store::tail(&tx)?;
@@ -869,10 +867,7 @@ impl Writer {
     /// Signs the current tail (if no checkpoint names it yet) and updates the head file.
     fn final_checkpoint(&mut self) -> Result<(), JournalError> {
         let cp = {
-            let tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|e| CommitError::from_sqlite(&e, 0))?;
+            let tx = WriteTx::begin(&self.conn).map_err(|e| CommitError::from_sqlite(&e, 0))?;
             let (seq, hash) = store::tail(&tx).map_err(|e| CommitError::from_sqlite(&e, 0))?;
             if seq == 0 {
                 return self.head_error.take().map_or(Ok(()), |source| {

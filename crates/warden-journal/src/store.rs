@@ -27,8 +27,6 @@ CREATE TABLE IF NOT EXISTS records (
     hash      BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS records_agent_seq ON records (agent, seq);
-CREATE INDEX IF NOT EXISTS records_kind_seq ON records (kind, seq);
-CREATE INDEX IF NOT EXISTS records_agent_kind_seq ON records (agent, kind, seq);
 CREATE TABLE IF NOT EXISTS checkpoints (
     seq       INTEGER PRIMARY KEY,
     hash      BLOB NOT NULL,
@@ -37,12 +35,98 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 );
 ";
 
+/// The kinds most records are (one of each per allowed call). Only the other kinds are
+/// indexed by kind: every index a commit touches adds a page to its write (a call's two
+/// records touched six pages with full kind indexes, two without), and a reader filtering on
+/// a dense kind finds it among almost every record anyway, in seq order.
+pub(crate) const DENSE_KINDS: [&str; 2] = ["decision", "outcome"];
+
+/// The condition of the partial kind indexes (a macro, so that the indexes' SQL is built from
+/// the same text). A query must state it word for word for SQLite to use them.
+macro_rules! sparse_kind {
+    () => {
+        "kind NOT IN ('decision', 'outcome')"
+    };
+}
+pub(crate) const SPARSE_KIND: &str = sparse_kind!();
+
+/// The sparse-kind indexes: by kind, and by agent and kind.
+pub(crate) const SPARSE_KIND_INDEX: &str = "records_sparse_kind_seq";
+pub(crate) const AGENT_SPARSE_KIND_INDEX: &str = "records_agent_sparse_kind_seq";
+
+/// Kind indexes of a journal created by this version: sparse kinds only.
+const SPARSE_KIND_INDEXES: &str = concat!(
+    "CREATE INDEX IF NOT EXISTS records_sparse_kind_seq ON records (kind, seq) WHERE ",
+    sparse_kind!(),
+    ";\nCREATE INDEX IF NOT EXISTS records_agent_sparse_kind_seq ON records (agent, kind, seq) \
+     WHERE ",
+    sparse_kind!(),
+    ";"
+);
+
+/// The full kind indexes of journals created by earlier versions. Such a journal keeps them
+/// (and gets the agent-and-kind one if it lacks it, as before), rather than being reindexed
+/// at open.
+pub(crate) const FULL_KIND_INDEX: &str = "records_kind_seq";
+pub(crate) const AGENT_FULL_KIND_INDEX: &str = "records_agent_kind_seq";
+
+const FULL_KIND_INDEXES: &str =
+    "CREATE INDEX IF NOT EXISTS records_agent_kind_seq ON records (agent, kind, seq);";
+
+/// The index by agent, whatever the version.
+pub(crate) const AGENT_INDEX: &str = "records_agent_seq";
+
 pub(crate) const INSERT_RECORD: &str = "INSERT INTO records \
     (seq, time_ms, kind, agent, session, body, prev_hash, hash) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 
 pub(crate) const INSERT_CHECKPOINT: &str =
     "INSERT OR IGNORE INTO checkpoints (seq, hash, time_ms, signature) VALUES (?1, ?2, ?3, ?4)";
+
+/// A write transaction (`BEGIN IMMEDIATE`) begun and ended with cached statements: rusqlite's
+/// `Transaction` parses `BEGIN` and `COMMIT` anew each time, a few percent of a small commit.
+/// Dropped without [`WriteTx::commit`], it rolls back.
+pub(crate) struct WriteTx<'c> {
+    conn: &'c Connection,
+    committed: bool,
+}
+
+impl<'c> WriteTx<'c> {
+    /// Takes the file's write lock (waiting up to the connection's busy timeout).
+    pub(crate) fn begin(conn: &'c Connection) -> rusqlite::Result<Self> {
+        conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        Ok(Self {
+            conn,
+            committed: false,
+        })
+    }
+
+    pub(crate) fn commit(mut self) -> rusqlite::Result<()> {
+        self.conn.prepare_cached("COMMIT")?.execute([])?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for WriteTx<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.conn
+    }
+}
+
+impl Drop for WriteTx<'_> {
+    fn drop(&mut self) {
+        // SQLite may have rolled back already (some errors end the transaction).
+        if !self.committed && !self.conn.is_autocommit() {
+            let _ = self
+                .conn
+                .prepare_cached("ROLLBACK")
+                .and_then(|mut rollback| rollback.execute([]));
+        }
+    }
+}
 
 /// How hard each commit insists on reaching the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -92,6 +176,12 @@ pub(crate) fn open_writer(
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(sqlite)?;
     tx.execute_batch(SCHEMA).map_err(sqlite)?;
+    let kind_indexes = if has_index(&tx, FULL_KIND_INDEX).map_err(sqlite)? {
+        FULL_KIND_INDEXES
+    } else {
+        SPARSE_KIND_INDEXES
+    };
+    tx.execute_batch(kind_indexes).map_err(sqlite)?;
     tx.execute(
         "INSERT OR IGNORE INTO meta (key, value) VALUES ('format', ?1)",
         params![FORMAT],
@@ -171,6 +261,14 @@ fn check_format(conn: &Connection, path: &Path) -> Result<(), OpenError> {
         )),
         None => Err(OpenError::new(path, "not a Warden journal (no format)")),
     }
+}
+
+/// Whether the journal has an index of that name.
+pub(crate) fn has_index(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
+    let found: i64 = conn
+        .prepare_cached("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = ?1")?
+        .query_row([name], |r| r.get(0))?;
+    Ok(found > 0)
 }
 
 /// The public key stored in `meta`, as raw bytes.
