@@ -36,24 +36,35 @@ pub const DEFAULT_MAX_REQUESTS_PER_SECOND: u32 = 200;
 /// The longest a request waits for its turn under [`Pace`] before it is refused.
 const MAX_PACE_WAIT: Duration = Duration::from_secs(2);
 
-/// At most so many requests a second start, evenly spaced; one over the rate waits for its
-/// turn (up to [`MAX_PACE_WAIT`]) instead of being refused at once, so a client that floods
-/// the API is slowed to the rate rather than answered ever faster. Answering thousands of
-/// refusals a second costs CPU the agents' gateway needs (parsing, the kernel's TCP work),
-/// which a lower thread priority does not reach.
+/// Requests (in ordinary ones) that may start at once, above the rate, after a quiet spell:
+/// the dashboard's first load and an operator's script go unpaced; a flood is paced after
+/// its first so many.
+pub const PACE_BURST: u32 = 32;
+
+/// At most so many requests a second start, evenly spaced once a burst of [`PACE_BURST`] is
+/// spent; one over the rate waits for its turn (up to [`MAX_PACE_WAIT`]) instead of being
+/// refused at once, so a client that floods the API is slowed to the rate rather than
+/// answered ever faster. Answering thousands of refusals a second costs CPU the agents'
+/// gateway needs (parsing, the kernel's TCP work), which a lower thread priority does not
+/// reach.
 #[derive(Clone)]
 pub(super) struct Pace {
-    /// When the next request may start.
-    next: Arc<Mutex<Instant>>,
+    /// When the requests started so far would all have started at the rate, the burst
+    /// unused (the "theoretical arrival time" of a cell-rate limiter).
+    paced_until: Arc<Mutex<Instant>>,
     interval: Duration,
+    /// How far `paced_until` may run ahead of now before a request waits.
+    burst: Duration,
 }
 
 impl Pace {
-    /// `per_second` requests a second (at least one).
-    pub(super) fn new(per_second: u32) -> Self {
+    /// `per_second` requests a second (at least one), after a burst of `burst`.
+    pub(super) fn new(per_second: u32, burst: u32) -> Self {
+        let interval = Duration::from_secs(1) / per_second.max(1);
         Self {
-            next: Arc::new(Mutex::new(Instant::now())),
-            interval: Duration::from_secs(1) / per_second.max(1),
+            paced_until: Arc::new(Mutex::new(Instant::now())),
+            interval,
+            burst: interval * burst,
         }
     }
 
@@ -63,13 +74,13 @@ impl Pace {
     fn turns(&self, cost: u32) -> Option<Duration> {
         let now = Instant::now();
         // A poisoned lock only means a panic between two plain stores; the time is valid.
-        let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
-        let start = (*next).max(now);
-        let wait = start - now;
+        let mut paced_until = self.paced_until.lock().unwrap_or_else(|e| e.into_inner());
+        let at_rate = (*paced_until).max(now);
+        let wait = (at_rate - now).saturating_sub(self.burst);
         if wait > MAX_PACE_WAIT {
             return None;
         }
-        *next = start + self.interval * cost.max(1);
+        *paced_until = at_rate + self.interval * cost.max(1);
         Some(wait)
     }
 }
@@ -268,7 +279,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn requests_over_the_rate_wait_their_turn_and_far_turns_are_refused() {
-        let pace = Pace::new(10); // one every 100 ms
+        let pace = Pace::new(10, 0); // one every 100 ms, no burst
         let first = pace.turns(1).expect("a turn");
         assert_eq!(first, Duration::ZERO, "the first request starts at once");
         let waits: Vec<Duration> = (0..19).map(|_| pace.turns(1).expect("a turn")).collect();
@@ -285,10 +296,25 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_burst_starts_at_once_then_the_rate_holds() {
+        let pace = Pace::new(10, 5); // one every 100 ms after five at once
+        let waits: Vec<Duration> = (0..8).map(|_| pace.turns(1).expect("a turn")).collect();
+        let ms = |n: u64| Duration::from_millis(n);
+        assert_eq!(waits, [0, 0, 0, 0, 0, 0, 100, 200].map(ms));
+        // Quiet again long enough, the whole burst is back; a little, only part of it.
+        tokio::time::advance(ms(2_000)).await;
+        assert!((0..6).all(|_| pace.turns(1) == Some(Duration::ZERO)));
+        assert_eq!(pace.turns(1), Some(ms(100)));
+        tokio::time::advance(ms(300)).await;
+        let after: Vec<Duration> = (0..4).map(|_| pace.turns(1).expect("a turn")).collect();
+        assert_eq!(after, [0, 0, 100, 200].map(ms));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_paced_router_answers_in_order_and_refuses_with_retry_after() {
         let app = Router::new()
             .route("/", get(|| async { "ok" }))
-            .layer(axum::middleware::from_fn_with_state(Pace::new(1), pace));
+            .layer(axum::middleware::from_fn_with_state(Pace::new(1, 0), pace));
         let get_root = || {
             app.clone()
                 .oneshot(axum::http::Request::get("/").body(Body::empty()).unwrap())

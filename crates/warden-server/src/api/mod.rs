@@ -224,7 +224,7 @@ pub fn limited_router<R: Recorder>(
         .with_state(state.clone())
         .merge(crate::dashboard::routes())
         .layer(axum::middleware::from_fn_with_state(
-            limit::Pace::new(per_second),
+            limit::Pace::new(per_second, limit::PACE_BURST),
             limit::pace,
         ));
     actions.with_state(state).merge(paced)
