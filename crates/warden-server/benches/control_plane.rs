@@ -10,7 +10,8 @@
 //!    approvals asked and answered, denial bursts raising alerts that cite their evidence,
 //!    quarantines and releases. It is kept in `target/bench-data/` and reused by later runs
 //!    (delete it, or change the mix's version below, to regenerate).
-//! 2. The real [`router`] serves it on a loopback port; a viewer's token authenticates.
+//! 2. The real router (`limited_router`, its pace raised to the highest rate `warden up`
+//!    accepts) serves it on a loopback port; a viewer's token authenticates.
 //! 3. Each query class is asked `REQUESTS` times (default 300) with random cursors and agents
 //!    across the whole journal, one request at a time over a kept-alive connection; the
 //!    latency is from sending the request to the last byte of the answer.
@@ -40,7 +41,11 @@ use warden_core::{
 use warden_journal::{Journal, JournalOptions, JournalReader, PendingAppend, Query, SyncMode};
 use warden_monitor::{Level, Quarantine, QuarantineEntry};
 use warden_policy::PolicySet;
-use warden_server::{ControlState, OperatorStore, Recorder, Role, router};
+use warden_server::api::{DEFAULT_MAX_CONCURRENT_REQUESTS, limited_router};
+use warden_server::{ControlState, OperatorStore, Recorder, Role};
+
+/// The highest `[control] max_requests_per_second` `warden up` accepts.
+const MAX_PACED_RATE: u32 = 100_000;
 
 /// The version of the generated mix: a cached journal of another version is regenerated.
 const MIX_VERSION: u32 = 1;
@@ -729,7 +734,13 @@ async fn measure(path: &Path, records: u64, requests: usize, seed: u64) -> Resul
     ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let app = router(Arc::new(state));
+    // The queries are measured, not the pace (`[control] max_requests_per_second`), which
+    // one client asking one request after another would meet after its first burst.
+    let app = limited_router(
+        Arc::new(state),
+        DEFAULT_MAX_CONCURRENT_REQUESTS,
+        MAX_PACED_RATE,
+    );
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             eprintln!("control_plane: the server stopped: {e}");
