@@ -299,6 +299,12 @@ mod tests {
     }
 
     #[test]
+    fn the_sparse_condition_names_exactly_the_dense_kinds() {
+        let listed = DENSE_KINDS.map(|k| format!("'{k}'")).join(", ");
+        assert_eq!(SPARSE_KIND, format!("kind NOT IN ({listed})"));
+    }
+
+    #[test]
     fn new_journals_index_kinds_but_the_dense_ones() {
         let dir = tempfile::tempdir().unwrap();
         let records: Vec<(usize, usize)> = (0..40).map(|i| (i % 3, i % 4)).collect();

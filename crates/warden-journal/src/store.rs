@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 
 /// The kinds most records are (one of each per allowed call). Only the other kinds are
 /// indexed by kind: every index a commit touches adds a page to its write (a call's two
-/// records touched six pages with full kind indexes, two without), and a reader filtering on
+/// records wrote about six pages to the WAL with full kind indexes, under three without),
+/// and a reader filtering on
 /// a dense kind finds it among almost every record anyway, in seq order.
 pub(crate) const DENSE_KINDS: [&str; 2] = ["decision", "outcome"];
 
