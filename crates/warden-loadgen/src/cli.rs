@@ -32,6 +32,9 @@ pub enum Mode {
     Sessions(SessionsArgs),
     /// Flood plain HTTP routes (a control plane's API) with GETs from N workers.
     Flood(crate::flood::FloodArgs),
+    /// Serve Streamable HTTP in front of the target and only relay (a baseline for a gateway:
+    /// the cost of the hop alone). Runs until interrupted.
+    Relay(RelayArgs),
 }
 
 /// Where the load goes.
@@ -173,6 +176,38 @@ pub struct SessionsArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub target: TargetArgs,
+}
+
+/// `relay`.
+#[derive(Debug, Args)]
+pub struct RelayArgs {
+    /// Where to listen (Streamable HTTP); port 0 picks a free one. The address is printed.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: String,
+    /// Threads of the async runtime; by default one per CPU but one (as `warden up`).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub worker_threads: Option<u16>,
+    /// How long the relay waits for a stdio server's answer.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// The server behind the relay (`--token`: a bearer token the relay presents to it).
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+impl RelayArgs {
+    /// The runtime's worker threads, the default filled in.
+    pub fn worker_threads(&self) -> usize {
+        self.worker_threads.map_or_else(
+            || {
+                std::thread::available_parallelism()
+                    .map_or(1, usize::from)
+                    .saturating_sub(1)
+                    .max(1)
+            },
+            usize::from,
+        )
+    }
 }
 
 /// Parses `250us`, `500ms`, `10s`, `1.5s`, `2m`, `1h`; a bare number is seconds.
@@ -322,6 +357,39 @@ mod tests {
             panic!("not saturate")
         };
         assert!(matches!(args.target.target(), Err(LoadError::Usage(_))));
+    }
+
+    #[test]
+    fn a_relay_in_front_of_a_stdio_server() {
+        let cli = parse(&[
+            "relay",
+            "--listen",
+            "127.0.0.1:7500",
+            "--worker-threads",
+            "2",
+            "--stdio",
+            "--",
+            "server",
+        ])
+        .unwrap();
+        let Mode::Relay(args) = cli.mode else {
+            panic!("not relay")
+        };
+        assert_eq!(args.listen, "127.0.0.1:7500");
+        assert_eq!(args.worker_threads(), 2);
+        assert_eq!(
+            args.target.target().unwrap(),
+            Target::Stdio {
+                command: vec!["server".into()]
+            }
+        );
+        let cli = parse(&["relay", "--url", "http://h/mcp"]).unwrap();
+        let Mode::Relay(args) = cli.mode else {
+            panic!("not relay")
+        };
+        assert_eq!(args.listen, "127.0.0.1:0");
+        assert!(args.worker_threads() >= 1);
+        assert!(parse(&["relay", "--worker-threads", "0", "--url", "http://h/mcp"]).is_err());
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //! - [`sessions`]: many idle sessions, and the target's resident memory per session.
 //!
 //! Besides MCP, [`flood`] floods plain HTTP routes (a control plane's API) with GETs, to run
-//! next to `rate`.
+//! next to `rate`; and [`relay`] serves as a do-nothing relay in front of a server, the
+//! baseline a gateway's added latency is compared with.
 //!
 //! It must never outlive its run: `rate` and `saturate` stop starting calls when their duration
 //! is over (a `rate` backlog may drain for one more request timeout; what is left is counted
@@ -27,6 +28,7 @@ pub mod error;
 pub mod flood;
 pub mod http;
 pub mod rate;
+pub mod relay;
 pub mod response;
 pub mod rss;
 pub mod saturate;

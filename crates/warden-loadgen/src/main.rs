@@ -9,16 +9,18 @@ use serde::Serialize;
 use warden_loadgen::cli::{Cli, CommonArgs, Mode};
 use warden_loadgen::cpu::{self, Spent};
 use warden_loadgen::rate::{self, RateOptions};
+use warden_loadgen::relay::{Relay, RelayOptions};
 use warden_loadgen::saturate::{self, SaturateOptions};
 use warden_loadgen::sessions::{self, SessionsOptions};
 use warden_loadgen::{CallSpec, Connection, LoadError, Target};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Mode::Relay(args) = &cli.mode {
+        builder.worker_threads(args.worker_threads());
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("warden-loadgen: cannot start the async runtime: {e}");
@@ -191,11 +193,35 @@ async fn run(mode: Mode) -> Result<bool, LoadError> {
             );
             Ok(report.opened.ok > 0)
         }
+        Mode::Relay(args) => {
+            let options = RelayOptions {
+                listen: args.listen.clone(),
+                upstream: args.target.target()?,
+                timeout: args.timeout,
+            };
+            let relay = Relay::bind(&options).await?;
+            let address = relay.local_addr()?;
+            println!("relay: listening on http://{address}/mcp");
+            relay.serve(stopped()).await;
+            Ok(true)
+        }
         Mode::Flood(args) => {
             let report = warden_loadgen::flood::run(&args.options()?).await?;
             warden_loadgen::flood::emit(&args, &report);
             Ok(report.answered > 0)
         }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM (or at once if neither can be watched).
+async fn stopped() {
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
     }
 }
 

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -38,6 +38,8 @@ pub struct StdioServer {
     pending: Arc<Pending>,
     next_id: AtomicU64,
     child: tokio::sync::Mutex<Child>,
+    /// The server's answer to `initialize` (its `result`), once it has given it.
+    initialized: OnceLock<Value>,
 }
 
 impl std::fmt::Debug for Outgoing {
@@ -79,15 +81,17 @@ impl StdioServer {
             pending,
             next_id: AtomicU64::new(1),
             child: tokio::sync::Mutex::new(child),
+            initialized: OnceLock::new(),
         });
         let params = json!({
             "protocolVersion": PROTOCOL_VERSION,
             "capabilities": {},
             "clientInfo": {"name": CLIENT_NAME, "version": env!("CARGO_PKG_VERSION")},
         });
-        server
+        let result = server
             .request("initialize", &params.to_string(), timeout)
             .await?;
+        let _ = server.initialized.set(result);
         server.send(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_vec())?;
         Ok(server)
     }
@@ -99,9 +103,26 @@ impl StdioServer {
             .map_err(|_| LoadError::StdioClosed)
     }
 
+    /// The `result` of the server's answer to `initialize`.
+    pub fn initialize_result(&self) -> Option<&Value> {
+        self.initialized.get()
+    }
+
     /// Sends one request whose `params` are the given JSON text; returns the `result`. Gives
     /// up after `timeout` (the server may still answer later; that answer is dropped).
     pub async fn request(
+        &self,
+        method: &str,
+        params_json: &str,
+        timeout: Duration,
+    ) -> Result<Value, LoadError> {
+        let message = self.exchange(method, params_json, timeout).await?;
+        outcome(message, method == "tools/call")
+    }
+
+    /// Sends one request whose `params` are the given JSON text; returns the whole response
+    /// message, whatever it holds (its `id` is this server's, not the caller's).
+    pub async fn exchange(
         &self,
         method: &str,
         params_json: &str,
@@ -125,7 +146,7 @@ impl StdioServer {
             return Err(e);
         }
         match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(message)) => outcome(message, method == "tools/call"),
+            Ok(Ok(message)) => Ok(message),
             Ok(Err(_)) => Err(LoadError::StdioClosed),
             Err(_) => {
                 lock(&self.pending.waiting).remove(&id);
