@@ -59,4 +59,4 @@ pub use error::{CommitError, CommitFailure, JournalError, KeyError, OpenError};
 pub use journal::{Journal, JournalOptions, PendingAppend};
 pub use reader::{JournalReader, JournalRecord, Query};
 pub use store::SyncMode;
-pub use verify::{Breach, BreachKind, VerifyReport, verify, verify_paced};
+pub use verify::{Breach, BreachKind, VerifyReport, verify};

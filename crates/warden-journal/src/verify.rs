@@ -100,23 +100,17 @@ struct StoredCheckpoint {
 /// An `Err` means the journal could not be read at all; tampering is reported in
 /// [`VerifyReport::breach`].
 pub fn verify(path: &Path) -> Result<VerifyReport, JournalError> {
-    verify_paced(path, std::time::Duration::ZERO)
-}
-
-/// [`verify`], resting `pause` after every [`CHUNK`] records read: slower, but lighter on
-/// the processes that share the machine (a gateway committing while an API verifies).
-pub fn verify_paced(path: &Path, pause: std::time::Duration) -> Result<VerifyReport, JournalError> {
     let conn = store::open_read_only(path)?;
     // One read transaction: a consistent snapshot even while a writer appends.
     conn.execute_batch("BEGIN")?;
-    let result = walk(&conn, path, pause);
+    let result = walk(&conn, path);
     // Read-only: nothing to keep, and ending the read is best effort.
     let _ = conn.execute_batch("COMMIT");
     result
 }
 
 /// Records hashed per chunk handed to the hashing thread.
-pub const CHUNK: usize = 2048;
+const CHUNK: usize = 2048;
 
 /// Records whose hashes are checked off the reading thread: the bytes each hash covers, back
 /// to back, and for each record its seq, where its bytes end, and its stored hash.
@@ -141,18 +135,14 @@ fn first_mismatch(chunks: std::sync::mpsc::Receiver<Chunk>) -> Option<u64> {
     None
 }
 
-fn walk(
-    conn: &Connection,
-    path: &Path,
-    pause: std::time::Duration,
-) -> Result<VerifyReport, JournalError> {
+fn walk(conn: &Connection, path: &Path) -> Result<VerifyReport, JournalError> {
     // Each record's hash depends only on its own row (its stored prev_hash included), so the
     // hashing runs on a second thread while this one reads rows and checks the links, seqs
     // and checkpoints. The first problem is the one with the lowest seq from either side.
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(4);
         let hasher = scope.spawn(move || first_mismatch(rx));
-        let walked = walk_links(conn, path, tx, pause);
+        let walked = walk_links(conn, path, tx);
         let mismatch = hasher.join().unwrap_or(None);
         let (mut report, in_walk) = walked?;
         let Some(seq) = mismatch else {
@@ -215,7 +205,6 @@ fn walk_links(
     conn: &Connection,
     path: &Path,
     hasher: std::sync::mpsc::SyncSender<Chunk>,
-    pause: std::time::Duration,
 ) -> Result<(VerifyReport, bool), JournalError> {
     let stored_key = store::stored_public_key(conn)?;
     let key: Result<VerifyingKey, String> = match &stored_key {
@@ -299,14 +288,9 @@ fn walk_links(
         chunk
             .records
             .push((seq, chunk.preimages.len(), stored_hash));
-        if chunk.records.len() == CHUNK {
-            if hasher.send(std::mem::take(&mut chunk)).is_err() {
-                // The hasher found a mismatch in what it was sent; that comes first.
-                break;
-            }
-            if !pause.is_zero() {
-                std::thread::sleep(pause);
-            }
+        if chunk.records.len() == CHUNK && hasher.send(std::mem::take(&mut chunk)).is_err() {
+            // The hasher found a mismatch in what it was sent; that comes first.
+            break;
         }
         // INVARIANT: checkpoints are sorted by seq and records arrive in seq order without
         // gaps, so every checkpoint naming an existing record is met here exactly once.
@@ -652,10 +636,6 @@ mod tests {
         let intact = verify(&path).unwrap();
         assert!(intact.is_intact());
         assert_eq!(intact.records_checked, n);
-        assert_eq!(
-            verify_paced(&path, std::time::Duration::from_millis(1)).unwrap(),
-            intact
-        );
         let target = CHUNK as u64 + 5;
         tamper_conn(&path)
             .execute(
@@ -664,9 +644,6 @@ mod tests {
             )
             .unwrap();
         let report = verify(&path).unwrap();
-        // Resting between chunks changes when the walk ends, not what it finds.
-        let paced = verify_paced(&path, std::time::Duration::from_millis(1)).unwrap();
-        assert_eq!(paced, report);
         let b = report.breach.unwrap();
         assert_eq!((b.seq, b.kind), (target, BreachKind::Altered));
         assert_eq!(report.records_checked, target - 1);

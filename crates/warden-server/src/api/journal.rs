@@ -237,22 +237,19 @@ pub(super) async fn verify<R: Recorder>(
 ) -> Result<Json<Value>, Refusal> {
     authorize(&state, &headers, Role::Viewer)?;
     page_request(&params, &[])?;
-    // One verification at a time, its answer shared for a while: reading the whole chain is
-    // the costliest thing the API does, and even at the lowest CPU priority it slows the
-    // gateway's slowest calls while it runs (a flood measured in docs/benchmarks.md). The
-    // answer says when it was made.
+    // One verification at a time, its answer shared for a few seconds: reading the whole
+    // chain is the costliest thing the API does, and a flood of it would compete with the
+    // gateway's commits. The answer says when it was made.
     let mut last = state.verification.0.lock().await;
-    if let Some((made, shared_for, answer)) = last.as_ref()
-        && made.elapsed() < *shared_for
+    if let Some((made, answer)) = last.as_ref()
+        && made.elapsed() < VERIFICATION_SHARED_FOR
     {
         let mut answer = answer.clone();
         answer["shared"] = json!(true);
         return Ok(Json(answer));
     }
     let path = state.journal_path.clone();
-    let started = std::time::Instant::now();
-    let report = reading(move || warden_journal::verify_paced(&path, VERIFICATION_PAUSE)).await?;
-    let shared_for = verification_shared_for(started.elapsed());
+    let report = reading(move || warden_journal::verify(&path)).await?;
     let answer = json!({
         "intact": report.is_intact(),
         "records_checked": report.records_checked,
@@ -265,54 +262,13 @@ pub(super) async fn verify<R: Recorder>(
         "verified_at_ms": warden_gateway::guard::now_ms(),
         "shared": false,
     });
-    *last = Some((std::time::Instant::now(), shared_for, answer.clone()));
+    *last = Some((std::time::Instant::now(), answer.clone()));
     Ok(Json(answer))
 }
 
-/// How long one verification's answer is given to later requests: at least
-/// [`VERIFICATION_SHARED_AT_LEAST`], and long enough that however often it is asked for,
-/// verifying takes at most one [`VERIFICATION_DUTY_DIVISOR`]th of the time.
-fn verification_shared_for(took: std::time::Duration) -> std::time::Duration {
-    VERIFICATION_SHARED_AT_LEAST.max(took.saturating_mul(VERIFICATION_DUTY_DIVISOR))
-}
+/// How long one verification's answer is given to later requests.
+const VERIFICATION_SHARED_FOR: std::time::Duration = std::time::Duration::from_secs(5);
 
-const VERIFICATION_SHARED_AT_LEAST: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// The rest a verification takes after every 2,048 records (about 1.5 ms of reading and
-/// hashing on a small machine): it reads at about a third of its full speed, which the
-/// gateway's slowest calls feel less (measured in docs/benchmarks.md).
-const VERIFICATION_PAUSE: std::time::Duration = std::time::Duration::from_millis(3);
-const VERIFICATION_DUTY_DIVISOR: u32 = 20;
-
-/// The last verification made, when, and for how long its answer is shared.
+/// The last verification made, and when.
 #[derive(Debug, Default)]
-pub(super) struct Verification(
-    tokio::sync::Mutex<Option<(std::time::Instant, std::time::Duration, Value)>>,
-);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn a_verification_is_shared_long_enough_to_take_a_twentieth_of_the_time() {
-        assert_eq!(
-            verification_shared_for(Duration::from_millis(10)),
-            Duration::from_secs(5)
-        );
-        assert_eq!(
-            verification_shared_for(Duration::from_millis(250)),
-            Duration::from_secs(5)
-        );
-        assert_eq!(
-            verification_shared_for(Duration::from_secs(1)),
-            Duration::from_secs(20)
-        );
-        assert_eq!(
-            verification_shared_for(Duration::from_secs(3)),
-            Duration::from_secs(60)
-        );
-        assert_eq!(verification_shared_for(Duration::MAX), Duration::MAX);
-    }
-}
+pub(super) struct Verification(tokio::sync::Mutex<Option<(std::time::Instant, Value)>>);
