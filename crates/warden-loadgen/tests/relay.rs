@@ -2,13 +2,15 @@
 //! come back with the server's own answers, sessions pass through (HTTP), and what the relay
 //! cannot relay is refused with a status, not dropped.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use support::example_server;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use warden_loadgen::relay::{Relay, RelayOptions};
@@ -16,18 +18,6 @@ use warden_loadgen::saturate::{self, SaturateOptions};
 use warden_loadgen::{CallSpec, Connection, Target};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The example server, built next to this crate's binary by `cargo build --workspace --bins`.
-fn example_server() -> PathBuf {
-    let path =
-        PathBuf::from(env!("CARGO_BIN_EXE_warden-loadgen")).with_file_name("warden-example-files");
-    assert!(
-        path.exists(),
-        "{} is missing: build the workspace's binaries first (`cargo build --workspace --bins`)",
-        path.display()
-    );
-    path
-}
 
 /// A relay serving in the background, and how to stop it.
 struct Running {
@@ -70,17 +60,18 @@ impl Running {
     }
 }
 
+/// A client of the relay at `url`.
+async fn connect(url: &str) -> Connection {
+    let target = Target::Http {
+        url: url.to_owned(),
+        token: None,
+    };
+    Connection::open(&target, TIMEOUT).await.unwrap()
+}
+
 /// One `echo` through the relay, and what came back.
 async fn echo_through(url: &str, text: &str) -> Value {
-    let connection = Connection::open(
-        &Target::Http {
-            url: url.to_owned(),
-            token: None,
-        },
-        TIMEOUT,
-    )
-    .await
-    .unwrap();
+    let connection = connect(url).await;
     let mut session = connection.session(TIMEOUT).await.unwrap();
     let params = json!({"name": "echo", "arguments": {"text": text}}).to_string();
     let result = session
@@ -98,15 +89,7 @@ async fn echo_through(url: &str, text: &str) -> Value {
 }
 
 async fn saturate_through(url: &str) -> saturate::SaturateReport {
-    let connection = Connection::open(
-        &Target::Http {
-            url: url.to_owned(),
-            token: None,
-        },
-        TIMEOUT,
-    )
-    .await
-    .unwrap();
+    let connection = connect(url).await;
     let options = SaturateOptions {
         concurrency: 4,
         duration: Duration::from_millis(300),
@@ -119,12 +102,7 @@ async fn saturate_through(url: &str) -> saturate::SaturateReport {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relays_to_a_stdio_server() {
     let root = tempfile::tempdir().unwrap();
-    let command = vec![
-        example_server().display().to_string(),
-        "--root".into(),
-        root.path().display().to_string(),
-    ];
-    let relay = Running::start(Target::Stdio { command }).await;
+    let relay = Running::start(stdio_server(root.path())).await;
     let echoed = echo_through(&relay.url(), "through the relay").await;
     assert_eq!(echoed["arguments"], json!({"text": "through the relay"}));
 
@@ -157,12 +135,7 @@ async fn relays_to_an_http_server_with_its_sessions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_a_stdio_relay_cannot_relay_is_refused() {
     let root = tempfile::tempdir().unwrap();
-    let command = vec![
-        example_server().display().to_string(),
-        "--root".into(),
-        root.path().display().to_string(),
-    ];
-    let relay = Running::start(Target::Stdio { command }).await;
+    let relay = Running::start(stdio_server(root.path())).await;
     let address = relay.address;
     let answers = tokio::task::spawn_blocking(move || {
         [
@@ -195,6 +168,17 @@ async fn an_upstream_that_is_not_http_is_refused_at_start() {
     })
     .await;
     assert!(bound.is_err());
+}
+
+/// The example server over stdio, serving `root`.
+fn stdio_server(root: &std::path::Path) -> Target {
+    Target::Stdio {
+        command: vec![
+            example_server().display().to_string(),
+            "--root".into(),
+            root.display().to_string(),
+        ],
+    }
 }
 
 /// The example server's Streamable HTTP endpoint, and its URL.

@@ -1,24 +1,14 @@
 //! The `warden-loadgen` binary against the example MCP server over stdio, end to end.
 
-use std::path::PathBuf;
+mod support;
+
 use std::process::Command;
 
 use serde_json::Value;
+use support::example_server;
 
 fn loadgen() -> Command {
     Command::new(env!("CARGO_BIN_EXE_warden-loadgen"))
-}
-
-/// The example server, built next to this crate's binary by `cargo build --workspace --bins`.
-fn example_server() -> PathBuf {
-    let path =
-        PathBuf::from(env!("CARGO_BIN_EXE_warden-loadgen")).with_file_name("warden-example-files");
-    assert!(
-        path.exists(),
-        "{} is missing: build the workspace's binaries first (`cargo build --workspace --bins`)",
-        path.display()
-    );
-    path
 }
 
 fn json_line(output: &std::process::Output) -> Value {
