@@ -116,7 +116,7 @@ async fn relays_to_a_stdio_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relays_to_an_http_server_with_its_sessions() {
     let root = tempfile::tempdir().unwrap();
-    let (mut server, url) = http_server(root.path());
+    let (server, url) = http_server(root.path());
     let relay = Running::start(Target::Http { url, token: None }).await;
     let echoed = echo_through(&relay.url(), "over HTTP").await;
     assert_eq!(echoed["arguments"], json!({"text": "over HTTP"}));
@@ -128,8 +128,7 @@ async fn relays_to_an_http_server_with_its_sessions() {
     assert!(report.tally.ok > 0);
     assert_eq!(report.close_failures, 0);
     relay.stop().await;
-    server.kill().unwrap();
-    server.wait().unwrap();
+    drop(server);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,18 +180,30 @@ fn stdio_server(root: &std::path::Path) -> Target {
     }
 }
 
+/// A child process killed when dropped, so that a failing test leaves nothing running.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The example server's Streamable HTTP endpoint, and its URL.
-fn http_server(root: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(example_server())
-        .arg("--root")
-        .arg(root)
-        .args(["--http", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+fn http_server(root: &std::path::Path) -> (KillOnDrop, String) {
+    let mut child = KillOnDrop(
+        Command::new(example_server())
+            .arg("--root")
+            .arg(root)
+            .args(["--http", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
+    BufReader::new(child.0.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
     let url = line
