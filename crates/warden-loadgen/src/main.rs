@@ -213,15 +213,17 @@ async fn run(mode: Mode) -> Result<bool, LoadError> {
     }
 }
 
-/// Completes on SIGINT or SIGTERM (or at once if neither can be watched).
+/// Completes on SIGINT or SIGTERM (on SIGINT alone if SIGTERM cannot be watched).
 async fn stopped() {
-    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-    else {
-        return;
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        },
+        Err(e) => {
+            eprintln!("warden-loadgen: cannot watch SIGTERM ({e}); stop the relay with Ctrl-C");
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
