@@ -9,10 +9,6 @@
 //! (its lock is free) and no other process holds the file's write lock, the caller commits its
 //! record itself; under contention it queues like any other append, and group commit takes
 //! over.
-//!
-//! Signed checkpoints are timed by the writer thread, and the head file each one updates is
-//! written by a thread of its own: its two fsyncs take milliseconds, and neither a caller
-//! nor the appends queued behind the writer wait for them.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -78,9 +74,6 @@ struct Inner {
     // Some until drop; taking it stops the WAL checkpointer.
     stop_wal: Option<mpsc::Sender<()>>,
     wal: Option<JoinHandle<()>>,
-    /// Writes head files for the writer; stopped once the writer has ended.
-    heads: Arc<Heads>,
-    head_writer: Option<JoinHandle<()>>,
     closed: AtomicBool,
     /// The connection and chain state, shared by the writer thread and inline commits.
     state: Arc<Mutex<Writer>>,
@@ -234,7 +227,6 @@ impl Journal {
         let (tx, rx) = mpsc::channel();
         let (notify, commits) = tokio::sync::watch::channel(0);
         let deferred = Arc::new(Mutex::new(Deferred::default()));
-        let heads = Arc::new(Heads::default());
         let state = Arc::new(Mutex::new(Writer {
             notify,
             deferred: deferred.clone(),
@@ -247,7 +239,7 @@ impl Journal {
             busy_timeout: options.busy_timeout,
             uncheckpointed_since: None,
             last_commit: None,
-            heads: heads.clone(),
+            head_error: None,
             closed: false,
         }));
         let (stop_wal, wal_stop) = mpsc::channel();
@@ -266,17 +258,6 @@ impl Journal {
             .map_err(|e| {
                 crate::OpenError::new(path, format!("cannot start the writer thread: {e}"))
             })?;
-        // Started last: nothing after it can fail and leave it waiting for heads forever.
-        let head_writer = {
-            let heads = heads.clone();
-            let journal = path.to_owned();
-            std::thread::Builder::new()
-                .name("warden-journal-head".into())
-                .spawn(move || write_heads(&heads, &journal))
-                .map_err(|e| {
-                    crate::OpenError::new(path, format!("cannot start the head thread: {e}"))
-                })?
-        };
         Ok(Journal {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
@@ -284,8 +265,6 @@ impl Journal {
                 writer: Some(handle),
                 stop_wal: Some(stop_wal),
                 wal: Some(wal),
-                heads,
-                head_writer: Some(head_writer),
                 closed: AtomicBool::new(false),
                 state,
                 deferred,
@@ -386,11 +365,10 @@ impl Journal {
         let had_uncovered = writer.uncheckpointed_since.is_some();
         match writer.commit_inline(encoded) {
             Ok(result) => {
-                // Timed checkpoints are the writer thread's work, never the caller's (signing
-                // one and writing the head took milliseconds on this thread): it must learn
-                // that records await one.
+                writer.checkpoint_if_due();
                 if !had_uncovered && writer.uncheckpointed_since.is_some() {
                     drop(writer);
+                    // The writer thread times checkpoints; it must learn that one is due.
                     let _ = self.send(Command::Wake);
                 }
                 Ok(result)
@@ -453,10 +431,6 @@ impl Drop for Inner {
         }
         drop(self.stop_wal.take());
         if let Some(handle) = self.wal.take() {
-            let _ = handle.join();
-        }
-        self.heads.stop();
-        if let Some(handle) = self.head_writer.take() {
             let _ = handle.join();
         }
     }
@@ -584,8 +558,7 @@ struct Writer {
     uncheckpointed_since: Option<std::time::Instant>,
     /// When the last commit of records ended.
     last_commit: Option<Instant>,
-    /// Head files to write, by the head thread: their fsyncs must hold up no append.
-    heads: Arc<Heads>,
+    head_error: Option<std::io::Error>,
     /// Set by the final checkpoint of a close: nothing may be appended after it.
     closed: bool,
 }
@@ -785,7 +758,7 @@ impl Writer {
         self.notify.send_replace(last_seq);
         match checkpoint {
             Some(cp) => {
-                self.heads.write(cp);
+                self.update_head(&cp);
                 self.uncheckpointed_since = None;
             }
             None => {
@@ -884,29 +857,40 @@ impl Writer {
             .uncheckpointed_since
             .is_some_and(|since| since.elapsed() >= self.checkpoint_interval);
         if due {
-            self.uncheckpointed_since = match self.sign_tail() {
-                Ok(Some(cp)) => {
-                    self.heads.write(cp);
-                    None
-                }
-                Ok(None) => None,
+            self.uncheckpointed_since = match self.final_checkpoint() {
+                Ok(()) => None,
                 Err(_) => Some(std::time::Instant::now()),
             };
         }
     }
 
-    /// Signs the current tail (if no checkpoint names it yet) and writes the head file on
-    /// this thread; reports a head file that could not be written since the journal was
-    /// opened.
+    /// Signs the current tail (if no checkpoint names it yet) and updates the head file.
     fn final_checkpoint(&mut self) -> Result<(), JournalError> {
-        if let Some(cp) = self.sign_tail()? {
-            // The head thread may be writing an older head meanwhile: `write_head` orders
-            // them.
-            if let Err(e) = checkpoint::write_head(&self.path, &cp) {
-                self.heads.failed(e);
+        let cp = {
+            let tx = WriteTx::begin(&self.conn).map_err(|e| CommitError::from_sqlite(&e, 0))?;
+            let (seq, hash) = store::tail(&tx).map_err(|e| CommitError::from_sqlite(&e, 0))?;
+            if seq == 0 {
+                return self.head_error.take().map_or(Ok(()), |source| {
+                    Err(JournalError::Head {
+                        path: checkpoint::sibling(&self.path, ".head"),
+                        source,
+                    })
+                });
             }
-        }
-        match self.heads.take_error() {
+            let existing = existing_checkpoint(&tx, seq)?;
+            let cp = match existing {
+                Some(cp) => cp,
+                None => {
+                    let cp = Checkpoint::sign(&self.key, seq, hash, now_ms());
+                    insert_checkpoint(&tx, &cp).map_err(|e| CommitError::from_sqlite(&e, 0))?;
+                    cp
+                }
+            };
+            tx.commit().map_err(|e| CommitError::from_sqlite(&e, 0))?;
+            cp
+        };
+        self.update_head(&cp);
+        match self.head_error.take() {
             None => Ok(()),
             Some(source) => Err(JournalError::Head {
                 path: checkpoint::sibling(&self.path, ".head"),
@@ -915,95 +899,10 @@ impl Writer {
         }
     }
 
-    /// Signs the current tail if no checkpoint names it yet; the checkpoint that names it
-    /// (`None` for an empty journal).
-    fn sign_tail(&mut self) -> Result<Option<Checkpoint>, JournalError> {
-        let tx = WriteTx::begin(&self.conn).map_err(|e| CommitError::from_sqlite(&e, 0))?;
-        let (seq, hash) = store::tail(&tx).map_err(|e| CommitError::from_sqlite(&e, 0))?;
-        if seq == 0 {
-            return Ok(None);
-        }
-        let cp = match existing_checkpoint(&tx, seq)? {
-            Some(cp) => cp,
-            None => {
-                let cp = Checkpoint::sign(&self.key, seq, hash, now_ms());
-                insert_checkpoint(&tx, &cp).map_err(|e| CommitError::from_sqlite(&e, 0))?;
-                cp
-            }
-        };
-        tx.commit().map_err(|e| CommitError::from_sqlite(&e, 0))?;
-        Ok(Some(cp))
-    }
-}
-
-/// The head files still to write, handed from the writer to the head thread.
-///
-/// A head file is written with two fsyncs (the file, then its directory): milliseconds on a
-/// slow disk. Written by the committing thread, they held up that caller and, under the
-/// writer's lock, every append behind it; written here, a commit only leaves its checkpoint.
-#[derive(Default)]
-struct Heads {
-    slot: Mutex<HeadSlot>,
-    ready: std::sync::Condvar,
-}
-
-#[derive(Default)]
-struct HeadSlot {
-    /// The latest checkpoint whose head is not written yet (older ones are superseded).
-    pending: Option<Checkpoint>,
-    /// The last failure to write a head, reported on close; the records are committed
-    /// whatever happens to their head, and the next checkpoint tries again.
-    error: Option<std::io::Error>,
-    stopped: bool,
-}
-
-impl Heads {
-    fn slot(&self) -> MutexGuard<'_, HeadSlot> {
-        self.slot.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Queues `cp`'s head, unless a later one is already waiting.
-    fn write(&self, cp: Checkpoint) {
-        let mut slot = self.slot();
-        if slot.pending.as_ref().is_none_or(|p| p.seq < cp.seq) {
-            slot.pending = Some(cp);
-            self.ready.notify_one();
-        }
-    }
-
-    fn failed(&self, e: std::io::Error) {
-        self.slot().error = Some(e);
-    }
-
-    fn take_error(&self) -> Option<std::io::Error> {
-        self.slot().error.take()
-    }
-
-    /// Lets the head thread return once it has written what is pending.
-    fn stop(&self) {
-        self.slot().stopped = true;
-        self.ready.notify_one();
-    }
-}
-
-/// The head thread: writes each pending head until stopped. `write_head` never lets an
-/// older head replace a newer one, whoever writes it.
-fn write_heads(heads: &Heads, path: &Path) {
-    loop {
-        let cp = {
-            let mut slot = heads.slot();
-            loop {
-                if let Some(cp) = slot.pending.take() {
-                    break cp;
-                }
-                if slot.stopped {
-                    return;
-                }
-                slot = heads.ready.wait(slot).unwrap_or_else(|p| p.into_inner());
-            }
-        };
-        if let Err(e) = checkpoint::write_head(path, &cp) {
-            heads.failed(e);
+    fn update_head(&mut self, cp: &Checkpoint) {
+        // The records are committed whatever happens here; a failure is reported on close.
+        if let Err(e) = checkpoint::write_head(&self.path, cp) {
+            self.head_error = Some(e);
         }
     }
 }
@@ -1121,49 +1020,6 @@ mod tests {
             Err(JournalError::Closed)
         ));
         assert_intact(&path, 1);
-    }
-
-    #[test]
-    fn appends_go_on_while_the_head_file_cannot_be_written_yet() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("j.db");
-        // Every record crosses a checkpoint, so every commit leaves a head file to write.
-        let options = JournalOptions {
-            checkpoint_every: 1,
-            ..fast_options()
-        };
-        let journal = Journal::open(&path, options).unwrap();
-        // Whoever writes the head waits for this lock (as it would behind another process's
-        // head update, or a slow fsync).
-        let key = std::fs::File::open(checkpoint::sibling(&path, ".key")).unwrap();
-        key.lock().unwrap();
-        let (tx, rx) = std_mpsc::channel();
-        let appender = journal.clone();
-        std::thread::spawn(move || {
-            for i in 1..=3 {
-                let _ = tx.send(appender.append(&decision("a", i)).wait());
-            }
-        });
-        for seq in 1..=3 {
-            // A hang here means an append waited for the head file.
-            let committed = rx.recv_timeout(Duration::from_secs(30));
-            assert_eq!(committed.unwrap().unwrap(), seq);
-        }
-        assert_eq!(
-            checkpoint::read_head(&path).unwrap().map(|cp| cp.seq),
-            Some(0)
-        );
-        key.unlock().unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while checkpoint::read_head(&path).unwrap().map(|cp| cp.seq) != Some(3) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the head never caught up with record 3"
-            );
-            std::thread::yield_now();
-        }
-        journal.close_blocking().unwrap();
-        assert_intact(&path, 3);
     }
 
     #[test]
