@@ -57,7 +57,7 @@ pub(crate) const ROUTES: &[RouteDoc] = &[
         method: "get",
         path: "/api/v1/journal/verify",
         role: Some("viewer"),
-        summary: "Verify the journal's hash chain and signed checkpoints",
+        summary: "Verify the journal's hash chain and signed checkpoints (one verification a minute, shared by every request: `shared`, `verified_at_ms`)",
         query: &[],
         body: None,
     },

@@ -1155,7 +1155,9 @@
             ? `The chain is broken at record #${str(v.breach.seq)} (${str(v.breach.kind).replace(/_/g, ' ')}): ${str(v.breach.detail)}`
             : `The chain is broken: ${JSON.stringify(v.breach)}`));
       }
-      status.append(el('span', { class: 'muted' }, `verified ${fmtClock(at)}`),
+      status.append(el('span', { class: 'muted' }, v.shared
+        ? `verified ${fmtClock(at)} (one verification a minute is shared by every request; \`warden audit verify\` checks the file now)`
+        : `verified ${fmtClock(at)}`),
         el('span', { class: 'muted mono', title: 'Public key of the checkpoints' }, `key ${truncate(str(v.public_key), 20)}`));
     };
     const run = async () => {
@@ -1163,7 +1165,7 @@
       clear(status).append(el('span', { class: 'muted' }, 'Verifying every record and checkpoint…'));
       try {
         const v = await get('/journal/verify');
-        // The server shares one verification for a few seconds: show when it was made.
+        // The server shares one verification for a minute: show when it was made.
         verified = { v, at: Number.isFinite(v.verified_at_ms) ? v.verified_at_ms : Date.now() };
         show(verified);
       } catch (err) {
