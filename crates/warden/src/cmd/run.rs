@@ -251,10 +251,30 @@ pub fn run(args: Args) -> Result<ExitCode> {
             .chain(config.sandbox.local_ports.iter().copied())
             .collect(),
     };
+    // Only a sandbox that can be killed may have its calls held once it is quarantined.
+    let quarantined =
+        cgroups
+            .as_ref()
+            .filter(|c| c.kill.is_some())
+            .map(|_| -> decide::Quarantined {
+                let monitor = monitor.clone();
+                let agent = guard.agent().clone();
+                Box::new(move || {
+                    monitor
+                        .quarantined(&agent)
+                        .is_some_and(|e| e.level == warden_monitor::Level::Quarantine)
+                })
+            });
     let decisions = match seccomp {
         Some(fd) => Some(
-            decide::spawn(fd, guard.clone(), runtime.handle().clone(), gateways)
-                .context("starting the decision thread")?,
+            decide::spawn(
+                fd,
+                guard.clone(),
+                runtime.handle().clone(),
+                gateways,
+                quarantined,
+            )
+            .context("starting the decision thread")?,
         ),
         None => None,
     };

@@ -17,12 +17,21 @@ pub struct Gateways {
     pub ports: Vec<u16>,
 }
 
+/// Tells whether the agent is quarantined and its sandbox is being killed.
+pub type Quarantined = Box<dyn Fn() -> bool + Send>;
+
 /// Serves the seccomp listener on its own thread until no process of the sandbox is left.
+///
+/// With `quarantined` (given when the sandbox can be killed), a call refused while the agent
+/// is quarantined is never answered: its process stays held in the system call until the
+/// kill ends it. Answered with EPERM, the program went on at once — a shell ran its next
+/// builtins — while the kill was on its way.
 pub fn spawn(
     fd: OwnedFd,
     guard: Guard,
     runtime: tokio::runtime::Handle,
     gateways: Gateways,
+    quarantined: Option<Quarantined>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("warden-decide".into())
@@ -38,6 +47,12 @@ pub fn spawn(
                     }
                 };
                 let response = runtime.block_on(decide(&guard, &held, &gateways));
+                if matches!(response, Response::Deny(_))
+                    && quarantined.as_ref().is_some_and(|q| q())
+                {
+                    // The kernel drops the held call when its process is killed.
+                    continue;
+                }
                 if let Err(e) = supervisor.respond(held.id, response) {
                     tracing::warn!(%e, "could not answer a held system call");
                 }
