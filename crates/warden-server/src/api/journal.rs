@@ -266,9 +266,10 @@ pub(super) async fn verify<R: Recorder>(
     Ok(Json(answer))
 }
 
-/// How long one verification's answer is given to later requests. Each verification read
-/// alongside the gateway's commits moved its p99 by a few tenths of a millisecond; shared
-/// for 5 s, a flood of requests made one every 5 s (docs/benchmarks.md).
+/// How long one verification's answer is given to later requests. A verification reads the
+/// whole journal (seconds on a journal of millions of records); shared for only 5 s, a flood
+/// of requests would keep one running much of the time beside the gateway's commits
+/// (docs/benchmarks.md).
 const VERIFICATION_SHARED_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The last verification made, and when.
