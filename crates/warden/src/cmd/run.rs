@@ -259,11 +259,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             .map(|_| -> decide::Quarantined {
                 let monitor = monitor.clone();
                 let agent = guard.agent().clone();
-                Box::new(move || {
-                    monitor
-                        .quarantined(&agent)
-                        .is_some_and(|e| e.level == warden_monitor::Level::Quarantine)
-                })
+                Box::new(move || quarantine_in_force(&monitor, &agent).is_some())
             });
     let decisions = match seccomp {
         Some(fd) => Some(
@@ -394,6 +390,17 @@ pub fn run(args: Args) -> Result<ExitCode> {
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(125)))
 }
 
+/// The agent's quarantine, if one is in force (not a lighter restriction): its sandbox is to
+/// be killed.
+fn quarantine_in_force(
+    monitor: &warden_monitor::Monitor,
+    agent: &warden_core::AgentId,
+) -> Option<warden_monitor::QuarantineEntry> {
+    monitor
+        .quarantined(agent)
+        .filter(|e| e.level == warden_monitor::Level::Quarantine)
+}
+
 /// Kills the sandbox as soon as its agent is quarantined — by a detector in this process
 /// (woken at once) or by another Warden process or an operator (seen within 20 ms).
 async fn kill_on_quarantine(guard: Guard, monitor: Arc<warden_monitor::Monitor>, groups: Cgroups) {
@@ -413,10 +420,7 @@ async fn kill_on_quarantine(guard: Guard, monitor: Arc<warden_monitor::Monitor>,
             () = wake.notified() => {}
             _ = tick.tick() => {}
         }
-        if let Some(entry) = monitor
-            .quarantined(guard.agent())
-            .filter(|e| e.level == warden_monitor::Level::Quarantine)
-        {
+        if let Some(entry) = quarantine_in_force(&monitor, guard.agent()) {
             break entry;
         }
     };

@@ -24,8 +24,8 @@ pub type Quarantined = Box<dyn Fn() -> bool + Send>;
 ///
 /// With `quarantined` (given when the sandbox can be killed), a call refused while the agent
 /// is quarantined is never answered: its process stays held in the system call until the
-/// kill ends it. Answered with EPERM, the program went on at once — a shell ran its next
-/// builtins — while the kill was on its way.
+/// kill ends it. Answered with EPERM, the program could go on while the kill was on its way
+/// (a shell runs its next builtins without asking anyone).
 pub fn spawn(
     fd: OwnedFd,
     guard: Guard,
