@@ -234,6 +234,7 @@ impl Journal {
             key,
             path: path.to_owned(),
             max_batch: options.max_batch.max(1),
+            sync: options.sync,
             checkpoint_every: options.checkpoint_every,
             checkpoint_interval: options.checkpoint_interval,
             busy_timeout: options.busy_timeout,
@@ -551,6 +552,7 @@ struct Writer {
     key: SigningKey,
     path: PathBuf,
     max_batch: usize,
+    sync: SyncMode,
     checkpoint_every: u64,
     checkpoint_interval: Duration,
     busy_timeout: Duration,
@@ -901,9 +903,39 @@ impl Writer {
 
     fn update_head(&mut self, cp: &Checkpoint) {
         // The records are committed whatever happens here; a failure is reported on close.
-        if let Err(e) = checkpoint::write_head(&self.path, cp) {
+        if let Err(e) = self
+            .sync_records()
+            .and_then(|()| checkpoint::write_head(&self.path, cp))
+        {
             self.head_error = Some(e);
         }
+    }
+
+    /// Makes every committed record durable before the head names it. With `sync = normal`
+    /// a commit leaves its records in the WAL file unsynced: a head written before they
+    /// reach the disk would, after a power loss, name records the file no longer has, and
+    /// verification would report a cut-off tail that nobody cut.
+    ///
+    /// Records older than the WAL's contents were synced by the WAL checkpoint that copied
+    /// them into the database, so syncing the WAL is enough.
+    fn sync_records(&self) -> std::io::Result<()> {
+        if self.sync == SyncMode::Full {
+            // Every commit synced its records already.
+            return Ok(());
+        }
+        let wal = checkpoint::sibling(&self.path, "-wal");
+        let synced = match std::fs::File::open(&wal) {
+            Ok(file) => file.sync_data(),
+            // No WAL: everything is in the database, synced when the WAL was last copied in.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        };
+        synced.map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot first sync {} to disk: {e}", wal.display()),
+            )
+        })
     }
 }
 

@@ -136,7 +136,8 @@ pub enum SyncMode {
     #[default]
     Full,
     /// `synchronous=NORMAL`: a committed record survives a crash of Warden, but the last
-    /// commits before a power loss or kernel crash may be lost (the chain stays valid).
+    /// commits before a power loss or kernel crash may be lost. The chain stays valid and
+    /// verifies: the WAL is synced before the `.head` file names its records.
     Normal,
 }
 
