@@ -40,7 +40,9 @@ pub struct JournalOptions {
     /// records, and on close. Default 10,000; 0 means only on close.
     pub checkpoint_every: u64,
     /// A signed checkpoint is also written when records are this old without one, so that
-    /// the records a cut could remove unnoticed are at most this recent. Default 1 s.
+    /// the records a cut could remove unnoticed are at most this recent (with
+    /// [`SyncMode::Normal`], plus up to 200 ms: the head then waits for the WAL thread to
+    /// sync the records it names). Default 1 s.
     pub checkpoint_interval: Duration,
     /// How long a commit waits for another writer (another Warden process) before failing
     /// with [`crate::CommitFailure::Locked`]. Default 5 s.
@@ -241,6 +243,7 @@ impl Journal {
             uncheckpointed_since: None,
             last_commit: None,
             head_error: None,
+            unsynced_head: None,
             closed: false,
         }));
         let (stop_wal, wal_stop) = mpsc::channel();
@@ -314,7 +317,7 @@ impl Journal {
 
     /// Appends `event` for nobody to wait on (an outcome written after the answer): it is
     /// committed together with the next record someone does wait for, or on its own once it
-    /// is [`DEFER_AT_MOST`] old, so that it rarely costs a commit of its own. A commit that
+    /// is `DEFER_AT_MOST` (5 ms) old, so that it rarely costs a commit of its own. A commit that
     /// fails is logged; the error here is only for a journal already closed or an event that
     /// cannot be encoded.
     pub fn append_deferred(&self, event: &Event) -> Result<(), JournalError> {
@@ -449,7 +452,9 @@ const WAL_RESTART_FRAMES: i64 = if cfg!(test) { 256 } else { 16_384 };
 const WAL_SIZE_LIMIT: i64 = 128 << 20;
 
 /// Copies committed WAL frames into the database until told to stop (or every handle is
-/// gone), then once more. `PASSIVE` never waits for, nor blocks, the writer.
+/// gone), then once more. `PASSIVE` never waits for, nor blocks, the writer. With
+/// `sync = normal`, each pass also moves the newest checkpoint into the head file once its
+/// records are synced (`sync_then_write_head`).
 ///
 /// SQLite starts the WAL over at a commit that finds every frame copied. Copying while
 /// commits go on seldom ends that way, so left alone the WAL grew by every commit (760 MB
@@ -474,11 +479,31 @@ fn checkpoint_wal(conn: &Connection, stop: &mpsc::Receiver<()>, gate: &Mutex<Wri
             let _held = lock(gate);
             checkpoint();
         }
+        sync_then_write_head(gate);
     };
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(WAL_CHECKPOINT_EVERY) {
         pass();
     }
     pass();
+}
+
+/// With `sync = normal`, moves the newest checkpoint into the head file once its records are
+/// on disk. The WAL is synced without holding back commits (a pass has just synced most of
+/// it); the head is written with them held, as the writer would have.
+fn sync_then_write_head(gate: &Mutex<Writer>) {
+    let (path, cp) = {
+        let writer = lock(gate);
+        match &writer.unsynced_head {
+            Some(cp) => (writer.path.clone(), cp.clone()),
+            None => return,
+        }
+    };
+    // The checkpoint was committed before it was handed over, so this sync covers it.
+    match sync_wal(&path) {
+        Ok(()) => lock(gate).write_synced_head(&cp),
+        // Retried after the next pass; the head only lags meanwhile.
+        Err(e) => lock(gate).head_error = Some(e),
+    }
 }
 
 fn encode(event: &Event) -> Result<Encoded, JournalError> {
@@ -561,6 +586,9 @@ struct Writer {
     /// When the last commit of records ended.
     last_commit: Option<Instant>,
     head_error: Option<std::io::Error>,
+    /// With `sync = normal`: the newest checkpoint, committed but perhaps not yet on disk,
+    /// which the WAL thread moves into the head file once it has synced the WAL.
+    unsynced_head: Option<Checkpoint>,
     /// Set by the final checkpoint of a close: nothing may be appended after it.
     closed: bool,
 }
@@ -631,7 +659,7 @@ fn run(state: &Mutex<Writer>, rx: mpsc::Receiver<Command>) {
             writer.commit_last_deferred();
         }
         if let Some(reply) = close {
-            let result = writer.final_checkpoint();
+            let result = writer.closing_checkpoint();
             writer.closed = true;
             let _ = reply.send(result);
             // Whatever was queued after the close is refused, not silently dropped.
@@ -642,7 +670,7 @@ fn run(state: &Mutex<Writer>, rx: mpsc::Receiver<Command>) {
         }
         if hung_up {
             // Every handle is gone; nobody can be told about a failure here.
-            let _ = writer.final_checkpoint();
+            let _ = writer.closing_checkpoint();
             writer.closed = true;
             return;
         }
@@ -872,12 +900,8 @@ impl Writer {
             let tx = WriteTx::begin(&self.conn).map_err(|e| CommitError::from_sqlite(&e, 0))?;
             let (seq, hash) = store::tail(&tx).map_err(|e| CommitError::from_sqlite(&e, 0))?;
             if seq == 0 {
-                return self.head_error.take().map_or(Ok(()), |source| {
-                    Err(JournalError::Head {
-                        path: checkpoint::sibling(&self.path, ".head"),
-                        source,
-                    })
-                });
+                drop(tx);
+                return self.take_head_error();
             }
             let existing = existing_checkpoint(&tx, seq)?;
             let cp = match existing {
@@ -892,51 +916,81 @@ impl Writer {
             cp
         };
         self.update_head(&cp);
-        match self.head_error.take() {
-            None => Ok(()),
-            Some(source) => Err(JournalError::Head {
-                path: checkpoint::sibling(&self.path, ".head"),
-                source,
-            }),
-        }
+        self.take_head_error()
     }
 
-    fn update_head(&mut self, cp: &Checkpoint) {
-        // The records are committed whatever happens here; a failure is reported on close.
-        if let Err(e) = self
-            .sync_records()
-            .and_then(|()| checkpoint::write_head(&self.path, cp))
+    /// The checkpoint of a close: the file is about to be left, so the head must name its
+    /// tail now, synced first if commits are not.
+    fn closing_checkpoint(&mut self) -> Result<(), JournalError> {
+        let checkpointed = self.final_checkpoint();
+        if let Some(cp) = self.unsynced_head.take()
+            && let Err(e) =
+                sync_wal(&self.path).and_then(|()| checkpoint::write_head(&self.path, &cp))
         {
             self.head_error = Some(e);
         }
+        checkpointed.and_then(|()| self.take_head_error())
     }
 
-    /// Makes every committed record durable before the head names it. With `sync = normal`
-    /// a commit leaves its records in the WAL file unsynced: a head written before they
-    /// reach the disk would, after a power loss, name records the file no longer has, and
-    /// verification would report a cut-off tail that nobody cut.
-    ///
-    /// Records older than the WAL's contents were synced by the WAL checkpoint that copied
-    /// them into the database, so syncing the WAL is enough.
-    fn sync_records(&self) -> std::io::Result<()> {
-        if self.sync == SyncMode::Full {
-            // Every commit synced its records already.
-            return Ok(());
-        }
-        let wal = checkpoint::sibling(&self.path, "-wal");
-        let synced = match std::fs::File::open(&wal) {
-            Ok(file) => file.sync_data(),
-            // No WAL: everything is in the database, synced when the WAL was last copied in.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e),
-        };
-        synced.map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("cannot first sync {} to disk: {e}", wal.display()),
-            )
+    /// A failure to update the head since the last report, as an error.
+    fn take_head_error(&mut self) -> Result<(), JournalError> {
+        self.head_error.take().map_or(Ok(()), |source| {
+            Err(JournalError::Head {
+                path: checkpoint::sibling(&self.path, ".head"),
+                source,
+            })
         })
     }
+
+    /// Names `cp` in the head file: at once if commits are synced (`sync = full`); with
+    /// `sync = normal`, through the WAL thread, which syncs the WAL first. A head written
+    /// before its records reach the disk would, after a power loss, name records the file no
+    /// longer has, and verification would report a cut-off tail that nobody cut.
+    fn update_head(&mut self, cp: &Checkpoint) {
+        match self.sync {
+            // The records are committed whatever happens here; a failure is reported on close.
+            SyncMode::Full => {
+                if let Err(e) = checkpoint::write_head(&self.path, cp) {
+                    self.head_error = Some(e);
+                }
+            }
+            SyncMode::Normal => self.unsynced_head = Some(cp.clone()),
+        }
+    }
+
+    /// Writes the head for `cp`, whose records the WAL thread has just synced, and forgets
+    /// it unless a newer checkpoint came meanwhile.
+    fn write_synced_head(&mut self, cp: &Checkpoint) {
+        if let Err(e) = checkpoint::write_head(&self.path, cp) {
+            self.head_error = Some(e);
+            return;
+        }
+        if self.unsynced_head.as_ref().is_some_and(|u| u.seq <= cp.seq) {
+            self.unsynced_head = None;
+        }
+    }
+}
+
+/// Makes every record committed so far durable. Records older than the WAL's contents were
+/// synced by the WAL checkpoint that copied them into the database before the WAL started
+/// over, so syncing the WAL is enough.
+fn sync_wal(journal: &Path) -> std::io::Result<()> {
+    let wal = checkpoint::sibling(journal, "-wal");
+    let synced = match std::fs::File::open(&wal) {
+        Ok(file) => file.sync_data(),
+        // No WAL: everything is in the database, synced when the WAL was last copied in.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    };
+    synced.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!(
+                "cannot sync {} before naming its records: {e}",
+                wal.display()
+            ),
+        )
+    })
 }
 
 /// Deferred records have nobody to tell of a failed commit: the log is told instead.
