@@ -41,8 +41,8 @@ pub struct JournalOptions {
     pub checkpoint_every: u64,
     /// A signed checkpoint is also written when records are this old without one, so that
     /// the records a cut could remove unnoticed are at most this recent (with
-    /// [`SyncMode::Normal`], plus up to 200 ms: the head then waits for the WAL thread to
-    /// sync the records it names). Default 1 s.
+    /// [`SyncMode::Normal`], a little more: the head then waits for the WAL thread's next
+    /// pass, every 200 ms, to sync the records it names). Default 1 s.
     pub checkpoint_interval: Duration,
     /// How long a commit waits for another writer (another Warden process) before failing
     /// with [`crate::CommitFailure::Locked`]. Default 5 s.
@@ -229,12 +229,19 @@ impl Journal {
         let (tx, rx) = mpsc::channel();
         let (notify, commits) = tokio::sync::watch::channel(0);
         let deferred = Arc::new(Mutex::new(Deferred::default()));
+        // Where SQLite keeps the WAL: beside the file it opened, which is the link's target
+        // if `path` is a symbolic link.
+        let wal = match conn.path() {
+            Some(db) if !db.is_empty() => checkpoint::sibling(Path::new(db), "-wal"),
+            _ => checkpoint::sibling(path, "-wal"),
+        };
         let state = Arc::new(Mutex::new(Writer {
             notify,
             deferred: deferred.clone(),
             conn,
             key,
             path: path.to_owned(),
+            wal,
             max_batch: options.max_batch.max(1),
             sync: options.sync,
             checkpoint_every: options.checkpoint_every,
@@ -491,15 +498,15 @@ fn checkpoint_wal(conn: &Connection, stop: &mpsc::Receiver<()>, gate: &Mutex<Wri
 /// on disk. The WAL is synced without holding back commits (a pass has just synced most of
 /// it); the head is written with them held, as the writer would have.
 fn sync_then_write_head(gate: &Mutex<Writer>) {
-    let (path, cp) = {
+    let (wal, cp) = {
         let writer = lock(gate);
         match &writer.unsynced_head {
-            Some(cp) => (writer.path.clone(), cp.clone()),
+            Some(cp) => (writer.wal.clone(), cp.clone()),
             None => return,
         }
     };
     // The checkpoint was committed before it was handed over, so this sync covers it.
-    match sync_wal(&path) {
+    match sync_wal(&wal) {
         Ok(()) => lock(gate).write_synced_head(&cp),
         // Retried after the next pass; the head only lags meanwhile.
         Err(e) => lock(gate).head_error = Some(e),
@@ -576,6 +583,8 @@ struct Writer {
     conn: Connection,
     key: SigningKey,
     path: PathBuf,
+    /// The WAL file, synced before the head names records when commits are not.
+    wal: PathBuf,
     max_batch: usize,
     sync: SyncMode,
     checkpoint_every: u64,
@@ -889,7 +898,10 @@ impl Writer {
         if due {
             self.uncheckpointed_since = match self.final_checkpoint() {
                 Ok(()) => None,
-                Err(_) => Some(std::time::Instant::now()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "journal checkpoint failed; retried at the next interval");
+                    Some(std::time::Instant::now())
+                }
             };
         }
     }
@@ -923,11 +935,12 @@ impl Writer {
     /// tail now, synced first if commits are not.
     fn closing_checkpoint(&mut self) -> Result<(), JournalError> {
         let checkpointed = self.final_checkpoint();
-        if let Some(cp) = self.unsynced_head.take()
-            && let Err(e) =
-                sync_wal(&self.path).and_then(|()| checkpoint::write_head(&self.path, &cp))
-        {
-            self.head_error = Some(e);
+        if let Some(cp) = self.unsynced_head.clone() {
+            // On failure it stays, for the WAL thread's last pass to try again.
+            match sync_wal(&self.wal).and_then(|()| checkpoint::write_head(&self.path, &cp)) {
+                Ok(()) => self.unsynced_head = None,
+                Err(e) => self.head_error = Some(e),
+            }
         }
         checkpointed.and_then(|()| self.take_head_error())
     }
@@ -973,24 +986,20 @@ impl Writer {
 
 /// Makes every record committed so far durable. Records older than the WAL's contents were
 /// synced by the WAL checkpoint that copied them into the database before the WAL started
-/// over, so syncing the WAL is enough.
-fn sync_wal(journal: &Path) -> std::io::Result<()> {
-    let wal = checkpoint::sibling(journal, "-wal");
-    let synced = match std::fs::File::open(&wal) {
-        Ok(file) => file.sync_data(),
-        // No WAL: everything is in the database, synced when the WAL was last copied in.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    };
-    synced.map_err(|e| {
-        std::io::Error::new(
-            e.kind(),
-            format!(
-                "cannot sync {} before naming its records: {e}",
-                wal.display()
-            ),
-        )
-    })
+/// over, so syncing the WAL is enough. The WAL exists while the writer's connection is open;
+/// not finding it means not knowing what to sync, an error.
+fn sync_wal(wal: &Path) -> std::io::Result<()> {
+    std::fs::File::open(wal)
+        .and_then(|file| file.sync_data())
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot sync {} before naming its records: {e}",
+                    wal.display()
+                ),
+            )
+        })
 }
 
 /// Deferred records have nobody to tell of a failed commit: the log is told instead.

@@ -96,8 +96,9 @@ fn the_head_names_only_records_that_are_on_disk() {
         )
         .unwrap();
         let seq = journal.append(&event()).wait().unwrap();
-        // The head is written by the committing thread right after the commit, which may be
-        // the writer thread after the append was answered: wait until it names the record.
+        // The head is written after the append is answered: with `full` by the committing
+        // thread right after its commit, with `normal` by the journal's WAL thread once it
+        // has synced the WAL. Wait until it names the record.
         let deadline = Instant::now() + Duration::from_secs(10);
         while head_seq(&path) < Some(seq) {
             assert!(
@@ -115,4 +116,39 @@ fn the_head_names_only_records_that_are_on_disk() {
         );
         journal.close_blocking().unwrap();
     }
+}
+
+#[test]
+fn a_journal_opened_through_a_symbolic_link_syncs_the_wal_beside_its_target() {
+    // SQLite keeps the WAL beside the file a link points to; syncing a WAL looked for beside
+    // the link would find nothing, and the head would never name a record.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    let target = dir.path().join("data").join("j.db");
+    std::fs::File::create(&target).unwrap();
+    let link = dir.path().join("j.db");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let journal = Journal::open(
+        &link,
+        JournalOptions {
+            sync: SyncMode::Normal,
+            checkpoint_interval: Duration::ZERO,
+            ..JournalOptions::default()
+        },
+    )
+    .unwrap();
+    let seq = journal.append(&event()).wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while head_seq(&link) < Some(seq) {
+        assert!(
+            Instant::now() < deadline,
+            "the head never named record {seq}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut wal = target.as_os_str().to_owned();
+    wal.push("-wal");
+    assert_eq!(pages_not_on_disk(Path::new(&wal)), 0);
+    journal.close_blocking().unwrap();
+    assert!(warden_journal::verify(&link).unwrap().is_intact());
 }
