@@ -7,22 +7,12 @@
 //! the WAL, where new records are, is still waiting to be written when the head names them.
 
 use std::os::fd::AsRawFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use warden_core::{AgentId, Event, EventBody, SessionId};
-use warden_journal::{Journal, JournalOptions, SyncMode};
+mod common;
 
-fn event() -> Event {
-    Event {
-        time_ms: 1,
-        agent: AgentId::new("a").unwrap(),
-        session: SessionId::from_raw("s"),
-        body: EventBody::SessionEnded {
-            detail: "done".into(),
-        },
-    }
-}
+use warden_journal::{Journal, JournalOptions, SyncMode};
 
 /// The kernel's `struct cachestat_range`: from `off`, `len` bytes (0: to the end).
 #[repr(C)]
@@ -78,6 +68,39 @@ fn head_seq(journal: &Path) -> Option<u64> {
     head["seq"].as_u64()
 }
 
+/// Opens the journal at `path` with a head for every record, appends one record, and waits
+/// until the head names it. The head is written after the append is answered: with `full` by
+/// the committing thread right after its commit, with `normal` by the journal's WAL thread
+/// once it has synced the WAL.
+fn append_and_wait_for_the_head(path: &Path, sync: SyncMode) -> (Journal, u64) {
+    let journal = Journal::open(
+        path,
+        JournalOptions {
+            sync,
+            checkpoint_interval: Duration::ZERO,
+            ..JournalOptions::default()
+        },
+    )
+    .unwrap();
+    let seq = journal.append(&common::event()).wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while head_seq(path) < Some(seq) {
+        assert!(
+            Instant::now() < deadline,
+            "the head never named record {seq}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    (journal, seq)
+}
+
+/// The WAL SQLite keeps beside the database file `db`.
+fn wal_of(db: &Path) -> PathBuf {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    PathBuf::from(wal)
+}
+
 #[test]
 fn the_head_names_only_records_that_are_on_disk() {
     for sync in [SyncMode::Normal, SyncMode::Full] {
@@ -85,32 +108,9 @@ fn the_head_names_only_records_that_are_on_disk() {
         // disk to sync to, so its pages never stop being dirty).
         let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
         let path = dir.path().join("j.db");
-        let journal = Journal::open(
-            &path,
-            JournalOptions {
-                sync,
-                // A head for every record, as soon as it is committed.
-                checkpoint_interval: Duration::ZERO,
-                ..JournalOptions::default()
-            },
-        )
-        .unwrap();
-        let seq = journal.append(&event()).wait().unwrap();
-        // The head is written after the append is answered: with `full` by the committing
-        // thread right after its commit, with `normal` by the journal's WAL thread once it
-        // has synced the WAL. Wait until it names the record.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while head_seq(&path) < Some(seq) {
-            assert!(
-                Instant::now() < deadline,
-                "the head never named record {seq}"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let mut wal = path.as_os_str().to_owned();
-        wal.push("-wal");
+        let (journal, seq) = append_and_wait_for_the_head(&path, sync);
         assert_eq!(
-            pages_not_on_disk(Path::new(&wal)),
+            pages_not_on_disk(&wal_of(&path)),
             0,
             "sync = {sync:?}: the head names record {seq} while the WAL holding it is not on disk"
         );
@@ -128,27 +128,8 @@ fn a_journal_opened_through_a_symbolic_link_syncs_the_wal_beside_its_target() {
     std::fs::File::create(&target).unwrap();
     let link = dir.path().join("j.db");
     std::os::unix::fs::symlink(&target, &link).unwrap();
-    let journal = Journal::open(
-        &link,
-        JournalOptions {
-            sync: SyncMode::Normal,
-            checkpoint_interval: Duration::ZERO,
-            ..JournalOptions::default()
-        },
-    )
-    .unwrap();
-    let seq = journal.append(&event()).wait().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while head_seq(&link) < Some(seq) {
-        assert!(
-            Instant::now() < deadline,
-            "the head never named record {seq}"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let mut wal = target.as_os_str().to_owned();
-    wal.push("-wal");
-    assert_eq!(pages_not_on_disk(Path::new(&wal)), 0);
+    let (journal, _) = append_and_wait_for_the_head(&link, SyncMode::Normal);
+    assert_eq!(pages_not_on_disk(&wal_of(&target)), 0);
     journal.close_blocking().unwrap();
     assert!(warden_journal::verify(&link).unwrap().is_intact());
 }

@@ -2,26 +2,16 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use warden_core::{AgentId, Event, EventBody, SessionId};
-use warden_journal::{Journal, JournalError, JournalOptions, verify};
+mod common;
 
-fn event() -> Event {
-    Event {
-        time_ms: 1,
-        agent: AgentId::new("a").unwrap(),
-        session: SessionId::from_raw("s"),
-        body: EventBody::SessionEnded {
-            detail: "done".into(),
-        },
-    }
-}
+use warden_journal::{Journal, JournalError, JournalOptions, verify};
 
 #[test]
 fn journal_files_are_private_to_wardens_user() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("j.db");
     let journal = Journal::open(&path, JournalOptions::default()).unwrap();
-    journal.append(&event()).wait().unwrap();
+    journal.append(&common::event()).wait().unwrap();
     journal.close_blocking().unwrap();
     for file in ["j.db", "j.db.key"] {
         let mode = std::fs::metadata(dir.path().join(file))
@@ -37,7 +27,7 @@ fn a_missing_key_is_an_error_and_no_new_key_is_made() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("j.db");
     let journal = Journal::open(&path, JournalOptions::default()).unwrap();
-    journal.append(&event()).wait().unwrap();
+    journal.append(&common::event()).wait().unwrap();
     journal.close_blocking().unwrap();
     drop(journal);
     std::fs::remove_file(dir.path().join("j.db.key")).unwrap();
@@ -63,7 +53,7 @@ fn a_quiet_journal_is_checkpointed_after_the_interval() {
         },
     )
     .unwrap();
-    journal.append(&event()).wait().unwrap();
+    journal.append(&common::event()).wait().unwrap();
     // No close: the writer must checkpoint on its own. Poll the head (bounded), no fixed sleep.
     let mut covered = false;
     for _ in 0..200 {
@@ -83,7 +73,7 @@ fn deleting_the_checkpoints_is_caught() {
     let path = dir.path().join("j.db");
     let journal = Journal::open(&path, JournalOptions::default()).unwrap();
     for _ in 0..3 {
-        journal.append(&event()).wait().unwrap();
+        journal.append(&common::event()).wait().unwrap();
     }
     journal.close_blocking().unwrap();
     drop(journal);
