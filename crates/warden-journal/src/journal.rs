@@ -937,8 +937,8 @@ impl Writer {
         let checkpointed = self.final_checkpoint();
         if let Some(cp) = self.unsynced_head.clone() {
             // On failure it stays, for the WAL thread's last pass to try again.
-            match sync_wal(&self.wal).and_then(|()| checkpoint::write_head(&self.path, &cp)) {
-                Ok(()) => self.unsynced_head = None,
+            match sync_wal(&self.wal) {
+                Ok(()) => self.write_synced_head(&cp),
                 Err(e) => self.head_error = Some(e),
             }
         }
@@ -961,7 +961,8 @@ impl Writer {
     /// longer has, and verification would report a cut-off tail that nobody cut.
     fn update_head(&mut self, cp: &Checkpoint) {
         match self.sync {
-            // The records are committed whatever happens here; a failure is reported on close.
+            // The records are committed whatever happens here; a failure is reported by the
+            // next timed checkpoint (logged) or by the close.
             SyncMode::Full => {
                 if let Err(e) = checkpoint::write_head(&self.path, cp) {
                     self.head_error = Some(e);
@@ -971,8 +972,8 @@ impl Writer {
         }
     }
 
-    /// Writes the head for `cp`, whose records the WAL thread has just synced, and forgets
-    /// it unless a newer checkpoint came meanwhile.
+    /// Writes the head for `cp`, whose records have just been synced, and forgets it unless
+    /// a newer checkpoint came meanwhile.
     fn write_synced_head(&mut self, cp: &Checkpoint) {
         if let Err(e) = checkpoint::write_head(&self.path, cp) {
             self.head_error = Some(e);
