@@ -42,6 +42,35 @@ pub struct Verdict {
     /// Why the agent cancelled the call while it was held for a human, if it did: the call
     /// must not go ahead, and the agent expects no answer to it.
     pub withdrawn: Option<String>,
+    /// What decided it: a refusal tells the agent what, if anything, would change it.
+    pub grounds: Grounds,
+}
+
+/// What decided a verdict. A refusal by policy can be lifted by a new permit; one by a human,
+/// a restriction or Warden itself cannot, and the agent is told which it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grounds {
+    /// The policy set: a permit, a forbid, or nothing permitting (default deny).
+    Policy,
+    /// A human's answer to an approval request, or its absence (a timeout, the agent
+    /// withdrawing the call).
+    Approval,
+    /// A restriction in force on the agent: quarantine, throttle, a detector's veto.
+    Restriction,
+    /// Warden itself: an action it cannot decide, ask about, or record.
+    Warden,
+}
+
+impl Grounds {
+    /// The name `_meta` and the journal's readers use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Grounds::Policy => "policy",
+            Grounds::Approval => "approval",
+            Grounds::Restriction => "restriction",
+            Grounds::Warden => "warden",
+        }
+    }
 }
 
 /// Decides and records the actions of one agent session, whichever channel they come
@@ -220,6 +249,7 @@ impl Guard {
                     "the agent cancelled this call while it waited for a human ({})",
                     waited.withdrawn.as_deref().unwrap_or_default()
                 ));
+                verdict.grounds = Grounds::Approval;
                 verdict.withdrawn = waited.withdrawn;
                 return verdict;
             }
@@ -229,6 +259,7 @@ impl Guard {
                     "this call needed a human's approval, which could not be asked for or \
                      read ({err}); Warden refuses what it cannot record"
                 ));
+                verdict.grounds = Grounds::Warden;
                 return verdict;
             }
         };
@@ -237,6 +268,7 @@ impl Guard {
             .by
             .strip_prefix("operator:")
             .unwrap_or(&answered.by);
+        verdict.grounds = Grounds::Approval;
         verdict.decision = match answered.answer {
             ApprovalAnswer::Approve | ApprovalAnswer::ApproveSession => {
                 if answered.answer == ApprovalAnswer::ApproveSession {
@@ -273,7 +305,13 @@ impl Guard {
         let Some(monitor) = &self.monitor else {
             let decision = self.unless_granted(action, self.policies.decide(&self.agent, action));
             return self
-                .record_decision(action.kind(), action.target(), &arguments, decision)
+                .record_decision(
+                    action.kind(),
+                    action.target(),
+                    &arguments,
+                    decision,
+                    Grounds::Policy,
+                )
                 .await
                 .0;
         };
@@ -303,26 +341,39 @@ impl Guard {
             };
             if let Some(decision) = restricted {
                 return self
-                    .record_decision(action.kind(), action.target(), &arguments, decision)
+                    .record_decision(
+                        action.kind(),
+                        action.target(),
+                        &arguments,
+                        decision,
+                        Grounds::Restriction,
+                    )
                     .await
                     .0;
             }
         }
         let veto = monitor.veto(&self.agent, &self.session, action);
-        let decision = match &veto {
-            Some(raised) => Decision::refuse(raised.alert.summary.clone()),
+        let (decision, grounds) = match &veto {
+            Some(raised) => (
+                Decision::refuse(raised.alert.summary.clone()),
+                Grounds::Restriction,
+            ),
             None => {
                 // What the session has read is part of the request: a policy can forbid the
                 // flow itself (`context.taint`).
                 let taint = monitor.taint(&self.session);
-                self.unless_granted(
-                    action,
-                    self.policies.decide_tainted(&self.agent, action, &taint),
-                )
+                let decided = self.policies.decide_tainted(&self.agent, action, &taint);
+                (self.unless_granted(action, decided), Grounds::Policy)
             }
         };
         let (verdict, event) = self
-            .record_decision(action.kind(), action.target(), &arguments, decision)
+            .record_decision(
+                action.kind(),
+                action.target(),
+                &arguments,
+                decision,
+                grounds,
+            )
             .await;
         if let Some(seq) = verdict.seq {
             let mut raised = monitor.observe(&Observation {
@@ -415,7 +466,13 @@ impl Guard {
         why: &str,
     ) -> Verdict {
         let (verdict, event) = self
-            .record_decision(kind, target, arguments, Decision::refuse(why))
+            .record_decision(
+                kind,
+                target,
+                arguments,
+                Decision::refuse(why),
+                Grounds::Warden,
+            )
             .await;
         if let (Some(monitor), Some(seq)) = (&self.monitor, verdict.seq) {
             let raised = monitor.observe(&Observation {
@@ -434,6 +491,7 @@ impl Guard {
         target: String,
         arguments: &Map<String, Value>,
         decision: Decision,
+        grounds: Grounds,
     ) -> (Verdict, Event) {
         let event = self.event(EventBody::Decision {
             action,
@@ -454,6 +512,7 @@ impl Guard {
                 target,
                 action,
                 withdrawn: None,
+                grounds,
             },
             Err(err) => Verdict {
                 decision: Decision::refuse(format!(
@@ -464,6 +523,7 @@ impl Guard {
                 target,
                 action,
                 withdrawn: None,
+                grounds: Grounds::Warden,
             },
         };
         (verdict, event)

@@ -18,5 +18,5 @@ pub mod identity;
 pub mod mcp;
 pub mod metrics;
 
-pub use guard::{Guard, Verdict};
+pub use guard::{Grounds, Guard, Verdict};
 pub use mcp::session::{SessionEnd, SessionError, SessionOptions, UpstreamCommand, serve_stdio};

@@ -7,8 +7,8 @@ use std::time::Duration;
 use warden_core::{
     Action, AgentId, ApprovalAnswer, Effect, Event, EventBody, ServerName, SessionId, ToolRef,
 };
-use warden_gateway::Guard;
 use warden_gateway::approval::HoldOptions;
+use warden_gateway::{Grounds, Guard};
 use warden_journal::{Journal, JournalOptions, JournalReader, Query};
 use warden_policy::{PolicySet, SourceFile};
 
@@ -114,6 +114,7 @@ async fn an_approval_for_the_session_lets_the_call_and_its_repeats_through() {
         refused.decision.reason.contains("nobody answered"),
         "{refused:?}"
     );
+    assert_eq!(refused.grounds, Grounds::Approval);
     journal.close().await.unwrap();
 }
 
@@ -131,6 +132,8 @@ async fn a_denial_refuses_the_held_call() {
         .unwrap();
     assert_eq!(verdict.decision.effect, Effect::Deny);
     assert!(verdict.decision.reason.contains("refused"), "{verdict:?}");
+    // The agent is told a human refused, not that no policy permits it.
+    assert_eq!(verdict.grounds, Grounds::Approval);
     journal.close().await.unwrap();
 }
 

@@ -9,7 +9,7 @@
 use serde_json::{Value, json};
 use warden_core::{ActionKind, AgentId, Effect};
 
-use crate::guard::Verdict;
+use crate::guard::{Grounds, Verdict};
 
 /// The `_meta` key under which Warden puts its decision.
 pub const META_KEY: &str = "warden/decision";
@@ -38,14 +38,26 @@ pub fn refusal_error(agent: &AgentId, verdict: &Verdict) -> (i64, String, Value)
 /// The result of a refused call.
 pub fn refusal_result(agent: &AgentId, verdict: &Verdict) -> Value {
     let d = &verdict.decision;
-    let grounds = if d.policies.is_empty() {
-        "default deny".to_owned()
-    } else {
-        format!("policy {}", d.policies.join(", "))
+    // Only a policy's refusal names its grounds apart: the reason of any other already says
+    // who refused (a human, a quarantine, Warden).
+    let grounds = match verdict.grounds {
+        Grounds::Policy if d.policies.is_empty() => " (default deny)".to_owned(),
+        Grounds::Policy => format!(" (policy {})", d.policies.join(", ")),
+        Grounds::Approval | Grounds::Restriction | Grounds::Warden => String::new(),
     };
-    let next = match d.effect {
-        Effect::Ask => "A human must approve this call; do not retry it unchanged.".to_owned(),
+    let next = match (d.effect, verdict.grounds) {
+        (Effect::Ask, _) => "A human must approve this call; do not retry it unchanged.".to_owned(),
         _ if verdict.seq.is_none() => "Retry later; nothing was done.".to_owned(),
+        (_, Grounds::Approval) => {
+            "Do not retry it unless the operator asks you to; a policy change would not \
+             change this answer."
+                .to_owned()
+        }
+        (_, Grounds::Restriction) => format!(
+            "Agent \"{agent}\" is restricted by Warden's monitoring; only an operator can \
+             lift it."
+        ),
+        (_, Grounds::Warden) => "Do not retry it unchanged.".to_owned(),
         // A forbid (or a policy that failed to evaluate) decided: a new permit would not help.
         _ if !d.policies.is_empty() => {
             format!("Do not retry it: a policy forbids it for agent \"{agent}\".")
@@ -72,7 +84,7 @@ pub fn refusal_result(agent: &AgentId, verdict: &Verdict) -> Value {
         _ => "this request of",
     };
     let text = format!(
-        "Warden refused {what} \"{}\": {} ({grounds}). {next}{record}",
+        "Warden refused {what} \"{}\": {}{grounds}. {next}{record}",
         verdict.target, d.reason
     );
     json!({
@@ -83,6 +95,7 @@ pub fn refusal_result(agent: &AgentId, verdict: &Verdict) -> Value {
                 "effect": d.effect,
                 "reason": d.reason,
                 "policies": d.policies,
+                "grounds": verdict.grounds.as_str(),
                 "target": verdict.target,
                 "journal_seq": verdict.seq,
             }
@@ -108,6 +121,7 @@ mod tests {
             target: "files/read_file".into(),
             action: ActionKind::CallTool,
             withdrawn: None,
+            grounds: Grounds::Policy,
         };
         let r = refusal_result(&agent, &verdict);
         assert_eq!(r["isError"], true);
@@ -133,6 +147,7 @@ mod tests {
             target: "bank/transfer".into(),
             action: ActionKind::CallTool,
             withdrawn: None,
+            grounds: Grounds::Policy,
         };
         let r = refusal_result(&agent, &verdict);
         assert!(
@@ -153,6 +168,7 @@ mod tests {
             target: "wiki".into(),
             action: ActionKind::Sample,
             withdrawn: None,
+            grounds: Grounds::Policy,
         };
         let (code, message, data) = refusal_error(&agent, &verdict);
         assert_eq!(code, REFUSED);
@@ -161,5 +177,44 @@ mod tests {
             "{message}"
         );
         assert_eq!(data[META_KEY]["journal_seq"], 3);
+    }
+
+    #[test]
+    fn a_human_refusal_is_not_called_default_deny() {
+        let agent = AgentId::new("alice").unwrap();
+        let verdict = Verdict {
+            decision: Decision::refuse("a human refused this call (ana: not during the freeze)"),
+            seq: Some(43),
+            target: "files/write_file".into(),
+            action: ActionKind::CallTool,
+            withdrawn: None,
+            grounds: Grounds::Approval,
+        };
+        let r = refusal_result(&agent, &verdict);
+        let text = r["content"][0]["text"].as_str().unwrap();
+        assert!(text.contains("not during the freeze"), "{text}");
+        assert!(!text.contains("default deny"), "{text}");
+        assert!(!text.contains("grant"), "{text}");
+        assert!(text.contains("#43"), "{text}");
+        assert_eq!(r["_meta"][META_KEY]["grounds"], "approval");
+    }
+
+    #[test]
+    fn a_quarantine_says_only_an_operator_lifts_it() {
+        let agent = AgentId::new("rogue").unwrap();
+        let verdict = Verdict {
+            decision: Decision::refuse("agent \"rogue\" is quarantined"),
+            seq: Some(7),
+            target: "files/read_file".into(),
+            action: ActionKind::CallTool,
+            withdrawn: None,
+            grounds: Grounds::Restriction,
+        };
+        let text = refusal_result(&agent, &verdict)["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(!text.contains("default deny"), "{text}");
+        assert!(text.contains("only an operator can lift it"), "{text}");
     }
 }
