@@ -15,4 +15,4 @@ pub mod operators;
 
 pub use api::Recorder;
 pub use api::{BaselineLookup, ControlState, KillReport, Killed, Killer, router};
-pub use operators::{AuthError, Operator, OperatorStore, Role};
+pub use operators::{AuthError, Operator, OperatorRecord, OperatorStore, Role};

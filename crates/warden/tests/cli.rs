@@ -185,3 +185,35 @@ fn audit_log_prints_readable_records_and_filters_by_agent() {
     assert!(!lines.is_empty());
     assert!(lines.iter().all(|r| r["agent"] == "mallory"));
 }
+
+#[test]
+fn rotating_an_operators_token_keeps_their_role_and_lifetime() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, out, err) = warden(&["init"], dir.path());
+    assert!(status.success(), "{out}{err}");
+    let add: Vec<&str> = "user add ana --role admin --expires-in 12h"
+        .split(' ')
+        .collect();
+    let (status, out, err) = warden(&add, dir.path());
+    assert!(status.success(), "{out}{err}");
+    let first = out.lines().last().unwrap_or_default().to_owned();
+    let (status, out, err) = warden(&["user", "add", "ana", "--rotate"], dir.path());
+    assert!(status.success(), "{out}{err}");
+    assert!(out.contains("operator ana (admin, expires "), "{out}");
+    assert_ne!(out.lines().last().unwrap_or_default(), first);
+    let (status, out, err) = warden(&["user", "list"], dir.path());
+    assert!(status.success(), "{out}{err}");
+    assert!(out.starts_with("NAME"), "{out}");
+    let ana = out
+        .lines()
+        .find(|l| l.starts_with("ana "))
+        .unwrap_or_default();
+    assert!(ana.contains("admin"), "{out}");
+    // Still a 12-hour token: it ends within a day, not in 90.
+    let until = ana.split("active until ").nth(1).unwrap_or_default();
+    let until = chrono::NaiveDateTime::parse_from_str(until.trim(), "%Y-%m-%d %H:%M:%S")
+        .unwrap_or_else(|e| panic!("{ana:?}: {e}"));
+    let left = until - chrono::Local::now().naive_local();
+    assert!(left <= chrono::Duration::hours(12), "{ana}");
+    assert!(left > chrono::Duration::hours(11), "{ana}");
+}

@@ -122,7 +122,7 @@ fn list(fleet: &Fleet, quarantine: &Quarantine, json: bool) -> Result<ExitCode> 
         return Ok(ExitCode::SUCCESS);
     }
     say!(
-        "{:<16}  {:<10}  {:<19}  {:>7}  {:>7}  {:>7}  {:>6}  {:>13}",
+        "{:<16}  {:<11}  {:<19}  {:>7}  {:>7}  {:>7}  {:>6}  {:>13}",
         "NAME",
         "STATE",
         "LAST SEEN",
@@ -134,7 +134,7 @@ fn list(fleet: &Fleet, quarantine: &Quarantine, json: bool) -> Result<ExitCode> 
     );
     for a in &agents {
         say!(
-            "{:<16}  {:<10}  {:<19}  {:>7}  {:>7}  {:>7}  {:>6}  {:>13}",
+            "{:<16}  {:<11}  {:<19}  {:>7}  {:>7}  {:>7}  {:>6}  {:>13}",
             cell(&a.name, 16),
             state(restriction(a).as_ref()),
             local_time(a.last_time_ms),

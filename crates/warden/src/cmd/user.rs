@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use warden_server::{OperatorStore, Role};
+use warden_server::{OperatorRecord, OperatorStore, Role};
 
 use crate::config::Config;
 
@@ -15,15 +15,17 @@ pub enum UserCommand {
         /// The operator's name, as the journal records their actions.
         name: String,
         /// viewer (reads), approver (also answers approvals) or admin (also quarantines).
-        #[arg(long, default_value = "viewer")]
-        role: String,
-        /// Replace the operator's token in force.
+        /// Default: viewer; with --rotate, the role the operator has.
+        #[arg(long)]
+        role: Option<String>,
+        /// Replace the operator's token in force. The new token keeps the role and the
+        /// lifetime of the one it replaces unless --role or --expires-in say otherwise.
         #[arg(long)]
         rotate: bool,
         /// How long the token works: days (`90d`), hours (`12h`) or minutes (`30m`), or
-        /// `never`.
-        #[arg(long, default_value = "90d")]
-        expires_in: String,
+        /// `never`. Default: 90d; with --rotate, the lifetime of the token it replaces.
+        #[arg(long)]
+        expires_in: Option<String>,
         /// The configuration file (default: ./warden.toml if present).
         #[arg(long)]
         config: Option<PathBuf>,
@@ -63,6 +65,36 @@ fn lifetime_ms(text: &str) -> Result<Option<i64>> {
     Ok(Some(count * unit_ms))
 }
 
+/// The lifetime of a token when none is asked for.
+const DEFAULT_LIFETIME_MS: i64 = 90 * 86_400_000;
+
+/// The role and expiry of a new token: as asked, else, for a token that replaces another,
+/// the replaced token's role and lifetime (a rotation must neither demote an admin nor turn a
+/// 12-hour token into a 90-day one), else viewer for 90 days.
+fn terms(
+    role: Option<&str>,
+    expires_in: Option<&str>,
+    replaced: Option<&OperatorRecord>,
+    now_ms: i64,
+) -> Result<(Role, Option<i64>)> {
+    let role = match (role, replaced) {
+        (Some(text), _) => Role::parse(text)
+            .with_context(|| format!("unknown role {text:?}: viewer, approver or admin"))?,
+        (None, Some(old)) => old.role,
+        (None, None) => Role::Viewer,
+    };
+    let lifetime_ms = match (expires_in, replaced) {
+        (Some(text), _) => lifetime_ms(text)?,
+        (None, Some(old)) => match (old.created_ms, old.expires_ms) {
+            (_, None) => None,
+            (Some(created), Some(expires)) => Some((expires - created).max(60_000)),
+            (None, Some(_)) => Some(DEFAULT_LIFETIME_MS),
+        },
+        (None, None) => Some(DEFAULT_LIFETIME_MS),
+    };
+    Ok((role, lifetime_ms.map(|ms| now_ms.saturating_add(ms))))
+}
+
 fn store(config: Option<&std::path::Path>) -> Result<OperatorStore> {
     let config = Config::load(config)?;
     Ok(OperatorStore::new(
@@ -79,12 +111,23 @@ pub fn run(command: UserCommand) -> Result<ExitCode> {
             expires_in,
             config,
         } => {
-            let Some(role) = Role::parse(&role) else {
-                bail!("unknown role {role:?}: viewer, approver or admin");
+            let store = store(config.as_deref())?;
+            let replaced = if rotate {
+                store
+                    .list()
+                    .context("reading the operators")?
+                    .into_iter()
+                    .find(|o| o.name == name)
+            } else {
+                None
             };
-            let expires_ms = lifetime_ms(&expires_in)?
-                .map(|ms| warden_gateway::guard::now_ms().saturating_add(ms));
-            let token = store(config.as_deref())?
+            let (role, expires_ms) = terms(
+                role.as_deref(),
+                expires_in.as_deref(),
+                replaced.as_ref(),
+                warden_gateway::guard::now_ms(),
+            )?;
+            let token = store
                 .add_until(&name, role, rotate, expires_ms)
                 .context("adding the operator")?;
             say!(
@@ -108,10 +151,17 @@ pub fn run(command: UserCommand) -> Result<ExitCode> {
             say!("operator {name}: token revoked");
         }
         UserCommand::List { config } => {
-            for o in store(config.as_deref())?
+            let operators = store(config.as_deref())?
                 .list()
-                .context("reading the operators")?
-            {
+                .context("reading the operators")?;
+            if operators.is_empty() {
+                eprintln!(
+                    "warden: no operators yet; add one with `warden user add NAME --role admin`"
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            say!("{:<24} {:<9} STATE", "NAME", "ROLE");
+            for o in operators {
                 let now = warden_gateway::guard::now_ms();
                 let state = match (o.revoked_ms, o.expires_ms) {
                     (Some(_), _) => "revoked".to_owned(),
@@ -130,7 +180,44 @@ pub fn run(command: UserCommand) -> Result<ExitCode> {
 
 #[cfg(test)]
 mod tests {
-    use super::lifetime_ms;
+    use super::{OperatorRecord, Role, lifetime_ms, terms};
+
+    fn record(role: Role, created_ms: Option<i64>, expires_ms: Option<i64>) -> OperatorRecord {
+        OperatorRecord {
+            name: "ana".into(),
+            role,
+            token_sha256: String::new(),
+            created_ms,
+            revoked_ms: None,
+            expires_ms,
+        }
+    }
+
+    #[test]
+    fn a_rotated_token_keeps_the_role_and_lifetime_it_replaces() {
+        let hour = 3_600_000;
+        let admin = record(Role::Admin, Some(0), Some(12 * hour));
+        assert_eq!(
+            terms(None, None, Some(&admin), 100 * hour).unwrap(),
+            (Role::Admin, Some(112 * hour))
+        );
+        let forever = record(Role::Approver, Some(0), None);
+        assert_eq!(
+            terms(None, None, Some(&forever), 5).unwrap(),
+            (Role::Approver, None)
+        );
+        // What is asked for wins over what the old token had.
+        assert_eq!(
+            terms(Some("viewer"), Some("30m"), Some(&admin), 0).unwrap(),
+            (Role::Viewer, Some(30 * 60_000))
+        );
+        // A new operator: viewer for 90 days.
+        assert_eq!(
+            terms(None, None, None, 0).unwrap(),
+            (Role::Viewer, Some(90 * 86_400_000))
+        );
+        assert!(terms(Some("root"), None, None, 0).is_err());
+    }
 
     #[test]
     fn lifetimes_are_days_hours_minutes_or_never() {
