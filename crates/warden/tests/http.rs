@@ -1038,3 +1038,21 @@ permit (principal == Agent::"tester", action == Action::"call_tool", resource ==
         "nothing was forwarded"
     );
 }
+
+#[test]
+fn an_upstream_that_cannot_start_tells_the_operator_why_in_its_own_words() {
+    let s = support::up::setup_with_config(support::up::TESTER_ALL, |s| {
+        let command = [
+            support::example_server().to_string_lossy().into_owned(),
+            "--root".to_owned(),
+            s.path("no-such-folder").to_string_lossy().into_owned(),
+        ];
+        format!("[servers.files]\ncommand = {command:?}\n")
+    });
+    let up = support::up::start_until(s, &["upstream \"files\" down"]);
+    let line = up.startup_line("upstream \"files\" down");
+    // The reason itself depends on whether the exit or the failed initialize is seen first.
+    assert!(line.contains("its last lines on stderr: "), "{line}");
+    assert!(line.contains("cannot serve"), "{line}");
+    assert!(line.contains("no-such-folder"), "{line}");
+}

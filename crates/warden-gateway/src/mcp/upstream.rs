@@ -10,7 +10,7 @@
 //! INVARIANT: every request started here completes exactly once: with the upstream's answer,
 //! or with an `UpstreamError` (gone, timed out, too large) — never silently dropped.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -172,7 +172,15 @@ pub struct Upstream {
     state: Mutex<State>,
     notices: broadcast::Sender<Notice>,
     ready: tokio::sync::watch::Sender<bool>,
+    /// The last lines the server's current process wrote on stderr: for the operator, when
+    /// it goes down (never shown to agents: a server may log what they must not read).
+    last_stderr: Mutex<VecDeque<String>>,
 }
+
+/// How many of a server's last stderr lines are kept for the operator (an error is often
+/// followed by a usage line or a hint), and how many characters of each.
+const STDERR_LINES_KEPT: usize = 3;
+const STDERR_LINE_CHARS: usize = 300;
 
 struct State {
     status: UpstreamStatus,
@@ -333,6 +341,7 @@ impl Upstream {
             }),
             notices,
             ready,
+            last_stderr: Mutex::new(VecDeque::new()),
         });
         tokio::spawn(supervise(upstream.clone(), target, options));
         upstream
@@ -346,6 +355,14 @@ impl Upstream {
     /// Its current status.
     pub fn status(&self) -> UpstreamStatus {
         self.lock().status.clone()
+    }
+
+    /// The last few lines its current (or last) process wrote on stderr, escaped for display
+    /// and joined by ` | `: what a server that exits at once usually says about why. For the
+    /// operator only.
+    pub fn last_stderr(&self) -> Option<String> {
+        let lines = self.last_stderr.lock().unwrap_or_else(|p| p.into_inner());
+        (!lines.is_empty()).then(|| Vec::from(lines.clone()).join(" | "))
     }
 
     /// What it said in answer to `initialize`, once it has.
@@ -550,7 +567,12 @@ async fn run_stdio(
         return "the server's pipes were not created".into();
     };
     let server = upstream.name.clone();
-    tokio::spawn(log_stderr(server.clone(), stderr));
+    upstream
+        .last_stderr
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clear();
+    let stderr_reader = tokio::spawn(log_stderr(upstream.clone(), stderr));
 
     let (link, rx) = Link::new(server.clone());
     let writer = tokio::spawn(super::session::write_loop(stdin, rx));
@@ -566,6 +588,9 @@ async fn run_stdio(
     writer.abort();
     let _ = child.start_kill();
     let _ = child.wait().await;
+    // The process is gone, so its stderr ends unless a child of its own holds it: let the
+    // reader take the last lines before the status says down, waiting a moment at most.
+    let _ = tokio::time::timeout(Duration::from_millis(250), stderr_reader).await;
     link.fail_all(&UpstreamError::Gone(server));
     reason
 }
@@ -774,9 +799,20 @@ pub(super) fn route(upstream: &Upstream, link: &Link, bytes: &[u8], context: Opt
     }
 }
 
-async fn log_stderr(server: ServerName, stderr: tokio::process::ChildStderr) {
+async fn log_stderr(upstream: Arc<Upstream>, stderr: tokio::process::ChildStderr) {
     let mut lines = BufReader::new(stderr).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        tracing::info!(server = %server, "{}", warden_core::escape_for_display(&line));
+        let shown = warden_core::escape_for_display(&line);
+        tracing::info!(server = %upstream.name, "{shown}");
+        if !shown.trim().is_empty() {
+            let mut kept = upstream
+                .last_stderr
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if kept.len() == STDERR_LINES_KEPT {
+                kept.pop_front();
+            }
+            kept.push_back(shown.chars().take(STDERR_LINE_CHARS).collect());
+        }
     }
 }

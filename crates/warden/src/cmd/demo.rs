@@ -51,16 +51,29 @@ struct Step {
     arguments: Value,
 }
 
+/// The example server built beside this binary (a source tree's `target/`), else the one
+/// installed on `PATH` (`cargo install`).
+fn example_server(warden: &Path) -> Option<PathBuf> {
+    let beside = warden.with_file_name(EXAMPLE_SERVER);
+    if beside.is_file() {
+        return Some(beside);
+    }
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|dir| dir.join(EXAMPLE_SERVER))
+        .find(|p| p.is_file())
+}
+
 pub fn run(args: Args) -> Result<ExitCode> {
     let warden = std::env::current_exe().context("locating the warden binary")?;
-    let server = warden.with_file_name(EXAMPLE_SERVER);
-    if !server.exists() {
+    let Some(server) = example_server(&warden) else {
         bail!(
-            "the example MCP server {EXAMPLE_SERVER} is not built next to {}; \
-             build the workspace first (`cargo build --workspace`, or run scripts/demo)",
+            "the example MCP server {EXAMPLE_SERVER} is neither next to {} nor on PATH; \
+             from Warden's source folder, run scripts/demo, or install it with \
+             `cargo install --path examples/files-server`",
             warden.display()
         );
-    }
+    };
     let dir = match args.dir {
         Some(d) => d,
         None => std::env::temp_dir().join(format!("warden-demo-{}", std::process::id())),

@@ -125,9 +125,15 @@ async fn serve(
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     say!("warden: serving MCP at {scheme}://{local}/mcp");
-    if let Some((plane, at)) = &control {
-        say!("warden: serving the control plane at http://{at}/api/v1");
-        plane.announced();
+    match &control {
+        Some((plane, at)) => {
+            say!("warden: serving the control plane at http://{at}/api/v1");
+            plane.announced();
+        }
+        None => say!(
+            "warden: no control plane (API, dashboard): [control] listen is not set in the \
+             configuration"
+        ),
     }
     for upstream in hub.upstreams() {
         tokio::spawn(report_status(upstream.clone()));
@@ -499,7 +505,13 @@ async fn report_status(upstream: Arc<Upstream>) {
         if ready {
             say!("warden: upstream \"{}\" ready", upstream.name());
         } else if let UpstreamStatus::Down { reason, .. } = upstream.status() {
-            say!("warden: upstream \"{}\" down: {reason}", upstream.name());
+            match upstream.last_stderr() {
+                Some(line) => say!(
+                    "warden: upstream \"{}\" down: {reason}; its last lines on stderr: {line}",
+                    upstream.name()
+                ),
+                None => say!("warden: upstream \"{}\" down: {reason}", upstream.name()),
+            }
         }
         if changes.changed().await.is_err() {
             return;
