@@ -388,7 +388,10 @@ fn walk_links(
             breach(
                 newest,
                 BreachKind::HeadMissing,
-                "the journal's .head file is missing".into(),
+                "the journal's .head file (its name with `.head` added) is missing; a copy of \
+                 a journal must take it along, or a cut-off end could not be told from an \
+                 intact one"
+                    .into(),
             );
         }
         Ok(_) => {}

@@ -250,7 +250,7 @@ fn agents_events_and_alerts_show_what_the_journal_holds() {
     let (ok, _, err) = cli(&setup, &["alerts", &decision.seq.to_string()]);
     assert!(
         !ok && err.contains(&format!(
-            "record {} is not an alert but a decision record",
+            "record {} is not an alert; it is a record of kind decision",
             decision.seq
         )),
         "{err}"

@@ -227,7 +227,21 @@ pub fn limited_router<R: Recorder>(
             limit::Pace::new(per_second, limit::PACE_BURST),
             limit::pace,
         ));
-    actions.with_state(state).merge(paced)
+    actions
+        .with_state(state)
+        .merge(paced)
+        .fallback(no_such_route)
+}
+
+/// A path the control plane does not serve: said in words, with where the routes are listed.
+async fn no_such_route(method: axum::http::Method, uri: axum::http::Uri) -> Refusal {
+    refuse(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no such route: {method} {}; GET /api/v1/openapi.json lists the routes",
+            warden_core::escape_for_display(uri.path())
+        ),
+    )
 }
 
 /// An answer that is an error: a status and a sentence.

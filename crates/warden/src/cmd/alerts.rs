@@ -104,7 +104,7 @@ fn one(reader: &JournalReader, seq: u64, json: bool) -> Result<ExitCode> {
     let alert = match reader.record(seq)? {
         Some(r) if r.kind == "alert" => r,
         Some(r) => bail!(
-            "record {seq} is not an alert but a {} record (`warden alerts` lists the alerts)",
+            "record {seq} is not an alert; it is a record of kind {} (`warden alerts` lists the alerts)",
             cell(&r.kind, 32)
         ),
         None => bail!("there is no record {seq} in the journal (`warden alerts` lists the alerts)"),

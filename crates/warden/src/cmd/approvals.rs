@@ -68,10 +68,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 println!(
                     "{:>8}  {:<16}  {:<32}  {:>6}s  {}",
                     p.seq,
-                    shown(&p.agent, 16),
-                    shown(&format!("{} {}", p.action, p.target), 32),
+                    super::agents::cell(&p.agent, 16),
+                    super::agents::cell(&format!("{} {}", p.action, p.target), 32),
                     (p.expires_ms - now).max(0) / 1000,
-                    shown(&p.reason, 80),
+                    super::agents::cell(&p.reason, 80),
                 );
             }
             return Ok(ExitCode::SUCCESS);
@@ -129,15 +129,4 @@ pub fn run(args: Args) -> Result<ExitCode> {
         ),
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// `text` on one line, escaped (agents choose targets and reasons) and cut to `width` chars.
-fn shown(text: &str, width: usize) -> String {
-    let escaped: String = text.chars().flat_map(char::escape_default).collect();
-    if escaped.chars().count() <= width {
-        escaped
-    } else {
-        let cut: String = escaped.chars().take(width.saturating_sub(1)).collect();
-        format!("{cut}…")
-    }
 }

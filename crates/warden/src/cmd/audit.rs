@@ -269,6 +269,22 @@ pub fn render(r: &JournalRecord) -> String {
                 reason => format!(" — {reason}"),
             }
         ),
+        "approval_requested" => format!(
+            "APPROVAL REQUESTED for #{} — denied unless answered by {} UTC",
+            b.get("decision_seq").and_then(Value::as_u64).unwrap_or(0),
+            b.get("expires_ms")
+                .and_then(Value::as_i64)
+                .and_then(chrono::DateTime::from_timestamp_millis)
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                .unwrap_or_default()
+        ),
+        "approval_answered" => format!(
+            "approval of #{} answered {} by {} — {}",
+            b.get("decision_seq").and_then(Value::as_u64).unwrap_or(0),
+            s("answer").to_uppercase(),
+            s("by"),
+            s("reason")
+        ),
         other => format!("{other} {b}"),
     };
     let session: String = r.session.as_str().chars().take(8).collect();
@@ -280,4 +296,50 @@ pub fn render(r: &JournalRecord) -> String {
         r.agent.as_str()
     );
     warden_core::escape_for_display(&line).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use warden_core::{AgentId, SessionId};
+    use warden_journal::JournalRecord;
+
+    use super::render;
+
+    fn record(kind: &str, body: serde_json::Value) -> JournalRecord {
+        JournalRecord {
+            seq: 44,
+            time_ms: 0,
+            kind: kind.to_owned(),
+            agent: AgentId::new("alice").unwrap(),
+            session: SessionId::from_raw("0123456789abcdef"),
+            body,
+            prev_hash: String::new(),
+            hash: String::new(),
+        }
+    }
+
+    #[test]
+    fn approvals_read_as_sentences() {
+        let asked = render(&record(
+            "approval_requested",
+            json!({"kind": "approval_requested", "decision_seq": 43, "expires_ms": 60_000}),
+        ));
+        assert!(
+            asked.ends_with(
+                "APPROVAL REQUESTED for #43 — denied unless answered by 1970-01-01 00:01:00 UTC"
+            ),
+            "{asked}"
+        );
+        let answered = render(&record(
+            "approval_answered",
+            json!({"kind": "approval_answered", "decision_seq": 43, "answer": "deny",
+                   "by": "operator:ana", "reason": "not during the freeze"}),
+        ));
+        assert!(
+            answered
+                .ends_with("approval of #43 answered DENY by operator:ana — not during the freeze"),
+            "{answered}"
+        );
+    }
 }

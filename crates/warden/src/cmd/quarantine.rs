@@ -23,12 +23,33 @@ pub struct Args {
     config: Option<PathBuf>,
 }
 
-/// Who the operator is, as far as this machine knows.
+/// Who the operator is, as far as this machine knows: the user behind `sudo`, the login
+/// shell's user, else the account of this process's uid.
 pub(crate) fn operator() -> String {
-    let user = std::env::var("SUDO_USER")
-        .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| "unknown".into());
+    let user = ["SUDO_USER", "USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+        .or_else(account_name)
+        .unwrap_or_else(|| "unknown".into());
     format!("operator:{user}")
+}
+
+/// This process's account name from `/etc/passwd`, else `uid-N`: for shells that set no
+/// `USER` (a root shell in a container, a service).
+fn account_name() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").ok()?.uid();
+    let named = std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|passwd| {
+            passwd.lines().find_map(|line| {
+                let mut fields = line.split(':');
+                let name = fields.next()?;
+                let _password = fields.next()?;
+                (fields.next()?.parse::<u32>().ok()? == uid).then(|| name.to_owned())
+            })
+        });
+    Some(named.unwrap_or_else(|| format!("uid-{uid}")))
 }
 
 fn open(config: &Config) -> Result<(Quarantine, Journal)> {
@@ -138,4 +159,20 @@ pub fn release(args: Args) -> Result<ExitCode> {
         entry.reason
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn this_process_has_an_account_name() {
+        // Whatever the environment says, the uid always names someone.
+        let name = super::account_name().unwrap();
+        assert!(!name.is_empty());
+        if let Ok(meta) = std::fs::metadata("/proc/self") {
+            use std::os::unix::fs::MetadataExt;
+            if meta.uid() == 0 {
+                assert_eq!(name, "root");
+            }
+        }
+    }
 }
