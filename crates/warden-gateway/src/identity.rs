@@ -593,6 +593,14 @@ impl Authenticator {
         }
     }
 
+    /// Whether the token whose SHA-256 is `digest` is still in force (the agent file read
+    /// again if it changed): a session opened with a token revoked or rotated since must end.
+    pub fn digest_in_force(&self, digest: &[u8; 32]) -> bool {
+        self.refresh();
+        let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
+        table.by_digest.get(digest).is_some_and(|e| !e.revoked)
+    }
+
     /// How many agents have a token in force, as of the last load.
     pub fn agent_count(&self) -> usize {
         self.table
@@ -869,8 +877,11 @@ mod tests {
         let token = issue(&store, "alice");
         let auth = Authenticator::load(store.path()).unwrap();
         assert_eq!(auth.authenticate(&token), Ok(agent("alice")));
+        assert!(auth.digest_in_force(&digest_of(&token)));
 
         store.revoke(&agent("alice")).unwrap();
+        // Seen without a request carrying the token: how idle sessions are ended.
+        assert!(!auth.digest_in_force(&digest_of(&token)));
         assert_eq!(
             auth.authenticate(&token),
             Err(AuthError::Revoked(agent("alice")))
@@ -907,6 +918,8 @@ mod tests {
 
         let new = store.add(&agent("alice"), true).unwrap();
         assert_eq!(new.change(), AgentChange::Rotated);
+        assert!(!auth.digest_in_force(&digest_of(&old)));
+        assert!(auth.digest_in_force(&digest_of(new.token())));
         assert_eq!(auth.authenticate(&old), Err(AuthError::Unknown));
         assert_eq!(auth.authenticate(new.token()), Ok(agent("alice")));
         assert_eq!(store.list().unwrap().len(), 1);

@@ -128,10 +128,23 @@ impl HttpGateway {
         }
     }
 
-    /// Closes sessions idle for longer than the configured limit.
+    /// Closes sessions idle for longer than the configured limit, and sessions opened with a
+    /// token revoked or rotated since (those also end at their next request; this ends the
+    /// ones nobody uses any more, so the fleet view does not show them open).
     pub async fn expire_idle(&self) {
         for session in self.sessions.take_idle() {
             session.close("the session was idle for too long").await;
+        }
+        let withdrawn: Vec<TokenPrint> = self
+            .sessions
+            .token_prints()
+            .into_iter()
+            .filter(|print| !self.auth.digest_in_force(print))
+            .collect();
+        for session in self.sessions.take_opened_with(&withdrawn) {
+            session
+                .close("the token it was opened with was rotated or revoked")
+                .await;
         }
     }
 

@@ -139,6 +139,37 @@ impl SessionTable {
         out
     }
 
+    /// The distinct tokens (as prints) open sessions were opened with.
+    pub(super) fn token_prints(&self) -> Vec<TokenPrint> {
+        let inner = self.lock();
+        let mut prints: Vec<TokenPrint> = inner.by_id.values().map(|e| e.token).collect();
+        prints.sort_unstable();
+        prints.dedup();
+        prints
+    }
+
+    /// Removes and returns the sessions opened with any of `prints`.
+    pub(super) fn take_opened_with(&self, prints: &[TokenPrint]) -> Vec<Arc<HubSession>> {
+        if prints.is_empty() {
+            return Vec::new();
+        }
+        let mut inner = self.lock();
+        let ids: Vec<String> = inner
+            .by_id
+            .iter()
+            .filter(|(_, e)| prints.contains(&e.token))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(entry) = inner.by_id.remove(&id) {
+                release(&mut inner, entry.session.agent());
+                out.push(entry.session);
+            }
+        }
+        out
+    }
+
     pub(super) fn drain(&self) -> Vec<Arc<HubSession>> {
         let mut inner = self.lock();
         inner.per_agent.clear();

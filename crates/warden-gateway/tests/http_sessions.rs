@@ -1,0 +1,93 @@
+//! Sessions of the Streamable HTTP endpoint end when the token that opened them is withdrawn,
+//! even if the agent never sends another request.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Request, StatusCode};
+use tower::ServiceExt;
+use warden_core::AgentId;
+use warden_gateway::http::access::AllowedPeers;
+use warden_gateway::http::{HttpGateway, HttpOptions};
+use warden_gateway::identity::{AgentStore, Authenticator};
+use warden_gateway::mcp::hub::{Hub, HubOptions};
+use warden_journal::{Journal, JournalOptions, JournalReader, Query};
+use warden_policy::{PolicySet, SourceFile};
+
+const PORT: u16 = 7411;
+
+fn initialize(token: &str) -> Request<Body> {
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let mut request = Request::post("/mcp")
+        .header("host", format!("127.0.0.1:{PORT}"))
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(Body::from(body))
+        .unwrap();
+    let remote: SocketAddr = "127.0.0.1:50000".parse().unwrap();
+    request.extensions_mut().insert(ConnectInfo(remote));
+    request
+}
+
+#[tokio::test]
+async fn revoking_a_token_ends_its_idle_sessions_at_the_next_sweep() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(&dir.path().join("j.db"), JournalOptions::default()).unwrap();
+    let store = AgentStore::new(dir.path().join("agents.json"));
+    let alice = AgentId::new("alice").unwrap();
+    let bob = AgentId::new("bob").unwrap();
+    let alices = store.add(&alice, false).unwrap().token().to_owned();
+    let bobs = store.add(&bob, false).unwrap().token().to_owned();
+    let policy = SourceFile::new("p.cedar", r#"permit (principal, action, resource);"#);
+    let policies = Arc::new(PolicySet::from_sources(&[policy], &[]).unwrap());
+    let hub = Hub::new(
+        Vec::new(),
+        None,
+        policies,
+        journal.clone(),
+        HubOptions::default(),
+    );
+    let gateway = HttpGateway::new(
+        hub,
+        Authenticator::load(store.path()).unwrap(),
+        AllowedPeers::new(PORT, &[], &[]),
+        HttpOptions::default(),
+    );
+    for token in [&alices, &bobs] {
+        let response = gateway.router().oneshot(initialize(token)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    assert_eq!(gateway.session_count(), 2);
+
+    // Nothing withdrawn: the sweep leaves both open.
+    gateway.expire_idle().await;
+    assert_eq!(gateway.session_count(), 2);
+
+    store.revoke(&alice).unwrap();
+    gateway.expire_idle().await;
+    assert_eq!(gateway.session_count(), 1, "bob's session stays open");
+    journal.close().await.unwrap();
+
+    let ended: Vec<_> = JournalReader::open(&dir.path().join("j.db"))
+        .unwrap()
+        .records(&Query {
+            limit: 100,
+            ..Query::default()
+        })
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.kind == "session_ended")
+        .collect();
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert_eq!(ended[0].agent, alice);
+    assert!(
+        ended[0].body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("rotated or revoked")),
+        "{:?}",
+        ended[0].body
+    );
+}
