@@ -46,8 +46,9 @@ pub struct Verdict {
     pub grounds: Grounds,
 }
 
-/// What decided a verdict. A refusal by policy can be lifted by a new permit; one by a human,
-/// a restriction or Warden itself cannot, and the agent is told which it was.
+/// What decided a verdict, so that a refusal tells the agent what would change it: a new
+/// permit (policy), a human (approval, quarantine), time (throttle, an unavailable journal),
+/// or nothing (a detector's veto, a request that cannot be decided).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Grounds {
     /// The policy set: a permit, a forbid, or nothing permitting (default deny).
@@ -55,20 +56,30 @@ pub enum Grounds {
     /// A human's answer to an approval request, or its absence (a timeout, the agent
     /// withdrawing the call).
     Approval,
-    /// A restriction in force on the agent: quarantine, throttle, a detector's veto.
-    Restriction,
-    /// Warden itself: an action it cannot decide, ask about, or record.
-    Warden,
+    /// The agent is quarantined, or every action of it needs approval, until a human
+    /// releases it.
+    Quarantine,
+    /// The agent is throttled: one action a second.
+    Throttle,
+    /// A detector refused this action (an attempt on Warden itself, a canary on its way out).
+    Detector,
+    /// Warden could not record the action or ask a human about it: nothing was done.
+    Unavailable,
+    /// The request could not be decided as sent (malformed in a way policy cannot judge).
+    Undecidable,
 }
 
 impl Grounds {
-    /// The name `_meta` and the journal's readers use.
+    /// The name `_meta` gives it.
     pub fn as_str(self) -> &'static str {
         match self {
             Grounds::Policy => "policy",
             Grounds::Approval => "approval",
-            Grounds::Restriction => "restriction",
-            Grounds::Warden => "warden",
+            Grounds::Quarantine => "quarantine",
+            Grounds::Throttle => "throttle",
+            Grounds::Detector => "detector",
+            Grounds::Unavailable => "unavailable",
+            Grounds::Undecidable => "undecidable",
         }
     }
 }
@@ -259,7 +270,7 @@ impl Guard {
                     "this call needed a human's approval, which could not be asked for or \
                      read ({err}); Warden refuses what it cannot record"
                 ));
-                verdict.grounds = Grounds::Warden;
+                verdict.grounds = Grounds::Unavailable;
                 return verdict;
             }
         };
@@ -318,35 +329,42 @@ impl Guard {
         if let Some(q) = monitor.quarantined(&self.agent) {
             // A restriction beats every permit; the detectors (or a human) have spoken.
             let restricted = match q.level {
-                Level::Quarantine => Some(Decision::refuse(quarantined_reason(&q))),
-                Level::Ask => Some(self.unless_granted(
-                    action,
-                    Decision {
-                        effect: Effect::Ask,
-                        policies: Vec::new(),
-                        reason: format!(
-                            "every action of agent \"{}\" needs a human's approval ({}: {})",
-                            q.agent, q.by, q.reason
-                        ),
-                    },
+                Level::Quarantine => Some((
+                    Decision::refuse(quarantined_reason(&q)),
+                    Grounds::Quarantine,
                 )),
-                Level::Throttle if !monitor.admit_throttled(&self.agent) => {
-                    Some(Decision::refuse(format!(
+                Level::Ask => Some((
+                    self.unless_granted(
+                        action,
+                        Decision {
+                            effect: Effect::Ask,
+                            policies: Vec::new(),
+                            reason: format!(
+                                "every action of agent \"{}\" needs a human's approval ({}: {})",
+                                q.agent, q.by, q.reason
+                            ),
+                        },
+                    ),
+                    Grounds::Quarantine,
+                )),
+                Level::Throttle if !monitor.admit_throttled(&self.agent) => Some((
+                    Decision::refuse(format!(
                         "agent \"{}\" is throttled to one action per second ({}: {}); \
                          slow down",
                         q.agent, q.by, q.reason
-                    )))
-                }
+                    )),
+                    Grounds::Throttle,
+                )),
                 Level::Throttle => None,
             };
-            if let Some(decision) = restricted {
+            if let Some((decision, grounds)) = restricted {
                 return self
                     .record_decision(
                         action.kind(),
                         action.target(),
                         &arguments,
                         decision,
-                        Grounds::Restriction,
+                        grounds,
                     )
                     .await
                     .0;
@@ -356,7 +374,7 @@ impl Guard {
         let (decision, grounds) = match &veto {
             Some(raised) => (
                 Decision::refuse(raised.alert.summary.clone()),
-                Grounds::Restriction,
+                Grounds::Detector,
             ),
             None => {
                 // What the session has read is part of the request: a policy can forbid the
@@ -471,7 +489,7 @@ impl Guard {
                 target,
                 arguments,
                 Decision::refuse(why),
-                Grounds::Warden,
+                Grounds::Undecidable,
             )
             .await;
         if let (Some(monitor), Some(seq)) = (&self.monitor, verdict.seq) {
@@ -523,7 +541,7 @@ impl Guard {
                 target,
                 action,
                 withdrawn: None,
-                grounds: Grounds::Warden,
+                grounds: Grounds::Unavailable,
             },
         };
         (verdict, event)

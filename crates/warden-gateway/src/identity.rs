@@ -593,12 +593,21 @@ impl Authenticator {
         }
     }
 
-    /// Whether the token whose SHA-256 is `digest` is still in force (the agent file read
-    /// again if it changed): a session opened with a token revoked or rotated since must end.
-    pub fn digest_in_force(&self, digest: &[u8; 32]) -> bool {
+    /// Of the tokens whose SHA-256 are `digests`, those no longer in force (revoked, or
+    /// replaced by a rotation), the agent file read again if it changed: sessions opened with
+    /// them must end. Empty unless the agents were loaded from a file that is there now: a
+    /// file briefly missing or unreadable (being replaced) withdraws nothing.
+    pub fn withdrawn(&self, digests: &[[u8; 32]]) -> Vec<[u8; 32]> {
         self.refresh();
         let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
-        table.by_digest.get(digest).is_some_and(|e| !e.revoked)
+        if !matches!(table.seen, Seen::File(_)) {
+            return Vec::new();
+        }
+        digests
+            .iter()
+            .filter(|d| table.by_digest.get(*d).is_none_or(|e| e.revoked))
+            .copied()
+            .collect()
     }
 
     /// How many agents have a token in force, as of the last load.
@@ -877,11 +886,11 @@ mod tests {
         let token = issue(&store, "alice");
         let auth = Authenticator::load(store.path()).unwrap();
         assert_eq!(auth.authenticate(&token), Ok(agent("alice")));
-        assert!(auth.digest_in_force(&digest_of(&token)));
+        assert!(auth.withdrawn(&[digest_of(&token)]).is_empty());
 
         store.revoke(&agent("alice")).unwrap();
         // Seen without a request carrying the token: how idle sessions are ended.
-        assert!(!auth.digest_in_force(&digest_of(&token)));
+        assert_eq!(auth.withdrawn(&[digest_of(&token)]), [digest_of(&token)]);
         assert_eq!(
             auth.authenticate(&token),
             Err(AuthError::Revoked(agent("alice")))
@@ -918,8 +927,10 @@ mod tests {
 
         let new = store.add(&agent("alice"), true).unwrap();
         assert_eq!(new.change(), AgentChange::Rotated);
-        assert!(!auth.digest_in_force(&digest_of(&old)));
-        assert!(auth.digest_in_force(&digest_of(new.token())));
+        assert_eq!(
+            auth.withdrawn(&[digest_of(&old), digest_of(new.token())]),
+            [digest_of(&old)]
+        );
         assert_eq!(auth.authenticate(&old), Err(AuthError::Unknown));
         assert_eq!(auth.authenticate(new.token()), Ok(agent("alice")));
         assert_eq!(store.list().unwrap().len(), 1);
@@ -1009,6 +1020,8 @@ mod tests {
 
         fs::remove_file(store.path()).unwrap();
         assert_eq!(auth.authenticate(&token), Err(AuthError::Unknown));
+        // A file being replaced ends no session: only a file that says so withdraws a token.
+        assert!(auth.withdrawn(&[digest_of(&token)]).is_empty());
     }
 
     #[test]

@@ -135,12 +135,7 @@ impl HttpGateway {
         for session in self.sessions.take_idle() {
             session.close("the session was idle for too long").await;
         }
-        let withdrawn: Vec<TokenPrint> = self
-            .sessions
-            .token_prints()
-            .into_iter()
-            .filter(|print| !self.auth.digest_in_force(print))
-            .collect();
+        let withdrawn = self.auth.withdrawn(&self.sessions.token_prints());
         for session in self.sessions.take_opened_with(&withdrawn) {
             session
                 .close("the token it was opened with was rotated or revoked")
@@ -256,11 +251,13 @@ impl HttpGateway {
         match self.sessions.lookup(id, agent, token) {
             Lookup::Found(session) => Ok(session),
             Lookup::TokenChanged(session) => {
-                // Opened with a token that was rotated or revoked since: that ends it.
-                self.sessions.remove(session.id().as_str());
-                session
-                    .close("the token it was opened with was rotated or revoked")
-                    .await;
+                // Opened with a token that was rotated or revoked since: that ends it (unless
+                // the sweep ended it meanwhile).
+                if self.sessions.remove(session.id().as_str()).is_some() {
+                    session
+                        .close("the token it was opened with was rotated or revoked")
+                        .await;
+                }
                 Err(error_response(
                     StatusCode::NOT_FOUND,
                     None,

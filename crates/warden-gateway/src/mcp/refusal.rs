@@ -43,21 +43,21 @@ pub fn refusal_result(agent: &AgentId, verdict: &Verdict) -> Value {
     let grounds = match verdict.grounds {
         Grounds::Policy if d.policies.is_empty() => " (default deny)".to_owned(),
         Grounds::Policy => format!(" (policy {})", d.policies.join(", ")),
-        Grounds::Approval | Grounds::Restriction | Grounds::Warden => String::new(),
+        _ => String::new(),
     };
     let next = match (d.effect, verdict.grounds) {
         (Effect::Ask, _) => "A human must approve this call; do not retry it unchanged.".to_owned(),
         _ if verdict.seq.is_none() => "Retry later; nothing was done.".to_owned(),
-        (_, Grounds::Approval) => {
-            "Do not retry it unless the operator asks you to; a policy change would not \
-             change this answer."
-                .to_owned()
+        (_, Grounds::Unavailable) => "Retry later; nothing was done.".to_owned(),
+        (_, Grounds::Approval) => "Do not retry it unless the operator asks you to.".to_owned(),
+        (_, Grounds::Quarantine) => {
+            format!("Do not retry it: only an operator can release agent \"{agent}\".")
         }
-        (_, Grounds::Restriction) => format!(
-            "Agent \"{agent}\" is restricted by Warden's monitoring; only an operator can \
-             lift it."
-        ),
-        (_, Grounds::Warden) => "Do not retry it unchanged.".to_owned(),
+        (_, Grounds::Throttle) => "Wait a second before the next action.".to_owned(),
+        (_, Grounds::Detector) => {
+            "Do not retry it: Warden's monitoring refused it, and reported it.".to_owned()
+        }
+        (_, Grounds::Undecidable) => "Do not retry it unchanged.".to_owned(),
         // A forbid (or a policy that failed to evaluate) decided: a new permit would not help.
         _ if !d.policies.is_empty() => {
             format!("Do not retry it: a policy forbids it for agent \"{agent}\".")
@@ -208,13 +208,31 @@ mod tests {
             target: "files/read_file".into(),
             action: ActionKind::CallTool,
             withdrawn: None,
-            grounds: Grounds::Restriction,
+            grounds: Grounds::Quarantine,
         };
         let text = refusal_result(&agent, &verdict)["content"][0]["text"]
             .as_str()
             .unwrap()
             .to_owned();
         assert!(!text.contains("default deny"), "{text}");
-        assert!(text.contains("only an operator can lift it"), "{text}");
+        assert!(text.contains("only an operator can release"), "{text}");
+    }
+
+    #[test]
+    fn a_throttled_agent_is_told_to_wait_not_to_give_up() {
+        let agent = AgentId::new("busy").unwrap();
+        let verdict = Verdict {
+            decision: Decision::refuse("agent \"busy\" is throttled; slow down"),
+            seq: Some(9),
+            target: "files/read_file".into(),
+            action: ActionKind::CallTool,
+            withdrawn: None,
+            grounds: Grounds::Throttle,
+        };
+        let r = refusal_result(&agent, &verdict);
+        let text = r["content"][0]["text"].as_str().unwrap();
+        assert!(text.contains("Wait a second"), "{text}");
+        assert!(!text.contains("Do not retry"), "{text}");
+        assert_eq!(r["_meta"][META_KEY]["grounds"], "throttle");
     }
 }

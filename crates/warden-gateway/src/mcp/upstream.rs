@@ -174,8 +174,13 @@ pub struct Upstream {
     ready: tokio::sync::watch::Sender<bool>,
     /// The last lines the server's current process wrote on stderr: for the operator, when
     /// it goes down (never shown to agents: a server may log what they must not read).
-    last_stderr: Mutex<VecDeque<String>>,
+    last_stderr: Mutex<StderrTail>,
 }
+
+/// The last lines one process of a server wrote on stderr. Each process has its own, so a
+/// reader still draining an old process (a grandchild holding its stderr) never writes into
+/// the new one's, and holds no reference to the `Upstream`.
+type StderrTail = Arc<Mutex<VecDeque<String>>>;
 
 /// How many of a server's last stderr lines are kept for the operator (an error is often
 /// followed by a usage line or a hint), and how many characters of each.
@@ -341,7 +346,7 @@ impl Upstream {
             }),
             notices,
             ready,
-            last_stderr: Mutex::new(VecDeque::new()),
+            last_stderr: Mutex::new(StderrTail::default()),
         });
         tokio::spawn(supervise(upstream.clone(), target, options));
         upstream
@@ -361,7 +366,12 @@ impl Upstream {
     /// and joined by ` | `: what a server that exits at once usually says about why. For the
     /// operator only.
     pub fn last_stderr(&self) -> Option<String> {
-        let lines = self.last_stderr.lock().unwrap_or_else(|p| p.into_inner());
+        let tail = self
+            .last_stderr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let lines = tail.lock().unwrap_or_else(|p| p.into_inner());
         (!lines.is_empty()).then(|| Vec::from(lines.clone()).join(" | "))
     }
 
@@ -567,12 +577,12 @@ async fn run_stdio(
         return "the server's pipes were not created".into();
     };
     let server = upstream.name.clone();
-    upstream
+    let tail = StderrTail::default();
+    *upstream
         .last_stderr
         .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clear();
-    let stderr_reader = tokio::spawn(log_stderr(upstream.clone(), stderr));
+        .unwrap_or_else(|p| p.into_inner()) = tail.clone();
+    let stderr_reader = tokio::spawn(log_stderr(server.clone(), stderr, tail));
 
     let (link, rx) = Link::new(server.clone());
     let writer = tokio::spawn(super::session::write_loop(stdin, rx));
@@ -799,20 +809,20 @@ pub(super) fn route(upstream: &Upstream, link: &Link, bytes: &[u8], context: Opt
     }
 }
 
-async fn log_stderr(upstream: Arc<Upstream>, stderr: tokio::process::ChildStderr) {
+async fn log_stderr(server: ServerName, stderr: tokio::process::ChildStderr, tail: StderrTail) {
     let mut lines = BufReader::new(stderr).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         let shown = warden_core::escape_for_display(&line);
-        tracing::info!(server = %upstream.name, "{shown}");
+        tracing::info!(server = %server, "{shown}");
         if !shown.trim().is_empty() {
-            let mut kept = upstream
-                .last_stderr
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if kept.len() == STDERR_LINES_KEPT {
-                kept.pop_front();
+            // Printed on stdout by default: a server that echoes a credential in its error
+            // must not put it in the operator's terminal and logs.
+            let kept = warden_core::redact::redact_text(&shown);
+            let mut tail = tail.lock().unwrap_or_else(|p| p.into_inner());
+            if tail.len() == STDERR_LINES_KEPT {
+                tail.pop_front();
             }
-            kept.push_back(shown.chars().take(STDERR_LINE_CHARS).collect());
+            tail.push_back(kept.chars().take(STDERR_LINE_CHARS).collect());
         }
     }
 }

@@ -54,14 +54,18 @@ struct Step {
 /// The example server built beside this binary (a source tree's `target/`), else the one
 /// installed on `PATH` (`cargo install`).
 fn example_server(warden: &Path) -> Option<PathBuf> {
-    let beside = warden.with_file_name(EXAMPLE_SERVER);
-    if beside.is_file() {
+    use std::os::unix::fs::PermissionsExt;
+    // Absolute: the demo's configuration names it, and the server starts in another folder.
+    let runnable = |p: PathBuf| {
+        let p = std::fs::canonicalize(p).ok()?;
+        let meta = std::fs::metadata(&p).ok()?;
+        (meta.is_file() && meta.permissions().mode() & 0o111 != 0).then_some(p)
+    };
+    if let Some(beside) = runnable(warden.with_file_name(EXAMPLE_SERVER)) {
         return Some(beside);
     }
     let paths = std::env::var_os("PATH")?;
-    std::env::split_paths(&paths)
-        .map(|dir| dir.join(EXAMPLE_SERVER))
-        .find(|p| p.is_file())
+    std::env::split_paths(&paths).find_map(|dir| runnable(dir.join(EXAMPLE_SERVER)))
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {

@@ -87,8 +87,11 @@ fn terms(
         (Some(text), _) => lifetime_ms(text)?,
         (None, Some(old)) => match (old.created_ms, old.expires_ms) {
             (_, None) => None,
-            (Some(created), Some(expires)) => Some((expires - created).max(60_000)),
-            (None, Some(_)) => Some(DEFAULT_LIFETIME_MS),
+            // A hand-edited record whose expiry is not after its creation: the default.
+            (Some(created), Some(expires)) if expires > created => {
+                Some(expires.saturating_sub(created).max(60_000))
+            }
+            (_, Some(_)) => Some(DEFAULT_LIFETIME_MS),
         },
         (None, None) => Some(DEFAULT_LIFETIME_MS),
     };
@@ -112,12 +115,14 @@ pub fn run(command: UserCommand) -> Result<ExitCode> {
             config,
         } => {
             let store = store(config.as_deref())?;
+            // Only a token in force is replaced: a revoked operator comes back as a new one
+            // (viewer unless told), not with the role they lost.
             let replaced = if rotate {
                 store
                     .list()
                     .context("reading the operators")?
                     .into_iter()
-                    .find(|o| o.name == name)
+                    .find(|o| o.name == name && o.revoked_ms.is_none())
             } else {
                 None
             };
@@ -217,6 +222,12 @@ mod tests {
             (Role::Viewer, Some(90 * 86_400_000))
         );
         assert!(terms(Some("root"), None, None, 0).is_err());
+        // An expiry not after the creation (a hand-edited file): the default lifetime.
+        let odd = record(Role::Admin, Some(i64::MAX), Some(i64::MIN));
+        assert_eq!(
+            terms(None, None, Some(&odd), 0).unwrap(),
+            (Role::Admin, Some(90 * 86_400_000))
+        );
     }
 
     #[test]
