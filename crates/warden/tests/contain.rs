@@ -987,3 +987,26 @@ fn an_admin_kills_an_agents_sandbox_from_the_control_plane() {
         "under the sandbox's session"
     );
 }
+
+#[test]
+fn a_path_search_goes_past_directories_without_the_program() {
+    // The sandbox's PATH starts with /usr/local/bin, which the policy does not permit and
+    // which (here) has no `true`: env's search must reach /usr/bin/true, as it would outside.
+    let s = Sandbox::new("", "");
+    let (out, err) = run_ok(
+        &s,
+        "PATH=/usr/local/bin/warden-nowhere:/usr/bin:/bin; /usr/bin/env true && echo found",
+    );
+    assert_eq!(out.trim(), "found", "{out}\n{err}");
+    // The missing program is not a decision: nothing started, nothing to refuse.
+    assert!(
+        s.decisions("exec", "/usr/local/bin/warden-nowhere/true")
+            .is_empty(),
+        "{:?}",
+        s.journal().iter().map(|r| &r.body).collect::<Vec<_>>()
+    );
+    assert_eq!(s.decisions("exec", "/usr/bin/true").len(), 1);
+    // A missing program named outright fails as it would outside: not found.
+    let (_, err) = run_ok(&s, "/usr/bin/warden-no-such-program; echo status $?");
+    assert!(!err.contains("Operation not permitted"), "{err}");
+}

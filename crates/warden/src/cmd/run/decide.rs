@@ -67,6 +67,22 @@ const fn libc_eperm() -> i32 {
     1
 }
 
+/// A program path with nothing at its end: answered as the kernel would.
+const MISSING: Response = Response::Deny(libc::ENOENT);
+
+/// Whether `path` names nothing in the sandbox's view of the filesystem (seen through the
+/// process's root; only a missing last component or directory counts, so a path Warden
+/// cannot examine is decided as usual). The call is held meanwhile, and it is failed, never
+/// continued, so a file created after this look cannot slip through.
+fn program_is_missing(pid: i32, path: &str) -> bool {
+    std::fs::symlink_metadata(format!("/proc/{pid}/root{path}")).is_err_and(|e| {
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+        )
+    })
+}
+
 async fn decide(guard: &Guard, held: &Notification, gateways: &Gateways) -> Response {
     let notes = lineage(held.pid);
     let refuse = |kind, target: String, why: String| async move {
@@ -86,6 +102,11 @@ async fn decide(guard: &Guard, held: &Notification, gateways: &Gateways) -> Resp
                     "its arguments are too long to be recorded whole".into(),
                 )
                 .await;
+            }
+            if program_is_missing(held.pid, path) {
+                // Nothing can start, so nothing is decided or journaled; the kernel's own
+                // answer lets a PATH search go on to the next directory (EPERM stops it).
+                return MISSING;
             }
             match ProgramRef::new(path.clone()) {
                 Ok(program) => {
