@@ -178,8 +178,11 @@ fn the_agent_runs_unprivileged_in_its_own_view_and_every_exec_is_journaled() {
 }
 
 /// Only the detector that cannot mistake these tests' reads for an attack, so that what is
-/// checked is the filesystem view itself.
-const VIEW_ONLY: &str = "\n[monitor.detectors.denial_burst]\n";
+/// checked is the filesystem view itself: the other default detectors turned off.
+const VIEW_ONLY: &str = "\n[monitor.detectors.self_tamper]\nenabled = false\n\
+     [monitor.detectors.data_loss]\nenabled = false\n\
+     [monitor.detectors.runaway]\nenabled = false\n\
+     [monitor.detectors.sensitive_flow]\nenabled = false\n";
 
 #[test]
 fn secrets_of_the_host_and_of_warden_are_out_of_reach() {

@@ -409,8 +409,8 @@ fn baseline_toml(learned: &Learned, agent: &AgentId) -> Result<String> {
         body.push('\n');
     }
     Ok(format!(
-        "# first_seen baseline of agent {agent}, learned by `warden learn`. Naming a detector\n\
-         # in [monitor.detectors] replaces the default set: list the others you want too.\n{body}"
+        "# first_seen baseline of agent {agent}, learned by `warden learn`. It adds first_seen\n\
+         # to the detectors that run by default; it turns none of them off.\n{body}"
     ))
 }
 
