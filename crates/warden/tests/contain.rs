@@ -391,6 +391,14 @@ fn a_program_the_agent_wrote_does_not_start_when_policy_forbids_it() {
     let denied = s.decisions("exec", &format!("{}/myid", ws.display()));
     assert_eq!(denied.len(), 1, "{:?}", s.journal());
     assert_eq!(denied[0]["effect"], "deny");
+    // The operator is told which program was refused and why, not only the journal.
+    assert!(
+        err.contains(&format!(
+            "warden: refused exec {}/myid: no policy permits",
+            ws.display()
+        )),
+        "{err}"
+    );
 }
 
 #[test]

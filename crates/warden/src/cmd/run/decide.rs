@@ -37,6 +37,7 @@ pub fn spawn(
         .name("warden-decide".into())
         .spawn(move || {
             let supervisor = Supervisor::new(fd);
+            let mut told = 0;
             loop {
                 let held = match supervisor.recv() {
                     Ok(n) => n,
@@ -46,7 +47,10 @@ pub fn spawn(
                         return;
                     }
                 };
-                let response = runtime.block_on(decide(&guard, &held, &gateways));
+                let (response, refusal) = runtime.block_on(decide(&guard, &held, &gateways));
+                if let Some(what) = refusal {
+                    tell_refusal(&mut told, &what);
+                }
                 if matches!(response, Response::Deny(_))
                     && quarantined.as_ref().is_some_and(|q| q())
                 {
@@ -58,6 +62,20 @@ pub fn spawn(
                 }
             }
         })
+}
+
+/// Refusals told on the operator's terminal before the rest are left to the journal: a refused
+/// program fails with no more than "Operation not permitted" from the agent, or silently.
+const REFUSALS_TOLD: usize = 3;
+
+fn tell_refusal(told: &mut usize, what: &str) {
+    *told += 1;
+    if *told <= REFUSALS_TOLD {
+        eprintln!("warden: refused {}", warden_core::escape_for_display(what));
+    }
+    if *told == REFUSALS_TOLD {
+        eprintln!("warden: further refusals are only journaled (`warden audit log`)");
+    }
 }
 
 /// Refused: the kernel returns EPERM to the process.
@@ -83,11 +101,15 @@ fn program_is_missing(pid: i32, path: &str) -> bool {
     })
 }
 
-async fn decide(guard: &Guard, held: &Notification, gateways: &Gateways) -> Response {
+/// The answer to a held call, and a line for the operator when it is a refusal.
+async fn decide(
+    guard: &Guard,
+    held: &Notification,
+    gateways: &Gateways,
+) -> (Response, Option<String>) {
     let notes = lineage(held.pid);
     let refuse = |kind, target: String, why: String| async move {
-        guard.refuse(kind, target, &notes_of(held.pid), &why).await;
-        REFUSED
+        verdict(guard.refuse(kind, target, &notes_of(held.pid), &why).await)
     };
     match &held.event {
         Event::Exec {
@@ -106,7 +128,7 @@ async fn decide(guard: &Guard, held: &Notification, gateways: &Gateways) -> Resp
             if program_is_missing(held.pid, path) {
                 // Nothing can start, so nothing is decided or journaled; the kernel's own
                 // answer lets a PATH search go on to the next directory (EPERM stops it).
-                return MISSING;
+                return (MISSING, None);
             }
             match ProgramRef::new(path.clone()) {
                 Ok(program) => {
@@ -130,7 +152,7 @@ async fn decide(guard: &Guard, held: &Notification, gateways: &Gateways) -> Resp
             addr: Some(addr), ..
         } => {
             if addr.ip().is_loopback() && gateways.ports.contains(&addr.port()) {
-                return Response::Continue;
+                return (Response::Continue, None);
             }
             match HostRef::new(&addr.ip().to_string()) {
                 Ok(host) => {
@@ -145,7 +167,7 @@ async fn decide(guard: &Guard, held: &Notification, gateways: &Gateways) -> Resp
         }
         // Unix sockets are governed by the filesystem view; other families reach nothing
         // outside the sandbox's network namespace.
-        Event::Connect { addr: None, .. } => Response::Continue,
+        Event::Connect { addr: None, .. } => (Response::Continue, None),
         Event::Socket { domain, kind } => {
             let what = match (*domain, *kind) {
                 (17, _) => "a packet socket",
@@ -171,16 +193,19 @@ async fn decide(guard: &Guard, held: &Notification, gateways: &Gateways) -> Resp
             .await
         }
         #[allow(unreachable_patterns)]
-        _ => REFUSED,
+        _ => (REFUSED, None),
     }
 }
 
-fn verdict(v: warden_gateway::Verdict) -> Response {
+fn verdict(v: warden_gateway::Verdict) -> (Response, Option<String>) {
     if forwards(&v) {
-        Response::Continue
-    } else {
-        REFUSED
+        return (Response::Continue, None);
     }
+    let record = v
+        .seq
+        .map_or_else(String::new, |seq| format!(" (journal #{seq})"));
+    let line = format!("{} {}: {}{record}", v.action, v.target, v.decision.reason);
+    (REFUSED, Some(line))
 }
 
 /// The process and its parent, as the journal records them.
