@@ -217,3 +217,23 @@ fn rotating_an_operators_token_keeps_their_role_and_lifetime() {
     assert!(left <= chrono::Duration::hours(12), "{ana}");
     assert!(left > chrono::Duration::hours(11), "{ana}");
 }
+
+#[test]
+fn a_release_says_the_http_token_stays_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, out, err) = warden(&["init"], dir.path());
+    assert!(status.success(), "{out}{err}");
+    let (status, out, err) = warden(&["agent", "add", "bot"], dir.path());
+    assert!(status.success(), "{out}{err}");
+    let (status, out, err) = warden(&["quarantine", "bot", "--reason", "a test"], dir.path());
+    assert!(status.success(), "{out}{err}");
+    assert!(out.contains("its HTTP token is revoked"), "{out}");
+    let (status, out, err) = warden(&["release", "bot", "--reason", "reviewed"], dir.path());
+    assert!(status.success(), "{out}{err}");
+    assert!(
+        out.contains(
+            "its HTTP token stays revoked; issue a new one with `warden agent add bot --rotate`"
+        ),
+        "{out}"
+    );
+}

@@ -543,6 +543,12 @@ fn kill_stops_a_hundred_processes_at_once_and_journals_it() {
     assert!(out.starts_with("killed 10"), "{out}");
     let status = child.wait().unwrap();
     assert!(!status.success());
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut said).unwrap();
+    assert!(
+        said.contains("warden: agent bot's sandbox ended: killed by signal 9"),
+        "the run says how it ended: {said}"
+    );
     let killed: Vec<Value> = s
         .journal()
         .into_iter()

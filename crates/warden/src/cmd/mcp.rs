@@ -9,7 +9,6 @@ use anyhow::{Context, Result, bail};
 use warden_core::{AgentId, ServerName, SessionId};
 use warden_gateway::{Guard, SessionEnd, UpstreamCommand, serve_stdio};
 use warden_journal::Journal;
-use warden_policy::PolicySet;
 
 use crate::config::Config;
 
@@ -36,9 +35,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let (server, upstream) = upstream(&config, args.server.as_deref(), args.command)?;
 
     // Everything that can refuse to start does so before the upstream is spawned.
-    let policy_dir = config.policy_dir();
-    let policies = PolicySet::load_dir(&policy_dir)
-        .with_context(|| format!("loading policies from {}", policy_dir.display()))?;
+    let policies = super::load_policies(&config)?;
     let journal_path = config.journal_path();
     let journal = Journal::open(&journal_path, config.journal_options())
         .with_context(|| format!("opening the journal {}", journal_path.display()))?;

@@ -23,6 +23,20 @@ use warden_journal::Journal;
 
 use crate::config::Config;
 
+/// The policy set in force for `config`; a missing policy folder says how to make one.
+pub fn load_policies(config: &Config) -> anyhow::Result<warden_policy::PolicySet> {
+    use anyhow::Context as _;
+    let dir = config.policy_dir();
+    let loaded = warden_policy::PolicySet::load_dir(&dir);
+    let hint = match &loaded {
+        Err(warden_policy::PolicyError::MissingFolder { .. }) => {
+            " (`warden init` writes a starter policy folder and configuration)"
+        }
+        _ => "",
+    };
+    loaded.with_context(|| format!("loading policies from {}{hint}", dir.display()))
+}
+
 /// A quarantined agent's token is revoked: its HTTP sessions end, and a release needs a new
 /// token (`warden agent add NAME --rotate`), issued by a human.
 pub fn revoke_on_quarantine(monitor: &warden_monitor::Monitor, config: &Config, journal: &Journal) {

@@ -158,6 +158,18 @@ pub fn release(args: Args) -> Result<ExitCode> {
         entry.by,
         entry.reason
     );
+    // The quarantine revoked its HTTP token, and a release does not bring it back: a new one
+    // is a human's decision too.
+    let store = warden_gateway::identity::AgentStore::new(config.agents_file());
+    let revoked = store
+        .list()
+        .ok()
+        .is_some_and(|agents| agents.iter().any(|a| a.name == agent && !a.is_active()));
+    if revoked {
+        say!(
+            "its HTTP token stays revoked; issue a new one with `warden agent add {agent} --rotate`"
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

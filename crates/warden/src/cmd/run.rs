@@ -15,7 +15,6 @@ use warden_contain::{Bind, InitCommand, Layer, Listener, ListenerRole, Plan};
 use warden_core::{AgentId, EventBody, SessionId};
 use warden_gateway::Guard;
 use warden_journal::Journal;
-use warden_policy::PolicySet;
 
 use crate::config::Config;
 
@@ -97,9 +96,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         );
     }
 
-    let policy_dir = config.policy_dir();
-    let policies = PolicySet::load_dir(&policy_dir)
-        .with_context(|| format!("loading policies from {}", policy_dir.display()))?;
+    let policies = super::load_policies(&config)?;
     let journal_path = config.journal_path();
     let journal = Journal::open(&journal_path, config.journal_options())
         .with_context(|| format!("opening the journal {}", journal_path.display()))?;
@@ -378,6 +375,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
         (None, Some(s)) => format!("killed by signal {s}"),
         _ => "ended".to_owned(),
     };
+    if status.code().is_none() && quarantine_in_force(&monitor, &agent).is_none() {
+        // A quarantine says so itself; any other end by a signal (`warden kill`, the kernel
+        // out of memory) would otherwise leave the operator with a bare exit status.
+        eprintln!(
+            "warden: agent {agent}'s sandbox ended: {detail} (`warden kill`, or the kernel; \
+             see `warden audit log --agent {agent}`)"
+        );
+    }
     if let Some(gateway) = &mcp {
         runtime.block_on(gateway.close_all("the sandbox ended"));
     }

@@ -47,9 +47,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             check_server_name(name)?;
         }
     }
-    let policy_dir = config.policy_dir();
-    let policies = PolicySet::load_dir(&policy_dir)
-        .with_context(|| format!("loading policies from {}", policy_dir.display()))?;
+    let policies = super::load_policies(&config)?;
     let agents_path = config.agents_file();
     let auth = Authenticator::load(&agents_path)
         .with_context(|| format!("reading the agents file {}", agents_path.display()))?;
