@@ -1040,6 +1040,80 @@ permit (principal == Agent::"tester", action == Action::"call_tool", resource ==
 }
 
 #[test]
+fn a_call_held_for_approval_ends_with_its_session_when_the_token_is_rotated() {
+    let s = support::up::setup_with_config(
+        r#"
+@id("transfers-need-approval")
+@ask("transfers need a human's approval")
+permit (principal == Agent::"tester", action == Action::"call_tool", resource == Tool::"files/transfer");
+"#,
+        |s| {
+            format!(
+                "[servers.files]\ncommand = [{:?}, \"--root\", {:?}]\n\n\
+                 [approvals]\nhold = true\ntimeout_secs = 600\n",
+                support::example_server().to_str().unwrap(),
+                s.path("workspace").to_str().unwrap()
+            )
+        },
+    );
+    let (up, token, sid) = tester_session(s);
+    let call = {
+        let (addr, token, sid) = (up.addr, token.clone(), sid.clone());
+        std::thread::spawn(move || {
+            let body = rpc(
+                61,
+                "tools/call",
+                json!({"name": "files__transfer", "arguments": {"to": "acme", "amount": 5000}}),
+            );
+            let head = format!(
+                "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nMcp-Session-Id: {sid}\r\nContent-Type: application/json\r\nAccept: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            exchange(addr, &head, &body)
+        })
+    };
+    wait_for_record(&up, "approval_requested");
+    // The operator rotates the token; the agent's next request, with the new token on the old
+    // session, ends that session, and the held call with it.
+    let cfg = up.setup.config();
+    let (status, out, err) = warden(
+        &[
+            "agent",
+            "add",
+            "tester",
+            "--rotate",
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
+        up.setup.dir.path(),
+    );
+    assert!(status.success(), "{out}{err}");
+    let new_token = out.lines().last().unwrap().trim().to_owned();
+    let r = post(
+        &up,
+        Some(&new_token),
+        Some(&sid),
+        &rpc(62, "ping", json!({})),
+    );
+    assert_eq!(r.status, 404, "{}", r.body);
+    let answered = call.join().unwrap().json();
+    assert!(answered.get("error").is_some(), "{answered}");
+    let closed = wait_for_record(&up, "approval_answered");
+    assert_eq!(closed.body["answer"], "withdrawn", "{:?}", closed.body);
+    assert!(
+        closed.body["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("the session ended")),
+        "{:?}",
+        closed.body
+    );
+    assert!(
+        records_of_kind(&up, "outcome").is_empty(),
+        "nothing was forwarded"
+    );
+}
+
+#[test]
 fn an_upstream_that_cannot_start_tells_the_operator_why_in_its_own_words() {
     let s = support::up::setup_with_config(support::up::TESTER_ALL, |s| {
         let command = [

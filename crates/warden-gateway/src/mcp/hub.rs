@@ -339,6 +339,13 @@ impl HubSession {
 
     /// Journals the end of the session.
     pub async fn close(&self, detail: &str) {
+        // Requests still in flight end with the session: a call held for a human must not
+        // go ahead, on a later approval, for a session (or a token) that no longer exists.
+        let pending: Vec<oneshot::Sender<String>> =
+            lock(&self.in_flight).drain().map(|(_, tx)| tx).collect();
+        for tx in pending {
+            let _ = tx.send(format!("the session ended: {detail}"));
+        }
         let subscriptions: Vec<String> = lock(&self.subscriptions).drain().collect();
         for uri in subscriptions {
             if self.hub.release_subscription(&uri)
