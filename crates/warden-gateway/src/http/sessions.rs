@@ -127,6 +127,8 @@ impl SessionTable {
             .by_id
             .iter()
             .filter(|(_, e)| now.duration_since(e.last_used) >= self.limits.idle)
+            // A call still being answered (held for a human, a long tool) is not idleness.
+            .filter(|(_, e)| !e.session.busy())
             .map(|(id, _)| id.clone())
             .collect();
         let mut out = Vec::with_capacity(idle.len());

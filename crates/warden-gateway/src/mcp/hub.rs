@@ -337,7 +337,12 @@ impl HubSession {
         }
     }
 
-    /// Journals the end of the session.
+    /// Whether a request of the agent is being answered (a session doing that is not idle).
+    pub fn busy(&self) -> bool {
+        !lock(&self.in_flight).is_empty()
+    }
+
+    /// Journals the end of the session; requests still in flight are cancelled.
     pub async fn close(&self, detail: &str) {
         // Requests still in flight end with the session: a call held for a human must not
         // go ahead, on a later approval, for a session (or a token) that no longer exists.
