@@ -195,6 +195,7 @@ fn long_argument_lists_are_cut_and_flagged() {
             path,
             argv,
             truncated,
+            ..
         } => {
             assert_eq!(path, "/bin/true");
             assert_eq!(argv.len(), 256);
@@ -460,4 +461,24 @@ fn helper() {
         other => panic!("unknown helper action {other}"),
     };
     println!("errno={result}");
+}
+
+#[test]
+fn a_program_that_is_not_there_is_reported_missing() {
+    let out = supervise(&exec_only(), sh("/no/such/program; /bin/true"), |_| {
+        Response::Continue
+    });
+    let seen: Vec<(String, Option<i32>)> = out
+        .seen
+        .iter()
+        .filter_map(|n| match &n.event {
+            Event::Exec { path, missing, .. } => Some((path.clone(), *missing)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        seen.contains(&("/no/such/program".to_owned(), Some(libc::ENOENT))),
+        "{seen:?}"
+    );
+    assert!(seen.contains(&("/bin/true".to_owned(), None)), "{seen:?}");
 }

@@ -1027,3 +1027,29 @@ fn a_path_search_goes_past_directories_without_the_program() {
     let (_, err) = run_ok(&s, "/usr/bin/warden-no-such-program; echo status $?");
     assert!(!err.contains("Operation not permitted"), "{err}");
 }
+
+#[test]
+fn a_program_run_from_memory_is_still_decided_and_journaled() {
+    // Fileless: the program exists only as an anonymous file; its path through /proc is not
+    // one Warden can look up in the sandbox's view, so it is decided (and refused) as usual.
+    let s = Sandbox::new("", "");
+    let script = r#"python3 -c "
+import os
+fd = os.memfd_create('x')
+os.write(fd, open('/usr/bin/true', 'rb').read())
+try:
+    os.execv('/proc/self/fd/%d' % fd, ['x'])
+except OSError as e:
+    print('refused', e.errno)
+""#;
+    let (out, err) = run_ok(&s, script);
+    assert!(out.contains("refused 1"), "EPERM, not ENOENT: {out}\n{err}");
+    let refused: Vec<Value> = s
+        .journal()
+        .into_iter()
+        .filter(|r| r.kind == "decision")
+        .map(|r| r.body)
+        .filter(|b| b["action"] == "exec" && b["effect"] == "deny")
+        .collect();
+    assert_eq!(refused.len(), 1, "{:?}", s.journal());
+}

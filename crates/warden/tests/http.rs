@@ -1073,6 +1073,19 @@ permit (principal == Agent::"tester", action == Action::"call_tool", resource ==
         })
     };
     wait_for_record(&up, "approval_requested");
+    // The same id again while the first is held: refused, so a cancellation or the session's
+    // end can only ever reach the request it names.
+    let again = post(
+        &up,
+        Some(&token),
+        Some(&sid),
+        &rpc(
+            61,
+            "tools/call",
+            json!({"name": "files__transfer", "arguments": {"to": "x", "amount": 1}}),
+        ),
+    );
+    assert!(again.body.contains("already in use"), "{}", again.body);
     // The operator rotates the token; the agent's next request, with the new token on the old
     // session, ends that session, and the held call with it.
     let cfg = up.setup.config();

@@ -45,6 +45,11 @@ pub enum Event {
         /// Whether `argv` was cut: more than 256 entries, a string over 4096 bytes, or more
         /// than 128 KiB in all.
         truncated: bool,
+        /// `Some(errno)` (`ENOENT`, `ENOTDIR`) when the call named its program by an absolute
+        /// path outside `/proc` and `/dev` and nothing is at its end, resolved inside the
+        /// target's root: the kernel would fail the call so. `None` otherwise, and whenever
+        /// that cannot be told (a program reached through a descriptor, a magic link).
+        missing: Option<i32>,
     },
     /// `connect`.
     Connect {
@@ -347,7 +352,13 @@ fn exec(
     if truncated {
         return Err("the program path is longer than the kernel accepts".to_owned());
     }
-    let path = absolute_program(pid, dirfd, &path, flags & AT_EMPTY_PATH != 0)?;
+    let empty_path = flags & AT_EMPTY_PATH != 0;
+    let missing = if empty_path {
+        None
+    } else {
+        missing_program(pid, &path)
+    };
+    let path = absolute_program(pid, dirfd, &path, empty_path)?;
 
     let (ptrs, mut cut) = mem
         .pointers(argv_ptr)
@@ -364,7 +375,48 @@ fn exec(
         path,
         argv,
         truncated: cut,
+        missing,
     })
+}
+
+/// The errno the kernel would give for `path` (as the call wrote it) if nothing is at its end
+/// in the target's view: looked up inside the target's root (`RESOLVE_IN_ROOT`: an absolute
+/// symbolic link stays inside it; no magic links). Only absolute paths outside `/proc` and
+/// `/dev` are looked at: there, what Warden would see is not what the target sees.
+fn missing_program(pid: i32, path: &str) -> Option<i32> {
+    if !path.starts_with('/')
+        || path.starts_with("/proc/")
+        || path.starts_with("/dev/")
+        || path.contains('\0')
+    {
+        return None;
+    }
+    let root = std::fs::File::open(format!("/proc/{pid}/root")).ok()?;
+    let relative = std::ffi::CString::new(path.trim_start_matches('/')).ok()?;
+    // SAFETY: `open_how` is three integers; all zeros is a valid value of it.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: `relative` is a valid C string and `how` a valid `open_how` of the size given,
+    // both alive for the call; the descriptor returned, if any, is closed below.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            std::os::fd::AsRawFd::as_raw_fd(&root),
+            relative.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd >= 0 {
+        // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
+        drop(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) });
+        return None;
+    }
+    match std::io::Error::last_os_error().raw_os_error() {
+        Some(e) if e == libc::ENOENT || e == libc::ENOTDIR => Some(e),
+        _ => None,
+    }
 }
 
 /// Makes the program path absolute, as the kernel would find it (symbolic links aside).

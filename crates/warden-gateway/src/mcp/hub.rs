@@ -179,7 +179,7 @@ impl Hub {
             agent,
             session,
             guards,
-            in_flight: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(InFlight::default()),
             protocol_version: Mutex::new(None),
             subscriptions: Mutex::new(HashSet::new()),
             server_requests: Mutex::new(HashMap::new()),
@@ -229,11 +229,32 @@ pub struct HubSession {
     agent: AgentId,
     session: SessionId,
     guards: BTreeMap<ServerName, Guard>,
-    in_flight: Mutex<HashMap<RequestId, oneshot::Sender<String>>>,
+    in_flight: Mutex<InFlight>,
     protocol_version: Mutex<Option<String>>,
     subscriptions: Mutex<HashSet<String>>,
     server_requests: Mutex<HashMap<String, ServerRequest>>,
     next_server_request: AtomicU64,
+}
+
+/// The agent's requests being answered, each with the way to cancel it; closed with the
+/// session, after which no request is taken.
+#[derive(Default)]
+struct InFlight {
+    cancels: HashMap<RequestId, oneshot::Sender<String>>,
+    closed: bool,
+}
+
+/// Removes its request from the in-flight table however the request ends, its future
+/// dropped included (an agent that hangs up), so a session never looks busy for ever.
+struct Tracked<'a> {
+    table: &'a Mutex<InFlight>,
+    key: RequestId,
+}
+
+impl Drop for Tracked<'_> {
+    fn drop(&mut self) {
+        lock(self.table).cancels.remove(&self.key);
+    }
 }
 
 /// A request of an upstream relayed to the agent, awaiting the agent's answer.
@@ -339,15 +360,18 @@ impl HubSession {
 
     /// Whether a request of the agent is being answered (a session doing that is not idle).
     pub fn busy(&self) -> bool {
-        !lock(&self.in_flight).is_empty()
+        !lock(&self.in_flight).cancels.is_empty()
     }
 
     /// Journals the end of the session; requests still in flight are cancelled.
     pub async fn close(&self, detail: &str) {
         // Requests still in flight end with the session: a call held for a human must not
         // go ahead, on a later approval, for a session (or a token) that no longer exists.
-        let pending: Vec<oneshot::Sender<String>> =
-            lock(&self.in_flight).drain().map(|(_, tx)| tx).collect();
+        let pending: Vec<oneshot::Sender<String>> = {
+            let mut in_flight = lock(&self.in_flight);
+            in_flight.closed = true;
+            in_flight.cancels.drain().map(|(_, tx)| tx).collect()
+        };
         for tx in pending {
             let _ = tx.send(format!("the session ended: {detail}"));
         }
@@ -382,18 +406,12 @@ impl HubSession {
     ) -> Value {
         let reply = match self.admit() {
             Err(failure) => Err(failure),
-            Ok(_permit) => {
-                let key = RequestId::from_value(id);
-                let (cancel_tx, cancel_rx) = oneshot::channel();
-                if let Some(key) = &key {
-                    lock(&self.in_flight).insert(key.clone(), cancel_tx);
+            Ok(_permit) => match self.track(id) {
+                Err(failure) => Err(failure),
+                Ok((_tracked, cancel_rx)) => {
+                    self.dispatch(method, params, related, cancel_rx).await
                 }
-                let reply = self.dispatch(method, params, related, cancel_rx).await;
-                if let Some(key) = &key {
-                    lock(&self.in_flight).remove(key);
-                }
-                reply
-            }
+            },
         };
         match reply {
             Ok(result) => json!({ "jsonrpc": "2.0", "id": id, "result": result }),
@@ -407,6 +425,39 @@ impl HubSession {
         }
     }
 
+    /// Enters request `id` in the in-flight table: refused if the session is closed or a
+    /// request with the same id is in flight (its cancellation would reach the wrong one).
+    fn track(
+        &self,
+        id: &Value,
+    ) -> Result<(Option<Tracked<'_>>, oneshot::Receiver<String>), Failure> {
+        let (cancel_tx, cancel_rx) = oneshot::channel();
+        let Some(key) = RequestId::from_value(id) else {
+            return Ok((None, cancel_rx));
+        };
+        let mut in_flight = lock(&self.in_flight);
+        if in_flight.closed {
+            return Err(Failure::new(
+                code::INVALID_REQUEST,
+                "this session has ended: send initialize again",
+            ));
+        }
+        if in_flight.cancels.contains_key(&key) {
+            return Err(Failure::new(
+                code::INVALID_REQUEST,
+                "request id already in use by a request in flight",
+            ));
+        }
+        in_flight.cancels.insert(key.clone(), cancel_tx);
+        Ok((
+            Some(Tracked {
+                table: &self.in_flight,
+                key,
+            }),
+            cancel_rx,
+        ))
+    }
+
     /// Handles one notification of the agent.
     pub fn notification(&self, method: &str, params: &Value) {
         if method == "notifications/cancelled" {
@@ -416,7 +467,7 @@ impl HubSession {
                 .unwrap_or("cancelled by the agent")
                 .to_owned();
             let key = params.get("requestId").and_then(RequestId::from_value);
-            if let Some(tx) = key.and_then(|k| lock(&self.in_flight).remove(&k)) {
+            if let Some(tx) = key.and_then(|k| lock(&self.in_flight).cancels.remove(&k)) {
                 let _ = tx.send(reason);
             }
         }

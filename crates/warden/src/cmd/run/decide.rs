@@ -69,12 +69,23 @@ pub fn spawn(
 const REFUSALS_TOLD: usize = 3;
 
 fn tell_refusal(told: &mut usize, what: &str) {
+    use std::io::Write;
     *told += 1;
+    // Never `eprintln!`: a closed stderr would panic this thread, and with it every later
+    // decision of the sandbox.
+    let mut err = std::io::stderr();
     if *told <= REFUSALS_TOLD {
-        eprintln!("warden: refused {}", warden_core::escape_for_display(what));
+        let _ = writeln!(
+            err,
+            "warden: refused {}",
+            warden_core::escape_for_display(what)
+        );
     }
     if *told == REFUSALS_TOLD {
-        eprintln!("warden: further refusals are only journaled (`warden audit log`)");
+        let _ = writeln!(
+            err,
+            "warden: further refusals are only journaled (`warden audit log`)"
+        );
     }
 }
 
@@ -83,22 +94,6 @@ const REFUSED: Response = Response::Deny(libc_eperm());
 
 const fn libc_eperm() -> i32 {
     1
-}
-
-/// A program path with nothing at its end: answered as the kernel would.
-const MISSING: Response = Response::Deny(libc::ENOENT);
-
-/// Whether `path` names nothing in the sandbox's view of the filesystem (seen through the
-/// process's root; only a missing last component or directory counts, so a path Warden
-/// cannot examine is decided as usual). The call is held meanwhile, and it is failed, never
-/// continued, so a file created after this look cannot slip through.
-fn program_is_missing(pid: i32, path: &str) -> bool {
-    std::fs::symlink_metadata(format!("/proc/{pid}/root{path}")).is_err_and(|e| {
-        matches!(
-            e.kind(),
-            std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
-        )
-    })
 }
 
 /// The answer to a held call, and a line for the operator when it is a refusal.
@@ -116,6 +111,7 @@ async fn decide(
             path,
             argv,
             truncated,
+            missing,
         } => {
             if *truncated {
                 return refuse(
@@ -125,10 +121,12 @@ async fn decide(
                 )
                 .await;
             }
-            if program_is_missing(held.pid, path) {
-                // Nothing can start, so nothing is decided or journaled; the kernel's own
-                // answer lets a PATH search go on to the next directory (EPERM stops it).
-                return (MISSING, None);
+            if let Some(errno) = missing {
+                // A path with nothing at its end: nothing can start, so nothing is decided or
+                // journaled, and the kernel's own answer lets a PATH search go on to the next
+                // directory (EPERM stops it). The call is failed, never continued, so a file
+                // created after the look cannot slip through.
+                return (Response::Deny(*errno), None);
             }
             match ProgramRef::new(path.clone()) {
                 Ok(program) => {
