@@ -741,26 +741,29 @@ fn an_upstream_that_pages_its_tools_is_paged_through_warden() {
     assert_eq!(r.json()["error"]["code"], -32602);
 }
 
+/// `warden agent add tester --rotate` on `up`'s configuration: the new token.
+fn rotate_tester(up: &Up) -> String {
+    let cfg = up.setup.config();
+    let rotate = [
+        "agent",
+        "add",
+        "tester",
+        "--rotate",
+        "--config",
+        cfg.to_str().unwrap(),
+    ];
+    let (status, out, err) = warden(&rotate, up.setup.dir.path());
+    assert!(status.success(), "{out}{err}");
+    out.lines().last().unwrap().trim().to_owned()
+}
+
 #[test]
 fn rotating_a_token_ends_the_sessions_opened_with_the_old_one() {
     let s = files_setup("");
     let old = add_agent(&s, "tester");
     let up = start(s, &["files"]);
     let sid = open_session(&up, &old);
-    let cfg = up.setup.config();
-    let (status, out, err) = warden(
-        &[
-            "agent",
-            "add",
-            "tester",
-            "--rotate",
-            "--config",
-            cfg.to_str().unwrap(),
-        ],
-        up.setup.dir.path(),
-    );
-    assert!(status.success(), "{err}");
-    let new = out.lines().last().unwrap().trim().to_owned();
+    let new = rotate_tester(&up);
     // The agent is the same; the session was opened with a token that no longer works.
     let r = post(&up, Some(&new), Some(&sid), &rpc(1, "ping", json!({})));
     assert_eq!(r.status, 404, "{}", r.body);
@@ -988,9 +991,10 @@ fn metrics_count_decisions_alerts_quarantines_and_journal_commits() {
     );
 }
 
-#[test]
-fn a_call_held_for_approval_is_withdrawn_by_its_cancellation() {
-    let s = support::up::setup_with_config(
+/// The example server as "files", its `transfer` tool needing a human's approval, held for up
+/// to 600 s.
+fn transfers_need_approval() -> support::Setup {
+    support::up::setup_with_config(
         r#"
 @id("transfers-need-approval")
 @ask("transfers need a human's approval")
@@ -1004,23 +1008,31 @@ permit (principal == Agent::"tester", action == Action::"call_tool", resource ==
                 s.path("workspace").to_str().unwrap()
             )
         },
-    );
-    let (up, token, sid) = tester_session(s);
-    let call = {
-        let (addr, token, sid) = (up.addr, token.clone(), sid.clone());
-        std::thread::spawn(move || {
-            let body = rpc(
-                51,
-                "tools/call",
-                json!({"name": "files__transfer", "arguments": {"to": "acme", "amount": 5000}}),
-            );
-            let head = format!(
-                "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nMcp-Session-Id: {sid}\r\nContent-Type: application/json\r\nAccept: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
-                body.len()
-            );
-            exchange(addr, &head, &body)
-        })
-    };
+    )
+}
+
+/// A transfer call with request id `id`, sent on a thread of its own: it stays held until the
+/// hold ends; join the thread for the answer.
+fn held_transfer(up: &Up, token: &str, sid: &str, id: u64) -> std::thread::JoinHandle<Resp> {
+    let (addr, token, sid) = (up.addr, token.to_owned(), sid.to_owned());
+    std::thread::spawn(move || {
+        let body = rpc(
+            id,
+            "tools/call",
+            json!({"name": "files__transfer", "arguments": {"to": "acme", "amount": 5000}}),
+        );
+        let head = format!(
+            "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nMcp-Session-Id: {sid}\r\nContent-Type: application/json\r\nAccept: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        exchange(addr, &head, &body)
+    })
+}
+
+#[test]
+fn a_call_held_for_approval_is_withdrawn_by_its_cancellation() {
+    let (up, token, sid) = tester_session(transfers_need_approval());
+    let call = held_transfer(&up, &token, &sid, 51);
     wait_for_record(&up, "approval_requested");
     let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
                         "params": {"requestId": 51, "reason": "no longer needed"}});
@@ -1041,37 +1053,8 @@ permit (principal == Agent::"tester", action == Action::"call_tool", resource ==
 
 #[test]
 fn a_call_held_for_approval_ends_with_its_session_when_the_token_is_rotated() {
-    let s = support::up::setup_with_config(
-        r#"
-@id("transfers-need-approval")
-@ask("transfers need a human's approval")
-permit (principal == Agent::"tester", action == Action::"call_tool", resource == Tool::"files/transfer");
-"#,
-        |s| {
-            format!(
-                "[servers.files]\ncommand = [{:?}, \"--root\", {:?}]\n\n\
-                 [approvals]\nhold = true\ntimeout_secs = 600\n",
-                support::example_server().to_str().unwrap(),
-                s.path("workspace").to_str().unwrap()
-            )
-        },
-    );
-    let (up, token, sid) = tester_session(s);
-    let call = {
-        let (addr, token, sid) = (up.addr, token.clone(), sid.clone());
-        std::thread::spawn(move || {
-            let body = rpc(
-                61,
-                "tools/call",
-                json!({"name": "files__transfer", "arguments": {"to": "acme", "amount": 5000}}),
-            );
-            let head = format!(
-                "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nMcp-Session-Id: {sid}\r\nContent-Type: application/json\r\nAccept: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
-                body.len()
-            );
-            exchange(addr, &head, &body)
-        })
-    };
+    let (up, token, sid) = tester_session(transfers_need_approval());
+    let call = held_transfer(&up, &token, &sid, 61);
     wait_for_record(&up, "approval_requested");
     // The same id again while the first is held: refused, so a cancellation or the session's
     // end can only ever reach the request it names.
@@ -1088,20 +1071,7 @@ permit (principal == Agent::"tester", action == Action::"call_tool", resource ==
     assert!(again.body.contains("already in use"), "{}", again.body);
     // The operator rotates the token; the agent's next request, with the new token on the old
     // session, ends that session, and the held call with it.
-    let cfg = up.setup.config();
-    let (status, out, err) = warden(
-        &[
-            "agent",
-            "add",
-            "tester",
-            "--rotate",
-            "--config",
-            cfg.to_str().unwrap(),
-        ],
-        up.setup.dir.path(),
-    );
-    assert!(status.success(), "{out}{err}");
-    let new_token = out.lines().last().unwrap().trim().to_owned();
+    let new_token = rotate_tester(&up);
     let r = post(
         &up,
         Some(&new_token),

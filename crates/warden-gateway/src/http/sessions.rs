@@ -121,24 +121,12 @@ impl SessionTable {
     }
 
     pub(super) fn take_idle(&self) -> Vec<Arc<HubSession>> {
-        let mut inner = self.lock();
         let now = Instant::now();
-        let idle: Vec<String> = inner
-            .by_id
-            .iter()
-            .filter(|(_, e)| now.duration_since(e.last_used) >= self.limits.idle)
-            // A call still being answered (held for a human, a long tool) is not idleness.
-            .filter(|(_, e)| !e.session.busy())
-            .map(|(id, _)| id.clone())
-            .collect();
-        let mut out = Vec::with_capacity(idle.len());
-        for id in idle {
-            if let Some(entry) = inner.by_id.remove(&id) {
-                release(&mut inner, entry.session.agent());
-                out.push(entry.session);
-            }
-        }
-        out
+        self.take_where(|e| {
+            now.duration_since(e.last_used) >= self.limits.idle
+                // A call still being answered (held for a human, a long tool) is not idleness.
+                && !e.session.busy()
+        })
     }
 
     /// The distinct tokens (as prints) open sessions were opened with.
@@ -155,11 +143,16 @@ impl SessionTable {
         if prints.is_empty() {
             return Vec::new();
         }
+        self.take_where(|e| prints.contains(&e.token))
+    }
+
+    /// Removes and returns the sessions whose entry satisfies `pick`.
+    fn take_where(&self, pick: impl Fn(&Entry) -> bool) -> Vec<Arc<HubSession>> {
         let mut inner = self.lock();
         let ids: Vec<String> = inner
             .by_id
             .iter()
-            .filter(|(_, e)| prints.contains(&e.token))
+            .filter(|(_, e)| pick(e))
             .map(|(id, _)| id.clone())
             .collect();
         let mut out = Vec::with_capacity(ids.len());
