@@ -116,8 +116,8 @@ pub async fn wait_for_answer(
     decision_seq: u64,
     requested_seq: u64,
     timeout: Duration,
-    withdrawn: impl Future<Output = String>,
-    closing_record: impl AsyncFnOnce(ApprovalAnswer, String) -> Result<u64, JournalError>,
+    withdrawn: impl Future<Output = Withdrawal>,
+    closing_record: impl AsyncFnOnce(ApprovalAnswer, String, String) -> Result<u64, JournalError>,
 ) -> Result<Waited, JournalError> {
     let path: PathBuf = journal.path().to_owned();
     let reader = {
@@ -178,14 +178,14 @@ pub async fn wait_for_answer(
         }
     }
     let (answer, by, reason) = match &withdrawal {
-        Some(why) => (ApprovalAnswer::Withdrawn, "agent", why.clone()),
+        Some(w) => (ApprovalAnswer::Withdrawn, w.by, w.reason.clone()),
         None => (
             ApprovalAnswer::Timeout,
             "timeout",
             format!("nobody answered within {} s", timeout.as_secs()),
         ),
     };
-    let closed = closing_record(answer, reason.clone()).await?;
+    let closed = closing_record(answer, by.to_owned(), reason.clone()).await?;
     // An answer journaled just before the closing record still wins.
     let (found, _) = look(cursor, Some(closed)).await?;
     Ok(Waited {
@@ -204,9 +204,19 @@ pub async fn wait_for_answer(
 pub struct Waited {
     /// The answer in force: the first one journaled.
     pub answered: Answered,
-    /// Why the agent cancelled the call while it was held, if it did. The call must not go
+    /// Who withdrew the call while it was held, and why, if anyone did. The call must not go
     /// ahead even if a human approved it a moment before.
-    pub withdrawn: Option<String>,
+    pub withdrawn: Option<Withdrawal>,
+}
+
+/// A held call ended before a human answered it, other than by time: by the agent (it
+/// cancelled the call) or by Warden (the session it belongs to ended).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Withdrawal {
+    /// `agent` or `warden`, as the journal's `approval_answered` record names it.
+    pub by: &'static str,
+    /// Why.
+    pub reason: String,
 }
 
 #[cfg(test)]
@@ -251,7 +261,7 @@ mod tests {
             0,
             Duration::from_secs(60),
             std::future::pending(),
-            async |_, _| panic!("answered requests do not time out"),
+            async |_, _, _| panic!("answered requests do not time out"),
         )
         .await
         .unwrap();
@@ -274,9 +284,9 @@ mod tests {
             0,
             Duration::from_secs(2),
             std::future::pending(),
-            async |answer, _| {
+            async |answer, by, _| {
                 assert_eq!(answer, ApprovalAnswer::Timeout);
-                j.append(&answer_event(3, answer, "timeout")).await
+                j.append(&answer_event(3, answer, &by)).await
             },
         )
         .await
@@ -300,7 +310,7 @@ mod tests {
                     0,
                     Duration::from_secs(60),
                     std::future::pending(),
-                    async |_, _| panic!("the answer comes before the timeout"),
+                    async |_, _, _| panic!("the answer comes before the timeout"),
                 )
                 .await
             })
@@ -335,23 +345,31 @@ mod tests {
             4,
             0,
             Duration::from_secs(60),
-            async { cancelled.await.unwrap() },
-            async |answer, reason| {
+            async {
+                Withdrawal {
+                    by: "agent",
+                    reason: cancelled.await.unwrap(),
+                }
+            },
+            async |answer, by, reason| {
                 j.append(&Event {
                     body: EventBody::ApprovalAnswered {
                         decision_seq: 4,
                         answer,
-                        by: "agent".into(),
+                        by: by.clone(),
                         reason,
                     },
-                    ..answer_event(4, answer, "agent")
+                    ..answer_event(4, answer, &by)
                 })
                 .await
             },
         )
         .await
         .unwrap();
-        assert_eq!(waited.withdrawn.as_deref(), Some("the user gave up"));
+        assert_eq!(
+            waited.withdrawn.map(|w| w.reason).as_deref(),
+            Some("the user gave up")
+        );
         assert_eq!(waited.answered.answer, ApprovalAnswer::Withdrawn);
         assert_eq!(waited.answered.reason, "the user gave up");
         // The closing record is the first answer: nobody can approve the call any more.

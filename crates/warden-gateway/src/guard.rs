@@ -25,7 +25,7 @@ use warden_monitor::playbook::Response;
 use warden_monitor::{Level, Monitor, Observation, QuarantineEntry};
 use warden_policy::PolicySet;
 
-use crate::approval::{self, HoldOptions, SessionGrants};
+use crate::approval::{self, HoldOptions, SessionGrants, Waited, Withdrawal};
 
 /// A decision, and where the journal recorded it.
 #[derive(Debug, Clone)]
@@ -163,20 +163,21 @@ impl Guard {
     /// the verdict is then the answer's: allowed, with the `ask` record as its `seq`, only
     /// once an approval is durable in the journal.
     pub async fn check_noting(&self, action: &Action, notes: Map<String, Value>) -> Verdict {
-        self.check_withdrawable(action, notes, std::future::pending(), || {})
+        self.check_withdrawable(action, notes, std::future::pending::<Withdrawal>(), || {})
             .await
     }
 
-    /// [`Guard::check_noting`] for a call the agent may cancel: if `withdrawn` resolves (with
-    /// the agent's reason) while the call is held for a human, the hold ends, the request is
-    /// closed in the journal as `withdrawn`, and the verdict says so. `on_hold` is called
+    /// [`Guard::check_noting`] for a call that may be withdrawn: if `withdrawn` resolves (the
+    /// agent cancelled it, or its session ended) while the call is held for a human, the hold
+    /// ends, the request is closed in the journal as `withdrawn` by whoever withdrew it, and
+    /// the verdict says so. `on_hold` is called
     /// when the hold begins, so the caller can stop keeping the agent's other messages
     /// waiting behind this one.
     pub async fn check_withdrawable(
         &self,
         action: &Action,
         notes: Map<String, Value>,
-        withdrawn: impl Future<Output = String>,
+        withdrawn: impl Future<Output = Withdrawal>,
         on_hold: impl FnOnce(),
     ) -> Verdict {
         let started = std::time::Instant::now();
@@ -217,7 +218,7 @@ impl Guard {
         mut verdict: Verdict,
         seq: u64,
         hold: HoldOptions,
-        withdrawn: impl Future<Output = String>,
+        withdrawn: impl Future<Output = Withdrawal>,
     ) -> Verdict {
         let expires_ms =
             now_ms().saturating_add(i64::try_from(hold.timeout.as_millis()).unwrap_or(i64::MAX));
@@ -229,15 +230,11 @@ impl Guard {
             .await
         {
             Ok(requested) => {
-                let closing_record = async |answer: ApprovalAnswer, reason: String| {
-                    let by = match answer {
-                        ApprovalAnswer::Withdrawn => "agent",
-                        _ => "timeout",
-                    };
+                let closing_record = async |answer: ApprovalAnswer, by: String, reason: String| {
                     self.record(EventBody::ApprovalAnswered {
                         decision_seq: seq,
                         answer,
-                        by: by.to_owned(),
+                        by,
                         reason,
                     })
                     .await
@@ -255,13 +252,22 @@ impl Guard {
             Err(err) => Err(err),
         };
         let answered = match answered {
-            Ok(waited) if waited.withdrawn.is_some() => {
-                verdict.decision = Decision::refuse(format!(
-                    "the agent cancelled this call while it waited for a human ({})",
-                    waited.withdrawn.as_deref().unwrap_or_default()
-                ));
+            Ok(Waited {
+                withdrawn: Some(w), ..
+            }) => {
+                verdict.decision = Decision::refuse(if w.by == "agent" {
+                    format!(
+                        "the agent cancelled this call while it waited for a human ({})",
+                        w.reason
+                    )
+                } else {
+                    format!(
+                        "this call was withdrawn while it waited for a human: {}",
+                        w.reason
+                    )
+                });
                 verdict.grounds = Grounds::Approval;
-                verdict.withdrawn = waited.withdrawn;
+                verdict.withdrawn = Some(w.reason);
                 return verdict;
             }
             Ok(waited) => waited.answered,

@@ -1083,6 +1083,8 @@ fn a_call_held_for_approval_ends_with_its_session_when_the_token_is_rotated() {
     assert!(answered.get("error").is_some(), "{answered}");
     let closed = wait_for_record(&up, "approval_answered");
     assert_eq!(closed.body["answer"], "withdrawn", "{:?}", closed.body);
+    // Warden withdrew it, not the agent.
+    assert_eq!(closed.body["by"], "warden", "{:?}", closed.body);
     assert!(
         closed.body["reason"]
             .as_str()

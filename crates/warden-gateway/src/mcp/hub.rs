@@ -31,6 +31,7 @@ use super::names::Namespaces;
 use super::refusal::refusal_result;
 use super::session::KNOWN_PROTOCOL_VERSIONS;
 use super::upstream::{Notice, Related, Upstream, UpstreamStatus};
+use crate::approval::Withdrawal;
 use crate::guard::{Guard, Verdict, forwards};
 
 /// Bounds that apply to every agent session.
@@ -841,10 +842,18 @@ impl HubSession {
         let mut cancel = cancel;
         let verdict = match requested {
             Requested::Action(action) => {
-                // A cancellation while the call is held for a human ends the hold.
+                // A cancellation while the call is held for a human ends the hold: the agent's
+                // own, or the session's end (then the table is closed, and Warden withdrew it).
                 let withdrawn = async {
                     match (&mut cancel).await {
-                        Ok(reason) => reason,
+                        Ok(reason) => Withdrawal {
+                            by: if lock(&self.in_flight).closed {
+                                "warden"
+                            } else {
+                                "agent"
+                            },
+                            reason,
+                        },
                         Err(_) => std::future::pending().await,
                     }
                 };

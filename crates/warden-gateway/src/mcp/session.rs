@@ -32,6 +32,7 @@ use super::framing::{Frame, FrameReader};
 use super::inspect::inspect;
 use super::jsonrpc::{self, Message, RequestId, code, error_line, result_line, sniff_id};
 use super::refusal::{refusal_error, refusal_result};
+use crate::approval::Withdrawal;
 use crate::guard::{Guard, forwards};
 
 /// MCP protocol versions whose messages this gateway knows how to govern.
@@ -560,7 +561,10 @@ impl Session {
             Requested::Action(action) => {
                 let withdrawn = async {
                     match withdrawn.await {
-                        Ok(reason) => reason,
+                        Ok(reason) => Withdrawal {
+                            by: "agent",
+                            reason,
+                        },
                         Err(_) => std::future::pending().await,
                     }
                 };
