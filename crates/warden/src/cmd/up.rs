@@ -133,14 +133,19 @@ async fn serve(
              configuration"
         ),
     }
-    for upstream in hub.upstreams() {
-        tokio::spawn(report_status(upstream.clone()));
-    }
+    let reporters: Vec<_> = hub
+        .upstreams()
+        .map(|upstream| tokio::spawn(report_status(upstream.clone())))
+        .collect();
     {
         let gateway = gateway.clone();
         tokio::spawn(async move {
             super::mcp::shutdown_signal().await;
             eprintln!("warden: stopping; requests in flight get {SHUTDOWN_GRACE:?} to finish");
+            // Upstreams stop with Warden (Ctrl-C reaches them too): not news for the operator.
+            for reporter in reporters {
+                reporter.abort();
+            }
             gateway.begin_shutdown();
         });
     }
