@@ -1083,8 +1083,10 @@ fn a_call_held_for_approval_ends_with_its_session_when_the_token_is_rotated() {
     assert!(answered.get("error").is_some(), "{answered}");
     let closed = wait_for_record(&up, "approval_answered");
     assert_eq!(closed.body["answer"], "withdrawn", "{:?}", closed.body);
-    // Warden withdrew it, not the agent.
+    // Warden withdrew it, not the agent, and said so before the session's end.
     assert_eq!(closed.body["by"], "warden", "{:?}", closed.body);
+    let ended = wait_for_record(&up, "session_ended");
+    assert!(closed.seq < ended.seq, "{} then {}", closed.seq, ended.seq);
     assert!(
         closed.body["reason"]
             .as_str()
@@ -1096,6 +1098,30 @@ fn a_call_held_for_approval_ends_with_its_session_when_the_token_is_rotated() {
         records_of_kind(&up, "outcome").is_empty(),
         "nothing was forwarded"
     );
+}
+
+#[test]
+fn stopping_warden_closes_a_held_call_in_the_journal_before_the_journal_closes() {
+    let (mut up, token, sid) = tester_session(transfers_need_approval());
+    let call = held_transfer(&up, &token, &sid, 71);
+    wait_for_record(&up, "approval_requested");
+    // SIGTERM: requests in flight get the grace period, then their sessions end.
+    let pid = up.child.id().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert!(up.child.wait().unwrap().success());
+    let _ = call.join();
+    let records = up.setup.records();
+    let closed: Vec<_> = records
+        .iter()
+        .filter(|r| r.kind == "approval_answered")
+        .collect();
+    assert_eq!(closed.len(), 1, "the hold's end is on record: {records:?}");
+    assert_eq!(closed[0].body["answer"], "withdrawn");
+    assert_eq!(closed[0].body["by"], "warden");
 }
 
 #[test]

@@ -181,6 +181,7 @@ impl Hub {
             session,
             guards,
             in_flight: Mutex::new(InFlight::default()),
+            settled: tokio::sync::Notify::new(),
             protocol_version: Mutex::new(None),
             subscriptions: Mutex::new(HashSet::new()),
             server_requests: Mutex::new(HashMap::new()),
@@ -231,6 +232,8 @@ pub struct HubSession {
     session: SessionId,
     guards: BTreeMap<ServerName, Guard>,
     in_flight: Mutex<InFlight>,
+    /// Woken when the last request in flight has ended.
+    settled: tokio::sync::Notify,
     protocol_version: Mutex<Option<String>>,
     subscriptions: Mutex<HashSet<String>>,
     server_requests: Mutex<HashMap<String, ServerRequest>>,
@@ -242,21 +245,32 @@ pub struct HubSession {
 #[derive(Default)]
 struct InFlight {
     cancels: HashMap<RequestId, oneshot::Sender<String>>,
+    /// Requests entered and not yet ended (cancelled ones included, until they have
+    /// journaled how they ended).
+    running: usize,
     closed: bool,
 }
 
 /// Removes its request from the in-flight table however the request ends, its future
 /// dropped included (an agent that hangs up), so a session never looks busy for ever.
 struct Tracked<'a> {
-    table: &'a Mutex<InFlight>,
+    session: &'a HubSession,
     key: RequestId,
 }
 
 impl Drop for Tracked<'_> {
     fn drop(&mut self) {
-        lock(self.table).cancels.remove(&self.key);
+        let mut in_flight = lock(&self.session.in_flight);
+        in_flight.cancels.remove(&self.key);
+        in_flight.running -= 1;
+        if in_flight.running == 0 {
+            self.session.settled.notify_waiters();
+        }
     }
 }
+
+/// How long closing a session waits for its cancelled requests to journal how they ended.
+const CLOSE_WAITS_AT_MOST: Duration = Duration::from_secs(2);
 
 /// A request of an upstream relayed to the agent, awaiting the agent's answer.
 struct ServerRequest {
@@ -376,6 +390,20 @@ impl HubSession {
         for tx in pending {
             let _ = tx.send(format!("the session ended: {detail}"));
         }
+        // Their withdrawal or outcome records go before the session's end (and before a
+        // stopping Warden closes the journal), waiting a moment at most.
+        let _ = tokio::time::timeout(CLOSE_WAITS_AT_MOST, async {
+            loop {
+                let settled = self.settled.notified();
+                let mut settled = std::pin::pin!(settled);
+                settled.as_mut().enable();
+                if lock(&self.in_flight).running == 0 {
+                    return;
+                }
+                settled.await;
+            }
+        })
+        .await;
         let subscriptions: Vec<String> = lock(&self.subscriptions).drain().collect();
         for uri in subscriptions {
             if self.hub.release_subscription(&uri)
@@ -450,13 +478,8 @@ impl HubSession {
             ));
         }
         in_flight.cancels.insert(key.clone(), cancel_tx);
-        Ok((
-            Some(Tracked {
-                table: &self.in_flight,
-                key,
-            }),
-            cancel_rx,
-        ))
+        in_flight.running += 1;
+        Ok((Some(Tracked { session: self, key }), cancel_rx))
     }
 
     /// Handles one notification of the agent.
