@@ -220,6 +220,56 @@ fn a_held_call_lets_the_agent_go_on_and_its_cancellation_withdraws_it() {
 }
 
 #[test]
+fn a_call_held_when_the_agent_disconnects_is_withdrawn_by_warden() {
+    // Longer than the hang guard: the session's end, not the hold's timeout, must end it.
+    let setup = Setup::new("[approvals]\nhold = true\ntimeout_secs = 600\n", "");
+    let mut s = setup.start("alice", &[]);
+    s.initialize();
+    s.send(&json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                   "params": {"name": "transfer", "arguments": {"to": "acme", "amount": 5000}}}));
+    let deadline = std::time::Instant::now() + HANG_GUARD;
+    while !setup
+        .records()
+        .iter()
+        .any(|r| r.kind == "approval_requested")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the call was never held"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (status, stderr) = s.finish();
+    assert!(status.success(), "{stderr}");
+    let records = setup.records();
+    let kinds: Vec<&str> = records.iter().map(|r| r.kind.as_str()).collect();
+    let answered = records
+        .iter()
+        .position(|r| r.kind == "approval_answered")
+        .unwrap_or_else(|| panic!("the hold was left open: {kinds:?}"));
+    let body = &records[answered].body;
+    assert_eq!(body["answer"], "withdrawn", "{body}");
+    assert_eq!(body["by"], "warden", "{body}");
+    assert_eq!(body["reason"], "the agent closed the session", "{body}");
+    let ended = records
+        .iter()
+        .position(|r| r.kind == "session_ended")
+        .unwrap_or_else(|| panic!("no session_ended: {kinds:?}"));
+    assert!(
+        answered < ended,
+        "withdrawn before the session ended: {kinds:?}"
+    );
+    // Nobody can approve it any more.
+    let cfg = setup.config();
+    let (status, out, err) = warden(
+        &["approvals", "--config", cfg.to_str().unwrap()],
+        setup.dir.path(),
+    );
+    assert!(status.success(), "{err}");
+    assert!(!out.contains("files/transfer"), "no longer pending: {out}");
+}
+
+#[test]
 fn ask_is_refused_at_once_when_approvals_do_not_hold() {
     let setup = Setup::new("", "");
     let mut s = setup.start("alice", &[]);

@@ -180,6 +180,8 @@ where
         to_upstream: Mutex::new(Some(upstream_tx)),
         upstream_gone: AtomicBool::new(false),
         generation: AtomicU64::new(0),
+        closing: AtomicBool::new(false),
+        held: Mutex::new(Vec::new()),
     });
 
     let agent_writer = tokio::spawn(write_loop(agent_out, agent_rx));
@@ -199,6 +201,15 @@ where
         // Deliver what the agent sent before closing, then close the upstream's input and
         // give it time to exit on its own.
         let _ = (&mut forwarder).await;
+        // Calls still held for a human end with the session: approved later, they would
+        // have nowhere to go. Their withdrawal is journaled before the session's end.
+        session
+            .withdraw_held(if upstream_went_first {
+                "the upstream server exited"
+            } else {
+                "the agent closed the session"
+            })
+            .await;
         session.close_upstream();
         if tokio::time::timeout(grace, &mut upstream_reader)
             .await
@@ -211,6 +222,7 @@ where
     } else {
         agent_reader.abort();
         let _ = (&mut forwarder).await;
+        session.withdraw_held("the upstream server exited").await;
         session.close_upstream();
     }
     let _ = upstream_writer.await;
@@ -328,6 +340,10 @@ struct Session {
     to_upstream: Mutex<Option<mpsc::Sender<Vec<u8>>>>,
     upstream_gone: AtomicBool,
     generation: AtomicU64,
+    /// Set when the session ends: a hold withdrawn from then on is withdrawn by Warden.
+    closing: AtomicBool,
+    /// The decisions that stepped out of the agent's order to wait for a human.
+    held: Mutex<Vec<JoinHandle<()>>>,
 }
 
 // === impl Session: from the agent ===
@@ -562,7 +578,11 @@ impl Session {
                 let withdrawn = async {
                     match withdrawn.await {
                         Ok(reason) => Withdrawal {
-                            by: "agent",
+                            by: if self.closing.load(Ordering::SeqCst) {
+                                "warden"
+                            } else {
+                                "agent"
+                            },
                             reason,
                         },
                         Err(_) => std::future::pending().await,
@@ -677,10 +697,13 @@ impl Session {
                             // Held for a human, maybe for minutes: the agent's later messages
                             // (pings, other calls, a cancellation of this one) go on without it.
                             let session = self.clone();
-                            tokio::spawn(async move {
+                            let waiting = tokio::spawn(async move {
                                 let routed = session.decided(&id, &key, decision.await);
                                 session.deliver(routed).await;
                             });
+                            let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+                            held.retain(|h| !h.is_finished());
+                            held.push(waiting);
                             continue;
                         }
                     }
@@ -747,6 +770,33 @@ impl Session {
                     .await;
                 }
             }
+        }
+    }
+
+    /// Withdraws every call still held for a human and waits (for the shutdown grace at
+    /// most) until each has journaled how it ended.
+    async fn withdraw_held(&self, reason: &str) {
+        self.closing.store(true, Ordering::SeqCst);
+        let withdraws: Vec<oneshot::Sender<String>> = self
+            .lock()
+            .values_mut()
+            .filter(|entry| entry.kind == PendingKind::Deciding)
+            .filter_map(|entry| entry.withdraw.take())
+            .collect();
+        for withdraw in withdraws {
+            let _ = withdraw.send(reason.to_owned());
+        }
+        let held = std::mem::take(&mut *self.held.lock().unwrap_or_else(|p| p.into_inner()));
+        let settled = async {
+            for waiting in held {
+                let _ = waiting.await;
+            }
+        };
+        if tokio::time::timeout(self.options.shutdown_grace, settled)
+            .await
+            .is_err()
+        {
+            tracing::warn!("calls held for a human did not end within the shutdown grace");
         }
     }
 
