@@ -165,6 +165,14 @@ fn the_agent_runs_unprivileged_in_its_own_view_and_every_exec_is_journaled() {
             "{layer} not in force: {layers:?}"
         );
     }
+    // The cgroups are set up outside the sandbox; the list names them all the same.
+    if started[0]["cgroups"] != "none" {
+        assert!(
+            layers.iter().any(|l| l == "cgroups" || l == "cgroup-kill"),
+            "cgroups in force ({}) but not listed: {layers:?}",
+            started[0]["cgroups"]
+        );
+    }
     let ls = s.decisions("exec", "/usr/bin/ls");
     assert_eq!(ls.len(), 1, "{ls:?}");
     assert_eq!(ls[0]["effect"], "allow");

@@ -59,6 +59,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let config = Config::load(args.config.as_deref())?;
     let agent = AgentId::new(&args.agent).context("the agent name")?;
     let runs_dir = config.resolve(&config.sandbox.runs);
+    // The records carry when the kill began: the sandbox's own end, journaled by its
+    // `warden run`, may land first, and must not look older than the kill that caused it.
+    let asked_ms = warden_gateway::guard::now_ms();
     let killed = kill_sandboxes(&runs_dir, &agent)?;
     if killed.is_empty() {
         bail!(
@@ -82,7 +85,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         };
         let seq = journal
             .append(&Event {
-                time_ms: warden_gateway::guard::now_ms(),
+                time_ms: asked_ms,
                 agent: agent.clone(),
                 session,
                 body: EventBody::SandboxKilled {

@@ -196,11 +196,20 @@ pub fn run(args: Args) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let layers: Vec<String> = sandbox
+    // The sandbox reports the layers it set up inside; the cgroups are Warden's, outside.
+    let mut layers: Vec<String> = sandbox
         .layers
         .iter()
         .map(|l| l.as_str().to_owned())
         .collect();
+    if let Some(c) = &cgroups {
+        if report.has(Layer::Cgroups) {
+            layers.push(Layer::Cgroups.as_str().to_owned());
+        }
+        if c.kill.is_some() {
+            layers.push(Layer::CgroupKill.as_str().to_owned());
+        }
+    }
     runtime
         .block_on(
             guard.record(EventBody::SandboxStarted {
