@@ -265,6 +265,10 @@ impl State {
                         a.sessions_open = a.sessions_open.saturating_sub(1);
                     }
                 }
+                // A call held in a session that has ended has nowhere to go: approving it
+                // would do nothing. (Warden withdraws such calls as the session ends; a
+                // process that died without doing so leaves them unanswered.)
+                self.pending.retain(|_, p| p.session != session);
             }
             Some(EventBody::ApprovalRequested {
                 decision_seq,
@@ -484,6 +488,56 @@ mod tests {
         let (alice_now, _) = fleet.agent("alice").unwrap();
         assert_eq!(alice_now.sessions_open, 1);
         assert_eq!(alice_now.last_seq, alice.last_seq + 2);
+        journal.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_call_held_in_a_session_that_ended_is_no_longer_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let journal = Journal::open(&path, JournalOptions::default()).unwrap();
+        let append = |e: Event| {
+            let j = journal.clone();
+            async move { j.append(&e).await.unwrap() }
+        };
+        let mut asks = Vec::new();
+        for session in ["mcp-1", "mcp-2"] {
+            append(event(
+                "alice",
+                session,
+                EventBody::SessionStarted {
+                    server: "files".into(),
+                    warden_version: "0".into(),
+                    parent: None,
+                },
+            ))
+            .await;
+            let ask = append(event("alice", session, decision(Effect::Ask))).await;
+            append(event(
+                "alice",
+                session,
+                EventBody::ApprovalRequested {
+                    decision_seq: ask,
+                    expires_ms: 5_000,
+                },
+            ))
+            .await;
+            asks.push(ask);
+        }
+        // The process serving mcp-1 ended it without answering its held call.
+        append(event(
+            "alice",
+            "mcp-1",
+            EventBody::SessionEnded {
+                detail: "the agent closed the session".into(),
+            },
+        ))
+        .await;
+        let fleet = Fleet::default();
+        let reader = JournalReader::open(&path).unwrap();
+        fleet.catch_up(&reader).unwrap();
+        let pending: Vec<u64> = fleet.pending(1_000).iter().map(|p| p.seq).collect();
+        assert_eq!(pending, vec![asks[1]], "only mcp-2's call still waits");
         journal.close().await.unwrap();
     }
 
