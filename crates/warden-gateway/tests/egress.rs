@@ -482,6 +482,49 @@ async fn policies_see_the_path() {
 }
 
 #[tokio::test]
+async fn a_path_is_decided_in_the_form_the_destination_reads() {
+    let up = upstream().await;
+    let policy = r#"permit(principal == Agent::"a", action == Action::"http_request", resource == Host::"127.0.0.1")
+  when { context.path like "/v1/*" };"#;
+    let proxy = start(policy, loopback()).await;
+    for sneaky in [
+        "/v1/../v2/a",
+        "/v1/%2e%2e/v2/a",
+        "/v1//../v2/a",
+        "/v1/.%2E/v2/a",
+    ] {
+        let no = send(
+            proxy.addr,
+            Request::get(format!("http://{}{sneaky}", up.addr)),
+        )
+        .await;
+        assert_eq!(no.status, StatusCode::FORBIDDEN, "{sneaky}");
+        assert_eq!(proxy.record(no.seq()).body["args"]["path"], "/v2/a");
+    }
+    for ambiguous in ["/v1/..%2fv2/a", "/v1/..%5Cv2/a", "/v1/..;/v2/a"] {
+        let no = send(
+            proxy.addr,
+            Request::get(format!("http://{}{ambiguous}", up.addr)),
+        )
+        .await;
+        assert_eq!(no.status, StatusCode::BAD_REQUEST, "{ambiguous}");
+        let record = proxy.record(no.seq());
+        assert_eq!(record.body["effect"], "deny", "{ambiguous}");
+        assert_eq!(record.body["args"]["path"], ambiguous);
+    }
+    // What is allowed is forwarded as decided.
+    let ok = send(
+        proxy.addr,
+        Request::get(format!("http://{}/v1/x/../%7Ea", up.addr)),
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    let paths: Vec<_> = up.seen().into_iter().map(|s| s.uri).collect();
+    assert_eq!(paths, ["/v1/~a"], "nothing refused reached the destination");
+    proxy.stop().await;
+}
+
+#[tokio::test]
 async fn policies_see_the_method() {
     let up = upstream().await;
     let policy = r#"permit(principal == Agent::"a", action == Action::"http_request", resource == Host::"127.0.0.1")

@@ -6,6 +6,8 @@ use hyper::http::uri::Authority;
 use serde_json::{Map, Value};
 use warden_core::{Action, HostRef, TargetNameError};
 
+use super::path::{PathError, normalize};
+
 /// The longest request line shown back to the agent or written in a message, in bytes.
 const MAX_SHOWN: usize = 300;
 
@@ -18,7 +20,7 @@ pub(super) struct Destination {
     pub port: u16,
     /// The method, as sent.
     pub method: String,
-    /// Path and query of a plain-HTTP request; `None` for a tunnel.
+    /// Path and query of a plain-HTTP request, normalized (`path.rs`); `None` for a tunnel.
     pub path: Option<String>,
     /// The `Host` header sent upstream: the normalized host, and the port when one was named.
     pub host_header: String,
@@ -60,6 +62,26 @@ pub(super) enum TargetError {
     /// A host no policy can be written for (see [`HostRef::new`]).
     #[error("Warden refused {}: {}", .0.shown, .0.source)]
     Host(Box<BadHost>),
+    /// A path no policy can be decided on (see [`super::path::normalize`]).
+    #[error("Warden refused {}: {}", .0.shown, .0.source)]
+    Path(Box<BadPath>),
+}
+
+/// A request whose path [`super::path::normalize`] refused.
+#[derive(Debug)]
+pub(super) struct BadPath {
+    /// The host, as policy names it.
+    host: HostRef,
+    /// The port named or implied.
+    port: u16,
+    /// The method.
+    method: String,
+    /// The path as sent, bounded for the journal.
+    path: String,
+    /// The request line as received.
+    shown: String,
+    /// Why the path was refused.
+    source: PathError,
 }
 
 /// A request whose host [`HostRef::new`] refused.
@@ -86,6 +108,10 @@ impl TargetError {
             TargetError::Host(bad) => Some((
                 bad.raw.clone(),
                 arguments(bad.port, &bad.method, bad.path.as_deref()),
+            )),
+            TargetError::Path(bad) => Some((
+                bad.host.to_string(),
+                arguments(bad.port, &bad.method, Some(&bad.path)),
             )),
             _ => None,
         }
@@ -132,6 +158,20 @@ impl Destination {
                 source,
             }))
         })?;
+        // Decided, journaled and forwarded in the form the destination will read.
+        let path = match path.map(|p| normalize(&p).map_err(|e| (p, e))).transpose() {
+            Ok(path) => path,
+            Err((raw, source)) => {
+                return Err(TargetError::Path(Box::new(BadPath {
+                    host,
+                    port,
+                    method,
+                    path: bounded(&raw),
+                    shown,
+                    source,
+                })));
+            }
+        };
         Ok(Self {
             host_header: host_header(&host, authority),
             host,
@@ -250,6 +290,31 @@ mod tests {
         assert_eq!(raw, "0x7f.1");
         assert_eq!(args["path"], "/a");
         assert!(err.to_string().contains("non-canonical"), "{err}");
+    }
+
+    #[test]
+    fn the_path_decided_is_the_path_forwarded() {
+        let d = Destination::from_request(&request(
+            "GET",
+            "http://127.0.0.1:8765/data/%2e%2e/admin.html?x=1",
+        ))
+        .unwrap();
+        assert_eq!(d.path.as_deref(), Some("/admin.html?x=1"));
+        assert_eq!(
+            d.action(),
+            Action::HttpRequest {
+                host: d.host.clone(),
+                port: 8765,
+                method: "GET".into(),
+                path: Some("/admin.html?x=1".into()),
+            }
+        );
+        let err = Destination::from_request(&request("GET", "http://example.com/data/..%2fadmin"))
+            .unwrap_err();
+        let (host, args) = err.arguments().unwrap();
+        assert_eq!(host, "example.com");
+        assert_eq!(args["path"], "/data/..%2fadmin");
+        assert!(err.to_string().contains("%2F"), "{err}");
     }
 
     #[test]
