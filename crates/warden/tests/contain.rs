@@ -193,6 +193,49 @@ const VIEW_ONLY: &str = "\n[monitor.detectors.self_tamper]\nenabled = false\n\
      [monitor.detectors.sensitive_flow]\nenabled = false\n";
 
 #[test]
+fn a_secret_on_the_command_line_is_redacted_in_the_start_record() {
+    let s = Sandbox::new("", "");
+    // A test fixture in a GitHub token's shape, not a real token.
+    let token = format!("ghp_{}", "0123456789abcdefghijABCDEFGHIJ012345");
+    let (_, err) = run_ok(&s, &format!("test -n {token}"));
+    let started = s
+        .journal()
+        .into_iter()
+        .find(|r| r.kind == "sandbox_started")
+        .unwrap_or_else(|| panic!("no sandbox_started: {err}"));
+    let command = started.body["command"].to_string();
+    assert!(!command.contains(&token), "{command}");
+    assert!(command.contains("REDACTED"), "{command}");
+    assert!(command.contains("/bin/sh"), "the rest is kept: {command}");
+}
+
+#[test]
+fn a_workspace_the_agent_cannot_write_is_pointed_out() {
+    let s = Sandbox::new("", "");
+    let (_, err) = run_ok(&s, "true");
+    assert!(
+        !err.contains("chown"),
+        "Warden made it for the agent: {err}"
+    );
+    if running_as_root() {
+        let ws = s.path("workspaces/bot");
+        // As an operator's `mkdir` leaves it: root's, open to read.
+        std::os::unix::fs::chown(&ws, Some(0), Some(0)).unwrap();
+        std::fs::set_permissions(&ws, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let (_, err) = run_ok(&s, "true");
+        assert!(err.contains("cannot write there"), "{err}");
+        assert!(err.contains("chown -R"), "{err}");
+    }
+}
+
+/// Whether these tests run as root: the owner of a file just made.
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let probe = tempfile::NamedTempFile::new().unwrap();
+    probe.as_file().metadata().unwrap().uid() == 0
+}
+
+#[test]
 fn secrets_of_the_host_and_of_warden_are_out_of_reach() {
     let s = Sandbox::new(VIEW_ONLY, "");
     std::fs::write(s.path("secret-key.pem"), "test fixture, not a key\n").unwrap();

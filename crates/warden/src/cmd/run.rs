@@ -213,7 +213,17 @@ pub fn run(args: Args) -> Result<ExitCode> {
     runtime
         .block_on(
             guard.record(EventBody::SandboxStarted {
-                command,
+                // Redacted as the exec records' arguments are: a token on the command line
+                // must not reach the journal through this record either.
+                command: command
+                    .iter()
+                    .map(|arg| {
+                        match warden_core::redact::redact(&serde_json::Value::from(arg.as_str())) {
+                            serde_json::Value::String(s) => s,
+                            other => other.to_string(),
+                        }
+                    })
+                    .collect(),
                 layers: layers.clone(),
                 degraded: degraded.clone(),
                 cgroups: cgroups
@@ -552,6 +562,21 @@ fn workspace(config: &Config, agent: &AgentId, root: bool, uid: u32, gid: u32) -
         if root {
             std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
                 .with_context(|| format!("giving the workspace {} to uid {uid}", dir.display()))?;
+        }
+    } else if root {
+        // Made by the operator (as root, most often): the agent could read it but not write
+        // its results there. Warden does not take over files it did not make; it says so.
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(meta) = std::fs::metadata(&dir)
+            && meta.uid() != uid
+        {
+            eprintln!(
+                "warden: the workspace {dir} belongs to uid {owner}, not to the agent's user \
+                 (uid {uid}): the agent cannot write there. To give it to the agent: \
+                 chown -R {uid}:{gid} {dir}",
+                dir = dir.display(),
+                owner = meta.uid(),
+            );
         }
     }
     let dir = dir
