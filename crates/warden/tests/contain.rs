@@ -433,6 +433,42 @@ EOF"#;
 }
 
 #[test]
+fn a_link_the_agent_made_does_not_lend_a_permitted_name_to_another_program() {
+    // The operator permits one program in the workspace by name (a venv's interpreter, say).
+    let s = Sandbox::new(
+        "",
+        r#"permit(principal == Agent::"bot", action == Action::"exec", resource)
+  when { resource.path like "*/workspaces/bot/tool" };
+@id("no-id")
+forbid(principal, action == Action::"exec", resource) when { resource.path == "/usr/bin/id" };"#,
+    );
+    let (out, err) = run_ok(
+        &s,
+        "ln -s /usr/bin/id ./tool && ./tool; echo linked=$?; ln -s /usr/bin/true ./ok && ./ok; echo ok=$?",
+    );
+    assert!(out.contains("linked=126"), "{out}\n{err}");
+    assert!(out.contains("ok=0"), "{out}\n{err}");
+    let ws = s.path("workspaces/bot").canonicalize().unwrap();
+    // Decided on the program the link leads to, with the name the call used beside it.
+    let refused = s.decisions("exec", "/usr/bin/id");
+    assert_eq!(refused.len(), 1, "{:?}", s.journal());
+    assert_eq!(refused[0]["effect"], "deny");
+    assert_eq!(refused[0]["args"]["via"], format!("{}/tool", ws.display()));
+    let allowed = s.decisions("exec", "/usr/bin/true");
+    assert_eq!(allowed.len(), 1, "{:?}", s.journal());
+    assert_eq!(allowed[0]["effect"], "allow");
+    assert_eq!(allowed[0]["args"]["via"], format!("{}/ok", ws.display()));
+    assert!(
+        s.decisions("exec", &format!("{}/tool", ws.display()))
+            .is_empty()
+    );
+    // The system's own links keep their names: /bin/sh is decided as /bin/sh.
+    let sh = s.decisions("exec", "/bin/sh");
+    assert!(!sh.is_empty(), "{:?}", s.journal());
+    assert!(sh[0]["args"].get("via").is_none(), "{:?}", sh[0]);
+}
+
+#[test]
 fn a_program_the_agent_wrote_does_not_start_when_policy_forbids_it() {
     let s = Sandbox::new("", "");
     let (out, err) = run_ok(&s, "cp /usr/bin/id ./myid && ./myid; echo mine=$?; id -u");

@@ -38,7 +38,8 @@ pub enum Event {
         /// The program, absolute: a relative path is joined to the caller's working directory
         /// (or to `execveat`'s directory descriptor); an `AT_EMPTY_PATH` `execveat` is the file
         /// its descriptor refers to. Paths are in the target's view of the filesystem (its
-        /// root, e.g. after `pivot_root`, is `/`). Symbolic links are not resolved.
+        /// root, e.g. after `pivot_root`, is `/`). Symbolic links are not resolved, except
+        /// when one on the way is not owned by root: see `via`.
         path: String,
         /// The arguments, lossy UTF-8.
         argv: Vec<String>,
@@ -50,6 +51,11 @@ pub enum Event {
         /// target's root: the kernel would fail the call so. `None` otherwise, and whenever
         /// that cannot be told (a program reached through a descriptor, a magic link).
         missing: Option<i32>,
+        /// The path as the call wrote it (made absolute), when a symbolic link on it is not
+        /// owned by root — one the agent may have made, in its workspace or `/tmp` — and `path`
+        /// is then the program that link leads to, every link followed. A link the agent made
+        /// must not lend a permitted name to another program.
+        via: Option<String>,
     },
     /// `connect`.
     Connect {
@@ -358,7 +364,12 @@ fn exec(
     } else {
         missing_program(pid, &path)
     };
-    let path = absolute_program(pid, dirfd, &path, empty_path)?;
+    let mut path = absolute_program(pid, dirfd, &path, empty_path)?;
+    let via = if missing.is_none() {
+        follow_agent_links(pid, &path).map(|target| std::mem::replace(&mut path, target))
+    } else {
+        None
+    };
 
     let (ptrs, mut cut) = mem
         .pointers(argv_ptr)
@@ -376,6 +387,7 @@ fn exec(
         argv,
         truncated: cut,
         missing,
+        via,
     })
 }
 
@@ -392,31 +404,120 @@ fn missing_program(pid: i32, path: &str) -> Option<i32> {
         return None;
     }
     let root = std::fs::File::open(format!("/proc/{pid}/root")).ok()?;
-    let relative = std::ffi::CString::new(path.trim_start_matches('/')).ok()?;
+    match open_in_root(&root, path, libc::O_PATH) {
+        Ok(_) => None,
+        Err(e) if e == libc::ENOENT || e == libc::ENOTDIR => Some(e),
+        Err(_) => None,
+    }
+}
+
+/// Opens `path` inside `root` (`RESOLVE_IN_ROOT`: an absolute symbolic link stays inside it;
+/// no magic links), with `flags` and `O_CLOEXEC`; the errno on failure.
+fn open_in_root(root: &std::fs::File, path: &str, flags: i32) -> Result<OwnedFd, i32> {
+    let relative =
+        std::ffi::CString::new(path.trim_start_matches('/')).map_err(|_| libc::EINVAL)?;
     // SAFETY: `open_how` is three integers; all zeros is a valid value of it.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
+    how.flags = (flags | libc::O_CLOEXEC) as u64;
     how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
     // SAFETY: `relative` is a valid C string and `how` a valid `open_how` of the size given,
-    // both alive for the call; the descriptor returned, if any, is closed below.
+    // both alive for the call; the descriptor returned, if any, is owned below.
     let fd = unsafe {
         libc::syscall(
             libc::SYS_openat2,
-            std::os::fd::AsRawFd::as_raw_fd(&root),
+            root.as_raw_fd(),
             relative.as_ptr(),
             &how as *const libc::open_how,
             std::mem::size_of::<libc::open_how>(),
         )
     };
-    if fd >= 0 {
-        // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
-        drop(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) });
+    if fd < 0 {
+        return Err(io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO));
+    }
+    // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) })
+}
+
+/// The program `path` (absolute, in the target's view) leads to, if a symbolic link on the
+/// way is not owned by root; `None` when every link on it is root's (the system's own, such
+/// as `/bin` → `usr/bin`, which keep their written names), or when it cannot be told.
+///
+/// Walks the path as the kernel does, one component at a time inside the target's root, so
+/// that each link's owner is seen: a link the agent made is owned by the agent's user.
+fn follow_agent_links(pid: i32, path: &str) -> Option<String> {
+    if !path.starts_with('/')
+        || path.starts_with("/proc/")
+        || path.starts_with("/dev/")
+        || path.contains('\0')
+    {
         return None;
     }
-    match std::io::Error::last_os_error().raw_os_error() {
-        Some(e) if e == libc::ENOENT || e == libc::ENOTDIR => Some(e),
-        _ => None,
+    let root = std::fs::File::open(format!("/proc/{pid}/root")).ok()?;
+    let mut done: Vec<String> = Vec::new();
+    let mut todo: std::collections::VecDeque<String> = components(path).collect();
+    let mut agent_link = false;
+    let mut links = 0;
+    while let Some(part) = todo.pop_front() {
+        match part.as_str() {
+            "." => continue,
+            ".." => {
+                done.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let here = format!("/{}/{part}", done.join("/"));
+        let fd = open_in_root(&root, &here, libc::O_PATH | libc::O_NOFOLLOW).ok()?;
+        // SAFETY: `stat` is plain data, written whole by a successful fstat.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: `fd` is open for the call and `st` is a valid, writable `stat`.
+        if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+            return None;
+        }
+        if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
+            done.push(part);
+            continue;
+        }
+        // The kernel's own bound on links followed in one lookup.
+        links += 1;
+        if links > 40 {
+            return None;
+        }
+        agent_link |= st.st_uid != 0;
+        let target = read_link_at(&fd)?;
+        if target.starts_with('/') {
+            done.clear();
+        }
+        for piece in components(&target).collect::<Vec<_>>().into_iter().rev() {
+            todo.push_front(piece);
+        }
     }
+    agent_link.then(|| format!("/{}", done.join("/")))
+}
+
+/// A path's non-empty components.
+fn components(path: &str) -> impl Iterator<Item = String> + '_ {
+    path.split('/').filter(|p| !p.is_empty()).map(str::to_owned)
+}
+
+/// The target of the symbolic link `fd` (an `O_PATH | O_NOFOLLOW` descriptor) refers to.
+fn read_link_at(fd: &OwnedFd) -> Option<String> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: `fd` is open, the empty path names it (Linux 2.6.39 and later), and `buf` is
+    // writable for the length given.
+    let n = unsafe {
+        libc::readlinkat(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    let n = usize::try_from(n).ok().filter(|&n| n < buf.len())?;
+    buf.truncate(n);
+    String::from_utf8(buf).ok()
 }
 
 /// Makes the program path absolute, as the kernel would find it (symbolic links aside).
@@ -542,6 +643,53 @@ mod tests {
         assert_eq!(strip_root("/srv/box/", "/srv/box"), "/");
         assert_eq!(strip_root("/srv/box", "/srv/boxer/x"), "/srv/boxer/x");
         assert_eq!(strip_root("/srv/box", "/elsewhere"), "/elsewhere");
+    }
+
+    #[test]
+    fn links_not_owned_by_root_are_followed_to_the_program() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return; // Only root can make a link that is someone else's.
+        }
+        let me = std::process::id() as i32;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().canonicalize().unwrap();
+        let link = |name: &str, to: &str, owner: u32| {
+            let at = d.join(name);
+            std::os::unix::fs::symlink(to, &at).unwrap();
+            std::os::unix::fs::lchown(&at, Some(owner), Some(owner)).unwrap();
+            at.display().to_string()
+        };
+        std::fs::create_dir(d.join("bin")).unwrap();
+        std::fs::write(d.join("bin/real"), b"").unwrap();
+        let system = link("system", "bin/real", 0);
+        assert_eq!(
+            follow_agent_links(me, &system),
+            None,
+            "root's links keep their name"
+        );
+        let agents = link("agents", "bin/../bin/real", 65534);
+        let real = format!("{}/bin/real", d.display());
+        assert_eq!(follow_agent_links(me, &agents), Some(real.clone()));
+        // A chain: the agent's link to root's link; and an absolute target.
+        let chain = link("chain", &system, 65534);
+        assert_eq!(follow_agent_links(me, &chain), Some(real.clone()));
+        let through_dir = link("dir", &format!("{}/bin", d.display()), 65534);
+        assert_eq!(
+            follow_agent_links(me, &format!("{through_dir}/real")),
+            Some(real)
+        );
+        let looped = link("loop", "loop", 65534);
+        assert_eq!(
+            follow_agent_links(me, &looped),
+            None,
+            "a loop decides nothing"
+        );
+        assert_eq!(follow_agent_links(me, "/proc/self/exe"), None);
+        assert_eq!(
+            follow_agent_links(me, &format!("{}/missing", d.display())),
+            None
+        );
     }
 
     #[test]

@@ -102,7 +102,7 @@ async fn decide(
     held: &Notification,
     gateways: &Gateways,
 ) -> (Response, Option<String>) {
-    let notes = lineage(held.pid);
+    let mut notes = lineage(held.pid);
     let refuse = |kind, target: String, why: String| async move {
         verdict(guard.refuse(kind, target, &notes_of(held.pid), &why).await)
     };
@@ -112,7 +112,13 @@ async fn decide(
             argv,
             truncated,
             missing,
+            via,
         } => {
+            // Decided on the program a link the agent may have made leads to; the record
+            // keeps the name the call used.
+            if let Some(via) = via {
+                notes.insert("via".into(), Value::String(via.clone()));
+            }
             if *truncated {
                 return refuse(
                     ActionKind::Exec,
