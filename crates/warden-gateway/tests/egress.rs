@@ -646,6 +646,31 @@ async fn a_name_resolving_to_loopback_is_refused_after_its_allow() {
 }
 
 #[tokio::test]
+async fn a_request_for_a_listener_of_the_sandbox_itself_says_to_connect_directly() {
+    let up = upstream().await;
+    let options = EgressOptions {
+        protected: vec![up.addr],
+        own_ports: vec![up.addr.port()],
+        ..loopback()
+    };
+    let proxy = start(ALLOW_LOCAL, options).await;
+    for host in ["127.0.0.1", "localhost"] {
+        let uri = format!("http://{host}:{}/mcp", up.addr.port());
+        let answer = send(proxy.addr, Request::post(&uri)).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{host}");
+        assert!(
+            answer.body.contains("connect to it directly"),
+            "{}",
+            answer.body
+        );
+    }
+    // Not an attempt on Warden: nothing decided, nothing for the detectors.
+    assert!(proxy.records().is_empty(), "{:?}", proxy.records());
+    assert_eq!(up.connections_after_direct_request().await, 0);
+    proxy.stop().await;
+}
+
+#[tokio::test]
 async fn protected_addresses_are_refused_even_with_loopback_allowed() {
     let up = upstream().await;
     let options = EgressOptions {

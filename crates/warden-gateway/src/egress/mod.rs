@@ -96,6 +96,11 @@ pub struct EgressOptions {
     pub allow_loopback: bool,
     /// Addresses always refused, whatever the policy and flags: Warden's own ports.
     pub protected: Vec<SocketAddr>,
+    /// Ports of Warden's listeners inside the agent's own network namespace (its MCP
+    /// gateway, this proxy). A request through the proxy to one of them on loopback is a
+    /// client that ignored `NO_PROXY`: it is answered `400` with where to connect instead,
+    /// not forwarded and not treated as an attempt on Warden.
+    pub own_ports: Vec<u16>,
     /// Time allowed to resolve a destination and connect to it. Default 10 s.
     pub connect_timeout: Duration,
     /// Time a client has to send a request head. Default 10 s.
@@ -109,6 +114,7 @@ impl Default for EgressOptions {
         Self {
             allow_loopback: false,
             protected: Vec::new(),
+            own_ports: Vec::new(),
             connect_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(10),
             max_connections: 256,
@@ -127,6 +133,7 @@ pub struct EgressProxy {
 struct Shared {
     guard: Guard,
     rules: AddressRules,
+    own_ports: Vec<u16>,
     connect_timeout: Duration,
     /// Flips to true when the proxy stops: open connections and tunnels then end.
     stopping: watch::Sender<bool>,
@@ -146,6 +153,7 @@ impl EgressProxy {
                     allow_loopback: options.allow_loopback,
                     protected: options.protected,
                 },
+                own_ports: options.own_ports,
                 connect_timeout: options.connect_timeout,
                 stopping,
             }),
@@ -289,6 +297,17 @@ async fn handle_request(
         Ok(dest) => dest,
         Err(err) => return malformed(guard, err).await,
     };
+
+    let loopback_name =
+        dest.host.as_str() == "localhost" || dest.host.ip().is_some_and(|ip| ip.is_loopback());
+    if loopback_name && shared.own_ports.contains(&dest.port) {
+        return answer::bad_request(format!(
+            "{} is a Warden listener inside this sandbox (its MCP gateway or this proxy): \
+             connect to it directly, not through the proxy (NO_PROXY lists 127.0.0.1 and \
+             localhost)",
+            dest.shown
+        ));
+    }
 
     // A literal address is judged before any policy: no decision is needed to refuse it.
     if let Some(ip) = dest.host.ip()

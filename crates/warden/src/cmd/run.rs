@@ -320,6 +320,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             .map(|a| std::net::SocketAddr::new([0, 0, 0, 0].into(), a.port()))
             .into_iter()
             .collect(),
+        own_ports: vec![config.sandbox.egress_port, config.sandbox.mcp_port],
         ..warden_gateway::egress::EgressOptions::default()
     };
     serve_listeners(&runtime, listeners, &guard, mcp.clone(), egress);
