@@ -77,6 +77,32 @@ pub struct Sandbox {
     pub seccomp: Option<OwnedFd>,
     /// The layers in force.
     pub layers: Vec<Layer>,
+    /// Warden's end of the launch channel: a failure to start the program itself, which
+    /// comes after the sandbox reported ready, arrives here (see [`Sandbox::start_failure`]).
+    pub control: OwnedFd,
+}
+
+impl Sandbox {
+    /// Why the program did not start, if the sandbox said so. Call it once the sandbox has
+    /// ended; it never waits.
+    pub fn start_failure(control: &OwnedFd) -> Option<String> {
+        // Everything the sandbox sent is buffered by now; do not wait for more.
+        // SAFETY: fcntl on a descriptor we own.
+        unsafe {
+            let flags = libc::fcntl(control.as_raw_fd(), libc::F_GETFL);
+            if flags < 0
+                || libc::fcntl(control.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) < 0
+            {
+                return None;
+            }
+        }
+        while let Ok(Some(message)) = control::recv(control.as_fd()) {
+            if message.tag == Tag::Failed {
+                return Some(String::from_utf8_lossy(&message.payload).into_owned());
+            }
+        }
+        None
+    }
 }
 
 /// Starts `plan` in a new sandbox, joined to `cgroups`.
@@ -123,6 +149,7 @@ pub fn launch(
             listeners,
             seccomp,
             layers,
+            control: ours,
         }),
         Err(e) => {
             let _ = child.kill();

@@ -193,6 +193,25 @@ const VIEW_ONLY: &str = "\n[monitor.detectors.self_tamper]\nenabled = false\n\
      [monitor.detectors.sensitive_flow]\nenabled = false\n";
 
 #[test]
+fn a_program_missing_from_the_view_is_reported_not_just_exit_126() {
+    let s = Sandbox::new("", "");
+    let out = Command::new(warden_bin())
+        .current_dir(s.path(""))
+        .args(["run", "--agent", "bot", "--", "/nowhere/agent"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(126), "{err}");
+    assert!(
+        err.contains(
+            "the agent's program did not start: starting \"/nowhere/agent\": No such file"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_secret_on_the_command_line_is_redacted_in_the_start_record() {
     let s = Sandbox::new("", "");
     // A test fixture in a GitHub token's shape, not a real token.

@@ -259,6 +259,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         mut child,
         listeners,
         seccomp,
+        control,
         ..
     } = sandbox;
     let gateways = decide::Gateways {
@@ -387,6 +388,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     let _ = std::fs::remove_file(&record_path);
     let code = status.code().unwrap_or(125);
+    if let Some(why) = warden_contain::Sandbox::start_failure(&control) {
+        // Exit 126 alone would leave the operator guessing (a path missing from the view).
+        eprintln!("warden: the agent's program did not start: {why}");
+    }
     let detail = match (
         status.code(),
         std::os::unix::process::ExitStatusExt::signal(&status),
