@@ -225,6 +225,19 @@ fn new_behaviour_shows_as_a_diff_against_the_written_policy() {
         out.contains("call_tool: 1 target — files/list_dir (1)"),
         "{out}"
     );
+    // The short form `warden audit log` shows names it as well.
+    let (ok, out, err) = learn(&setup, &["--agent", "alice", "--session", &second[..8]]);
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        out.contains("call_tool: 1 target — files/list_dir (1)"),
+        "{out}"
+    );
+    let (ok, _, err) = learn(&setup, &["--agent", "alice", "--session", ""]);
+    assert!(!ok);
+    assert!(
+        err.contains("nothing to learn"),
+        "an empty id names nothing: {err}"
+    );
 }
 
 #[test]

@@ -34,7 +34,8 @@ pub struct Args {
     /// Last journal record to learn from (inclusive).
     #[arg(long, value_name = "SEQ")]
     to: Option<u64>,
-    /// Learn only from this session (repeat for several).
+    /// Learn only from this session (repeat for several): its id, or the first characters of
+    /// it as `warden audit log` shows them.
     #[arg(long = "session", value_name = "ID")]
     sessions: Vec<String>,
     /// Write the proposed policy to FILE (default: only show the diff against
@@ -61,6 +62,17 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
 
     let read = read_journal(&journal, &agent, from, to, &args.sessions)?;
+    for (given, matched) in &read.sessions_matched {
+        if matched.len() > 1 {
+            let mut ids: Vec<&str> = matched.iter().map(String::as_str).collect();
+            ids.sort_unstable();
+            bail!(
+                "--session {given} names {} sessions ({}): give more of its characters",
+                ids.len(),
+                ids.join(", ")
+            );
+        }
+    }
     let learned = &read.learned;
     let (Some((first, last)), Some(times)) = (learned.seq_range(), learned.time_range()) else {
         bail!(
@@ -162,6 +174,8 @@ struct Read {
     /// The agent's records in the range (and sessions), of every kind.
     records: u64,
     decisions: u64,
+    /// Each `--session` given, with the sessions it matched.
+    sessions_matched: std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
 }
 
 fn read_journal(
@@ -183,6 +197,10 @@ fn read_journal(
         learned: Learned::new(),
         records: 0,
         decisions: 0,
+        sessions_matched: sessions
+            .iter()
+            .map(|s| (s.clone(), Default::default()))
+            .collect(),
     };
     loop {
         let page = reader.records(&query)?;
@@ -191,8 +209,22 @@ fn read_journal(
                 return Ok(read);
             }
             query.after_seq = record.seq;
-            if !sessions.is_empty() && !sessions.iter().any(|s| s == record.session.as_str()) {
-                continue;
+            if !sessions.is_empty() {
+                // An id as shown (its first characters) names the session it begins.
+                let id = record.session.as_str();
+                let mut wanted = false;
+                for given in sessions
+                    .iter()
+                    .filter(|s| !s.is_empty() && id.starts_with(*s))
+                {
+                    wanted = true;
+                    if let Some(matched) = read.sessions_matched.get_mut(given) {
+                        matched.insert(id.to_owned());
+                    }
+                }
+                if !wanted {
+                    continue;
+                }
             }
             read.records += 1;
             if record.kind == "decision" {
@@ -641,6 +673,34 @@ mod tests {
             assert_eq!(apply(&old, &diff), new, "{diff:#?}");
         }
         assert!(unified_diff(&base, &base, 3).is_empty());
+    }
+
+    #[test]
+    fn a_session_is_named_by_its_first_characters_and_each_match_is_counted() {
+        use warden_core::{Event, EventBody, SessionId};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let journal = warden_journal::Journal::open(&path, Default::default()).unwrap();
+        for session in ["aaaa1111", "aaaa2222", "bbbb3333"] {
+            journal
+                .append(&Event {
+                    time_ms: 1,
+                    agent: AgentId::new("alice").unwrap(),
+                    session: SessionId::from_raw(session),
+                    body: EventBody::SessionEnded {
+                        detail: "closed".into(),
+                    },
+                })
+                .wait()
+                .unwrap();
+        }
+        journal.close_blocking().unwrap();
+        let agent = AgentId::new("alice").unwrap();
+        let given = ["aaaa".to_owned(), "bbbb3".to_owned(), "cccc".to_owned()];
+        let read = read_journal(&path, &agent, 1, u64::MAX, &given).unwrap();
+        assert_eq!(read.records, 3);
+        let count = |g: &str| read.sessions_matched[g].len();
+        assert_eq!((count("aaaa"), count("bbbb3"), count("cccc")), (2, 1, 0));
     }
 
     #[test]
