@@ -16,7 +16,7 @@ use warden_journal::{JournalOptions, SyncMode};
 mod monitor;
 mod sandbox;
 pub use monitor::{Facts, MonitorSection};
-pub use sandbox::SandboxSection;
+pub use sandbox::{DEFAULT_READ_ONLY, SandboxSection};
 
 /// The file looked for in the current directory when `--config` is not given.
 pub const DEFAULT_FILE: &str = "warden.toml";

@@ -193,6 +193,18 @@ const VIEW_ONLY: &str = "\n[monitor.detectors.self_tamper]\nenabled = false\n\
      [monitor.detectors.sensitive_flow]\nenabled = false\n";
 
 #[test]
+fn a_granted_path_missing_on_the_host_is_pointed_out() {
+    let s = Sandbox::new("read_write = [\"/nowhere/shared\"]", "");
+    let (_, err) = run_ok(&s, "true");
+    assert!(
+        err.contains("/nowhere/shared (in read_write) is not given to the agent"),
+        "{err}"
+    );
+    // The system defaults that this machine lacks are not worth a word.
+    assert!(!err.contains("/lib32") && !err.contains("/lib64 "), "{err}");
+}
+
+#[test]
 fn a_program_missing_from_the_view_is_reported_not_just_exit_126() {
     let s = Sandbox::new("", "");
     let out = Command::new(warden_bin())

@@ -639,7 +639,21 @@ fn plan(config: &Config, run: &ThisRun<'_>) -> Plan {
         .chain(extra.into_iter().flat_map(|a| &a.read_write));
     for (path, writable) in ro.map(|p| (p, false)).chain(rw.map(|p| (p, true))) {
         match std::fs::symlink_metadata(path) {
-            Err(_) => continue, // not on this machine
+            Err(e) => {
+                // The system defaults differ between machines (`/lib32`); a path the operator
+                // named is meant to be there.
+                let default = crate::config::DEFAULT_READ_ONLY
+                    .iter()
+                    .any(|d| std::path::Path::new(d) == path.as_path());
+                if !default {
+                    eprintln!(
+                        "warden: {} (in {}) is not given to the agent: {e}",
+                        path.display(),
+                        if writable { "read_write" } else { "read_only" }
+                    );
+                }
+                continue;
+            }
             Ok(m) if m.file_type().is_symlink() => {
                 if let Ok(to) = std::fs::read_link(path) {
                     symlinks.push((path.clone(), to));
