@@ -215,6 +215,29 @@ pub struct Cgroups {
     pub report: String,
 }
 
+/// How often the kernel held a sandbox to its limits (see [`Cgroups::limits_hit`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LimitsHit {
+    /// Process starts refused at the process limit (`pids.events`, `max`).
+    pub processes: u64,
+    /// Processes killed at the memory limit (`memory.events` or `memory.oom_control`,
+    /// `oom_kill`).
+    pub memory: u64,
+}
+
+/// The value of `key` in a cgroup file of `key value` lines; 0 when absent.
+fn counter(path: &Path, key: &str) -> u64 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|line| {
+                let (k, v) = line.split_once(' ')?;
+                (k == key).then(|| v.trim().parse().ok()).flatten()
+            })
+        })
+        .unwrap_or(0)
+}
+
 /// `<hierarchy>/warden/<name>`.
 fn group_dir(hierarchy: &Path, name: &str) -> PathBuf {
     hierarchy.join("warden").join(name)
@@ -315,6 +338,29 @@ impl Cgroups {
             .iter()
             .map(PathBuf::as_path)
             .chain(self.v1.iter().map(|(_, d)| d.as_path()))
+    }
+
+    /// How often, so far, the kernel held the sandbox to its limits. Zero where it cannot tell
+    /// (a controller not in use, a kernel without the counter).
+    pub fn limits_hit(&self) -> LimitsHit {
+        // A file of the v2 group when that controller is v2's there, else of its v1 group.
+        let file = |v2_name: &str, controller: &str, v1_name: &str| {
+            self.v2
+                .as_ref()
+                .map(|d| d.join(v2_name))
+                .filter(|p| p.exists())
+                .or_else(|| {
+                    self.v1
+                        .iter()
+                        .find(|(c, _)| c == controller)
+                        .map(|(_, d)| d.join(v1_name))
+                })
+        };
+        LimitsHit {
+            processes: file("pids.events", "pids", "pids.events").map_or(0, |p| counter(&p, "max")),
+            memory: file("memory.events", "memory", "memory.oom_control")
+                .map_or(0, |p| counter(&p, "oom_kill")),
+        }
     }
 
     /// The processes in the sandbox, as the kill method's hierarchy lists them.
@@ -608,5 +654,23 @@ mod tests {
         assert_eq!(read(r.join("cpu/warden/run1/cpu.cfs_quota_us")), "50000");
         assert_eq!(groups.v2, Some(r.join("unified/warden/run1")));
         assert_eq!(groups.kill, Some(KillMethod::V2Kill));
+
+        // What the kernel counts, read from where each controller is.
+        assert_eq!(groups.limits_hit(), LimitsHit::default());
+        touch(&r.join("pids/warden/run1/pids.events"), "max 37\n");
+        touch(
+            &r.join("memory/warden/run1/memory.oom_control"),
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+        );
+        assert_eq!(
+            groups.limits_hit(),
+            LimitsHit {
+                processes: 37,
+                memory: 2
+            }
+        );
+        // A v2 counter, once there, is the one read.
+        touch(&r.join("unified/warden/run1/pids.events"), "max 5\n");
+        assert_eq!(groups.limits_hit().processes, 5);
     }
 }

@@ -23,7 +23,7 @@ pub mod plan;
 pub mod seccomp;
 pub mod seccomp_layer;
 
-pub use cgroup::{Cgroups, KillReport, Layout, Limits};
+pub use cgroup::{Cgroups, KillReport, Layout, Limits, LimitsHit};
 pub use doctor::Report;
 pub use launch::{InitCommand, LaunchError, Sandbox, launch};
 pub use plan::{Bind, Layer, Listener, ListenerRole, Plan};

@@ -109,6 +109,17 @@ pub enum EventBody {
         /// How it ended (`exit status 0`, `killed by signal 9`).
         status: String,
     },
+    /// The kernel held a sandbox to one of its limits: process starts refused at the process
+    /// limit, or processes killed at the memory limit.
+    SandboxLimit {
+        /// `processes` or `memory`.
+        limit: String,
+        /// The limit (processes, or bytes of memory).
+        max: u64,
+        /// How many times it was reached since the last such record (refused forks, or
+        /// processes killed).
+        times: u64,
+    },
     /// Every process of a sandbox was killed at once (`warden kill`).
     SandboxKilled {
         /// Who or what asked (`operator`, a detector).
@@ -261,7 +272,7 @@ impl Severity {
 
 impl EventBody {
     /// Every kind [`EventBody::kind`] returns, for checking a kind a person typed.
-    pub const KINDS: [&'static str; 14] = [
+    pub const KINDS: [&'static str; 15] = [
         "decision",
         "outcome",
         "session_started",
@@ -271,6 +282,7 @@ impl EventBody {
         "sandbox_started",
         "sandbox_ended",
         "sandbox_killed",
+        "sandbox_limit",
         "alert",
         "quarantined",
         "released",
@@ -290,6 +302,7 @@ impl EventBody {
             EventBody::SandboxStarted { .. } => "sandbox_started",
             EventBody::SandboxEnded { .. } => "sandbox_ended",
             EventBody::SandboxKilled { .. } => "sandbox_killed",
+            EventBody::SandboxLimit { .. } => "sandbox_limit",
             EventBody::Alert { .. } => "alert",
             EventBody::Quarantined { .. } => "quarantined",
             EventBody::Released { .. } => "released",

@@ -554,6 +554,30 @@ EOF"#;
     assert!(forks < 32, "{forks} processes started: {out}");
     assert!(out.contains("fork refused 11"), "{out}");
     assert!(out.contains("memory refused"), "{out}\n{err}");
+    // The kernel refused quietly; the journal and the detectors know it all the same.
+    let journal = s.journal();
+    let limit = journal
+        .iter()
+        .find(|r| r.kind == "sandbox_limit")
+        .unwrap_or_else(|| panic!("no sandbox_limit record: {journal:?}"));
+    assert_eq!(limit.body["limit"], "processes");
+    assert_eq!(limit.body["max"], 32);
+    assert!(
+        limit.body["times"].as_u64().unwrap_or(0) >= 1,
+        "{:?}",
+        limit.body
+    );
+    let alert = journal
+        .iter()
+        .find(|r| r.kind == "alert" && r.body["detector"] == "runaway")
+        .unwrap_or_else(|| panic!("no runaway alert: {journal:?}"));
+    assert!(
+        alert.body["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("process limit (32)")),
+        "{:?}",
+        alert.body
+    );
 }
 
 #[test]

@@ -11,6 +11,10 @@
 //!   effect (a refused loop of `exec` is still a runaway); bytes count only when allowed, since
 //!   refused arguments never left. A budget's alert is raised once per session.
 //!
+//! And a sandbox held to its limits by the kernel (`sandbox_limit`: process starts refused at
+//! the process limit, a fork loop; processes killed at the memory limit) raises one alert per
+//! session and limit: the kernel contained it, and someone should know it tried.
+//!
 //! Past `max_sessions`, the least recently active sessions are forgotten (one that comes back
 //! starts its budgets afresh).
 //!
@@ -109,6 +113,8 @@ struct Session {
     /// most `repeat` of them.
     run: VecDeque<(i64, u64)>,
     run_alerted: bool,
+    /// Alerts raised for `sandbox_limit` records: processes, memory.
+    limit_alerted: [bool; 2],
     actions: Budget,
     exec: Budget,
     bytes_out: Budget,
@@ -198,6 +204,42 @@ impl Runaway {
             .len()
     }
 
+    /// One alert per session and limit the kernel held the sandbox to.
+    fn limit_reached(
+        &self,
+        event: &Event,
+        seq: u64,
+        limit: &str,
+        max: u64,
+        times: u64,
+        alerts: &mut Vec<Alert>,
+    ) {
+        let (slot, summary) = if limit == "memory" {
+            (
+                1,
+                format!(
+                    "the kernel killed {times} process(es) of the sandbox at its memory limit \
+                     ({} MiB)",
+                    max / (1024 * 1024)
+                ),
+            )
+        } else {
+            (
+                0,
+                format!(
+                    "the sandbox reached its process limit ({max}): {times} process start(s) \
+                     refused by the kernel (a fork loop?)"
+                ),
+            )
+        };
+        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        let s = sessions.touch_or_insert_with(&event.session, Session::default);
+        if std::mem::replace(&mut s.limit_alerted[slot], true) {
+            return;
+        }
+        alerts.push(self.alert(event, summary, vec![seq]));
+    }
+
     fn alert(&self, event: &Event, summary: String, evidence: Vec<u64>) -> Alert {
         Alert {
             detector: NAME,
@@ -218,6 +260,10 @@ impl Detector for Runaway {
     fn observe(&self, observation: &Observation<'_>, alerts: &mut Vec<Alert>) {
         let event = observation.event;
         let seq = observation.seq;
+        if let EventBody::SandboxLimit { limit, max, times } = &event.body {
+            self.limit_reached(event, seq, limit, *max, *times, alerts);
+            return;
+        }
         let EventBody::Decision {
             action: kind,
             target,
@@ -426,6 +472,38 @@ mod tests {
             a.summary,
             "loop: call_tool files/read with identical arguments 4 times in a row in 300 ms"
         );
+    }
+
+    #[test]
+    fn a_sandbox_held_to_its_limits_alerts_once_per_limit_and_session() {
+        let d = detector(json!({}));
+        let limit = |session: &str, limit: &str, max: u64, times: u64| Event {
+            time_ms: 1,
+            agent: AgentId::new("agent").unwrap(),
+            session: SessionId::from_raw(session),
+            body: EventBody::SandboxLimit {
+                limit: limit.into(),
+                max,
+                times,
+            },
+        };
+        let alerts = observe(&d, 7, &limit("s", "processes", 256, 40));
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].evidence, [7]);
+        assert_eq!(
+            alerts[0].summary,
+            "the sandbox reached its process limit (256): 40 process start(s) refused by the \
+             kernel (a fork loop?)"
+        );
+        assert!(observe(&d, 8, &limit("s", "processes", 256, 9)).is_empty());
+        let memory = observe(&d, 9, &limit("s", "memory", 1 << 30, 1));
+        assert_eq!(memory.len(), 1);
+        assert!(
+            memory[0].summary.contains("memory limit (1024 MiB)"),
+            "{}",
+            memory[0].summary
+        );
+        assert_eq!(observe(&d, 10, &limit("t", "processes", 256, 1)).len(), 1);
     }
 
     #[test]

@@ -269,6 +269,22 @@ pub fn render(r: &JournalRecord) -> String {
                 reason => format!(" — {reason}"),
             }
         ),
+        "sandbox_limit" => {
+            let n = |k: &str| b.get(k).and_then(Value::as_u64).unwrap_or(0);
+            if s("limit") == "memory" {
+                format!(
+                    "LIMIT: {} processes killed at the memory limit ({} MiB)",
+                    n("times"),
+                    n("max") / (1024 * 1024)
+                )
+            } else {
+                format!(
+                    "LIMIT: {} process starts refused at the process limit ({})",
+                    n("times"),
+                    n("max")
+                )
+            }
+        }
         "approval_requested" => format!(
             "APPROVAL REQUESTED for #{} — denied unless answered by {} UTC",
             b.get("decision_seq").and_then(Value::as_u64).unwrap_or(0),

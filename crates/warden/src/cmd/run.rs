@@ -328,6 +328,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let quarantine_kill = cgroups
         .clone()
         .map(|groups| runtime.spawn(kill_on_quarantine(guard.clone(), monitor.clone(), groups)));
+    let limits_seen = Arc::new(std::sync::Mutex::new(warden_contain::LimitsHit::default()));
+    let limit_watch = cgroups.clone().map(|groups| {
+        runtime.spawn(watch_limits(
+            guard.clone(),
+            groups,
+            config.sandbox.limits(),
+            limits_seen.clone(),
+        ))
+    });
 
     // The terminal's Ctrl-C reaches the agent too; Warden waits for it to end.
     let status = runtime.block_on(async {
@@ -376,6 +385,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
         } else {
             task.abort();
         }
+    }
+    // A limit reached in the sandbox's last second is journaled too.
+    if let (Some(task), Some(groups)) = (limit_watch, &cgroups) {
+        task.abort();
+        let limits = config.sandbox.limits();
+        runtime.block_on(record_limits(&guard, groups, &limits, &limits_seen));
     }
     // The sandbox's PID 1 is gone, so the kernel has killed the rest; make sure, then clean up.
     if let Some(c) = &cgroups {
@@ -429,6 +444,58 @@ fn quarantine_in_force(
     monitor
         .quarantined(agent)
         .filter(|e| e.level == warden_monitor::Level::Quarantine)
+}
+
+/// Journals, once a second at most, that the kernel held the sandbox to a limit (a fork loop
+/// at the process limit, a process killed at the memory limit): the kernel refuses quietly,
+/// and the detectors and the operator should know.
+async fn watch_limits(
+    guard: Guard,
+    groups: Cgroups,
+    limits: warden_contain::Limits,
+    seen: Arc<std::sync::Mutex<warden_contain::LimitsHit>>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        record_limits(&guard, &groups, &limits, &seen).await;
+    }
+}
+
+/// Journals what the kernel counted since `seen`, and remembers it.
+async fn record_limits(
+    guard: &Guard,
+    groups: &Cgroups,
+    limits: &warden_contain::Limits,
+    seen: &std::sync::Mutex<warden_contain::LimitsHit>,
+) {
+    let now = groups.limits_hit();
+    let before = {
+        let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::replace(&mut *seen, now)
+    };
+    for (limit, max, was, is) in [
+        (
+            "processes",
+            u64::from(limits.max_processes),
+            before.processes,
+            now.processes,
+        ),
+        ("memory", limits.max_memory_bytes, before.memory, now.memory),
+    ] {
+        if is > was {
+            let record = guard.record(EventBody::SandboxLimit {
+                limit: limit.to_owned(),
+                max,
+                times: is - was,
+            });
+            if let Err(e) = record.await {
+                eprintln!(
+                    "warden: could not journal that the sandbox reached its {limit} limit: {e}"
+                );
+            }
+        }
+    }
 }
 
 /// Kills the sandbox as soon as its agent is quarantined — by a detector in this process

@@ -18,7 +18,7 @@
   const KINDS = [
     'decision', 'outcome', 'alert', 'quarantined', 'released', 'approval_requested',
     'approval_answered', 'session_started', 'session_ended', 'access_refused', 'agent_changed',
-    'sandbox_started', 'sandbox_ended', 'sandbox_killed',
+    'sandbox_started', 'sandbox_ended', 'sandbox_killed', 'sandbox_limit',
   ];
 
   // === Small helpers =========================================================================
@@ -170,6 +170,10 @@
         return str(b.status);
       case 'sandbox_killed':
         return `killed ${str(b.processes)} processes (${str(b.by)}, ${str(b.method)})`;
+      case 'sandbox_limit':
+        return b.limit === 'memory'
+          ? `memory limit: ${str(b.times)} processes killed by the kernel`
+          : `process limit (${str(b.max)}): ${str(b.times)} process starts refused`;
       default: {
         const { kind: _kind, ...rest } = b;
         return truncate(JSON.stringify(rest), 200);
