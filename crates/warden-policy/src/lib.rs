@@ -52,6 +52,7 @@
 #![deny(missing_docs)]
 
 mod arguments;
+mod bounds;
 mod cases;
 mod error;
 mod request;

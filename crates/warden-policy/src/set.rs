@@ -11,6 +11,7 @@ use cedar_policy::{
 };
 use warden_core::{Action, ActionKind, AgentId, Decision, Effect, PromptRef, ResourceRef, ToolRef};
 
+use crate::bounds;
 use crate::error::{Diagnostics, DuplicateIdError, PolicyError, Position, SourceDiagnostic};
 use crate::request::{self, ContextInput, Parts, Target, TargetType};
 use crate::scope::{MODEL, RequestScope, Scope, ScopeIndex, ScopeKey};
@@ -169,6 +170,11 @@ impl PolicySet {
             Err(e) => syntax.push(source::diagnostic_in(BASE_NAME, BASE_SCHEMA, &e, None)),
         }
         for s in schema_files {
+            // Bounded before Cedar reads it: too deep a text would overflow the stack.
+            if let Err(d) = bounds::check(&s.text, &shown(&s.name), bounds::Kind::Schema) {
+                syntax.push(d);
+                continue;
+            }
             match SchemaFragment::from_cedarschema_str(&s.text) {
                 Ok((f, _)) => fragments.push(f),
                 Err(e) => syntax.push(source::diagnostic_in(&shown(&s.name), &s.text, &e, None)),
@@ -176,6 +182,10 @@ impl PolicySet {
         }
         let mut parsed = Vec::new();
         for file in policy_files {
+            if let Err(d) = bounds::check(&file.text, &shown(&file.name), bounds::Kind::Policy) {
+                syntax.push(d);
+                continue;
+            }
             match parse_policy_file(file, &shown(&file.name)) {
                 Ok(p) => parsed.push(p),
                 Err(mut d) => syntax.append(&mut d),

@@ -416,6 +416,31 @@ async fn cross_site_requests_and_non_json_bodies_are_refused() {
 }
 
 #[tokio::test]
+async fn a_policy_nested_to_overflow_the_stack_is_refused_not_a_crash() {
+    let f = fixture(3).await;
+    let deep = format!(
+        "permit(principal, action, resource) when {{ {}true{} }};",
+        "(".repeat(100_000),
+        ")".repeat(100_000)
+    );
+    let submit = request("POST", "/api/v1/policies/validate", Some(&f.viewer))
+        .header("content-type", "text/plain")
+        .body(Body::from(deep))
+        .unwrap();
+    let response = router(f.state.clone()).oneshot(submit).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let answer: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(answer["valid"], false, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("brackets deep")),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
 async fn a_same_origin_request_is_served() {
     let f = fixture(3).await;
     let same_origin = request("GET", "/api/v1/quarantine", Some(&f.viewer))

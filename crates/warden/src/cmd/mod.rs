@@ -19,6 +19,12 @@ pub mod run;
 pub mod up;
 pub mod user;
 
+/// The stack of every thread that decides or validates policies. Cedar goes one call deeper
+/// per level of an expression; Warden bounds policies (warden-policy's `bounds`) so that they
+/// fit a default 2 MiB thread of a release build, and gives these threads four times that,
+/// for unoptimized builds and for margin. Untouched stack costs no memory.
+pub const POLICY_STACK_BYTES: usize = 8 << 20;
+
 use warden_journal::Journal;
 
 use crate::config::Config;

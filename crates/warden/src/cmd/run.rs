@@ -193,6 +193,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     .with_hold(config.hold());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_stack_size(super::POLICY_STACK_BYTES)
         .enable_all()
         .build()
         .context("starting the async runtime")?;

@@ -64,6 +64,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.http.worker_threads())
+        .thread_stack_size(super::POLICY_STACK_BYTES)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
@@ -254,6 +255,7 @@ fn serve_control(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .max_blocking_threads(CONTROL_BLOCKING_THREADS)
+        .thread_stack_size(super::POLICY_STACK_BYTES)
         .thread_name("warden-control")
         .on_thread_start(move || on_start.apply())
         .build()
@@ -267,6 +269,7 @@ fn serve_control(
     let (announce, announced) = std::sync::mpsc::channel::<()>();
     let thread = std::thread::Builder::new()
         .name("warden-control".into())
+        .stack_size(super::POLICY_STACK_BYTES)
         .spawn(move || {
             placement.apply();
             runtime.block_on(async move {
