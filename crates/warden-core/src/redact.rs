@@ -148,6 +148,11 @@ pub(crate) fn token_kind(w: &str) -> Option<&'static str> {
     if tail_ok("AIza", 35) {
         return Some("google-api-key");
     }
+    // Warden's own: agent tokens (`wdn_`) and operator tokens (`wdo_`), 43 characters of
+    // base64url after the prefix. One agent must not read another's from the journal.
+    if tail_ok("wdn_", 43) || tail_ok("wdo_", 43) {
+        return Some("warden-token");
+    }
     if w.starts_with("eyJ") && w.split('.').count() == 3 && w.len() > 40 {
         return Some("jwt");
     }
@@ -273,6 +278,9 @@ mod tests {
             ),
             ("/docs/sk_live_51Habcdefghijklmnop-x", "api-key"),
             (&format!("key=AIza{}", "S".repeat(35)), "google-api-key"),
+            // Test fixtures in the shape of Warden's own tokens.
+            (&format!("use wdn_{} instead", "Ab3-_".repeat(9)), "warden-token"),
+            (&format!("wdo_{}", "x".repeat(43)), "warden-token"),
         ] {
             assert_eq!(credential_kind(text), Some(kind), "{text}");
         }
