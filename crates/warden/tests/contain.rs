@@ -493,6 +493,19 @@ forbid(principal, action == Action::"exec", resource) when { resource.path == "/
         s.decisions("exec", &format!("{}/tool", ws.display()))
             .is_empty()
     );
+    // A `..` is applied before deciding: /usr/bin/../../<workspace>/x is not in /usr/bin.
+    let (out, err) = run_ok(
+        &s,
+        "cp /usr/bin/true ./copy && /usr/bin/../..$PWD/copy; echo up=$?",
+    );
+    assert!(out.contains("up=126"), "{out}\n{err}");
+    let copy = s.decisions("exec", &format!("{}/copy", ws.display()));
+    assert_eq!(copy.len(), 1, "{:?}", s.journal());
+    assert_eq!(copy[0]["effect"], "deny");
+    assert_eq!(
+        copy[0]["args"]["via"],
+        format!("/usr/bin/../..{}/copy", ws.display())
+    );
     // The system's own links keep their names: /bin/sh is decided as /bin/sh.
     let sh = s.decisions("exec", "/bin/sh");
     assert!(!sh.is_empty(), "{:?}", s.journal());

@@ -365,10 +365,20 @@ fn exec(
         missing_program(pid, &path)
     };
     let mut path = absolute_program(pid, dirfd, &path, empty_path)?;
-    let via = if missing.is_none() {
-        follow_agent_links(pid, &path).map(|target| std::mem::replace(&mut path, target))
-    } else {
+    // A descriptor's file is what runs, whatever name /proc gives it ("… (deleted)"): there is
+    // no path to resolve. A missing program runs nothing.
+    let via = if missing.is_some() || empty_path {
         None
+    } else {
+        match resolve_program(pid, &path) {
+            Resolved::AsWritten => None,
+            Resolved::To(target) => Some(std::mem::replace(&mut path, target)),
+            Resolved::Unknown(why) => {
+                return Err(format!(
+                    "the program path {path:?} cannot be resolved: {why}"
+                ));
+            }
+        }
     };
 
     let (ptrs, mut cut) = mem
@@ -440,21 +450,40 @@ fn open_in_root(root: &std::fs::File, path: &str, flags: i32) -> Result<OwnedFd,
     Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) })
 }
 
-/// The program `path` (absolute, in the target's view) leads to, if a symbolic link on the
-/// way is not owned by root; `None` when every link on it is root's (the system's own, such
-/// as `/bin` → `usr/bin`, which keep their written names), or when it cannot be told.
+/// How the program path of an exec is to be decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Resolved {
+    /// On the path as written: it has no `..`, and every link on it is the system's own.
+    AsWritten,
+    /// On the program it leads to, every link followed and every `..` applied.
+    To(String),
+    /// Not at all: it has a `..` or a link the agent may have made, and it cannot be followed
+    /// to its end here. The call is refused.
+    Unknown(String),
+}
+
+/// Resolves `path` (absolute, in the target's view) as the kernel will, one component at a
+/// time inside the target's root, seeing each link on the way.
 ///
-/// Walks the path as the kernel does, one component at a time inside the target's root, so
-/// that each link's owner is seen: a link the agent made is owned by the agent's user.
-fn follow_agent_links(pid: i32, path: &str) -> Option<String> {
-    if !path.starts_with('/')
-        || path.starts_with("/proc/")
-        || path.starts_with("/dev/")
-        || path.contains('\0')
-    {
-        return None;
+/// A link is the system's own when it belongs to root or sits on a read-only mount (the
+/// sandbox's own root, a `read_only` folder); the agent may have made any other, in its
+/// workspace or `/tmp`, so it must not lend a permitted name to another program. A `..` lets
+/// `/usr/bin/../../tmp/x` match `/usr/bin/*`, so it is always applied before deciding.
+fn resolve_program(pid: i32, path: &str) -> Resolved {
+    let dotdot = components(path).any(|c| c == "..");
+    if path.contains('\0') || (!dotdot && path.starts_with("/proc/")) {
+        return Resolved::AsWritten;
     }
-    let root = std::fs::File::open(format!("/proc/{pid}/root")).ok()?;
+    let give_up = |agent_link: bool, why: &str| {
+        if dotdot || agent_link {
+            Resolved::Unknown(why.to_owned())
+        } else {
+            Resolved::AsWritten
+        }
+    };
+    let Ok(root) = std::fs::File::open(format!("/proc/{pid}/root")) else {
+        return give_up(false, "the caller's root cannot be opened");
+    };
     let mut done: Vec<String> = Vec::new();
     let mut todo: std::collections::VecDeque<String> = components(path).collect();
     let mut agent_link = false;
@@ -468,13 +497,20 @@ fn follow_agent_links(pid: i32, path: &str) -> Option<String> {
             }
             _ => {}
         }
+        // What Warden would read under /proc is its own, not the caller's.
+        if done.first().is_some_and(|top| top == "proc") {
+            return give_up(agent_link, "it leads into /proc");
+        }
         let here = format!("/{}/{part}", done.join("/"));
-        let fd = open_in_root(&root, &here, libc::O_PATH | libc::O_NOFOLLOW).ok()?;
+        let fd = match open_in_root(&root, &here, libc::O_PATH | libc::O_NOFOLLOW) {
+            Ok(fd) => fd,
+            Err(_) => return give_up(agent_link, "a component of it is missing or unreadable"),
+        };
         // SAFETY: `stat` is plain data, written whole by a successful fstat.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         // SAFETY: `fd` is open for the call and `st` is a valid, writable `stat`.
         if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
-            return None;
+            return give_up(agent_link, "a component of it cannot be examined");
         }
         if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
             done.push(part);
@@ -483,10 +519,12 @@ fn follow_agent_links(pid: i32, path: &str) -> Option<String> {
         // The kernel's own bound on links followed in one lookup.
         links += 1;
         if links > 40 {
-            return None;
+            return give_up(true, "too many symbolic links");
         }
-        agent_link |= st.st_uid != 0;
-        let target = read_link_at(&fd)?;
+        agent_link |= st.st_uid != 0 && !on_read_only_mount(&fd);
+        let Some(target) = read_link_at(&fd) else {
+            return give_up(agent_link, "a symbolic link on it cannot be read as text");
+        };
         if target.starts_with('/') {
             done.clear();
         }
@@ -494,7 +532,21 @@ fn follow_agent_links(pid: i32, path: &str) -> Option<String> {
             todo.push_front(piece);
         }
     }
-    agent_link.then(|| format!("/{}", done.join("/")))
+    let resolved = format!("/{}", done.join("/"));
+    if (dotdot || agent_link) && resolved != path {
+        Resolved::To(resolved)
+    } else {
+        Resolved::AsWritten
+    }
+}
+
+/// Whether the file `fd` refers to is on a read-only mount.
+fn on_read_only_mount(fd: &OwnedFd) -> bool {
+    // SAFETY: `statvfs` is plain data, written whole by a successful fstatvfs.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is open (an `O_PATH` descriptor is enough) and `st` is writable.
+    let ok = unsafe { libc::fstatvfs(fd.as_raw_fd(), &mut st) } == 0;
+    ok && st.f_flag & libc::ST_RDONLY != 0
 }
 
 /// A path's non-empty components.
@@ -627,6 +679,7 @@ fn parse_sockaddr(bytes: &[u8]) -> Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::ffi::OsStrExt;
 
     #[test]
     fn paths_lose_dots_but_keep_dotdot() {
@@ -646,50 +699,78 @@ mod tests {
     }
 
     #[test]
-    fn links_not_owned_by_root_are_followed_to_the_program() {
+    fn links_the_agent_may_have_made_and_dot_dots_are_resolved_before_deciding() {
+        let me = std::process::id() as i32;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().canonicalize().unwrap();
+        std::fs::create_dir(d.join("bin")).unwrap();
+        std::fs::write(d.join("bin/real"), b"").unwrap();
+        let real = format!("{}/bin/real", d.display());
+        // `..` is applied whoever runs this: `/x/bin/../bin/real` is not decided as written.
+        let up = format!("{}/bin/../bin/real", d.display());
+        assert_eq!(resolve_program(me, &up), Resolved::To(real.clone()));
+        let climbing = format!(
+            "{}/bin/../../../../../{}/bin/real",
+            d.display(),
+            d.display()
+        );
+        assert_eq!(resolve_program(me, &climbing), Resolved::To(real.clone()));
+        assert_eq!(resolve_program(me, &real), Resolved::AsWritten);
+        assert!(matches!(
+            resolve_program(me, &format!("{}/bin/../nothing", d.display())),
+            Resolved::Unknown(_)
+        ));
+        assert!(matches!(
+            resolve_program(me, "/usr/../proc/self/exe"),
+            Resolved::Unknown(_)
+        ));
+        assert_eq!(resolve_program(me, "/proc/self/exe"), Resolved::AsWritten);
+        assert_eq!(
+            resolve_program(me, &format!("{}/missing", d.display())),
+            Resolved::AsWritten
+        );
+
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             return; // Only root can make a link that is someone else's.
         }
-        let me = std::process::id() as i32;
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().canonicalize().unwrap();
         let link = |name: &str, to: &str, owner: u32| {
             let at = d.join(name);
             std::os::unix::fs::symlink(to, &at).unwrap();
             std::os::unix::fs::lchown(&at, Some(owner), Some(owner)).unwrap();
             at.display().to_string()
         };
-        std::fs::create_dir(d.join("bin")).unwrap();
-        std::fs::write(d.join("bin/real"), b"").unwrap();
         let system = link("system", "bin/real", 0);
         assert_eq!(
-            follow_agent_links(me, &system),
-            None,
+            resolve_program(me, &system),
+            Resolved::AsWritten,
             "root's links keep their name"
         );
         let agents = link("agents", "bin/../bin/real", 65534);
-        let real = format!("{}/bin/real", d.display());
-        assert_eq!(follow_agent_links(me, &agents), Some(real.clone()));
+        assert_eq!(resolve_program(me, &agents), Resolved::To(real.clone()));
         // A chain: the agent's link to root's link; and an absolute target.
         let chain = link("chain", &system, 65534);
-        assert_eq!(follow_agent_links(me, &chain), Some(real.clone()));
+        assert_eq!(resolve_program(me, &chain), Resolved::To(real.clone()));
         let through_dir = link("dir", &format!("{}/bin", d.display()), 65534);
         assert_eq!(
-            follow_agent_links(me, &format!("{through_dir}/real")),
-            Some(real)
+            resolve_program(me, &format!("{through_dir}/real")),
+            Resolved::To(real)
         );
+        // What cannot be followed to its end is not decided as written either.
         let looped = link("loop", "loop", 65534);
-        assert_eq!(
-            follow_agent_links(me, &looped),
-            None,
-            "a loop decides nothing"
-        );
-        assert_eq!(follow_agent_links(me, "/proc/self/exe"), None);
-        assert_eq!(
-            follow_agent_links(me, &format!("{}/missing", d.display())),
-            None
-        );
+        assert!(matches!(resolve_program(me, &looped), Resolved::Unknown(_)));
+        let dangling = link("dangling", "nowhere", 65534);
+        assert!(matches!(
+            resolve_program(me, &dangling),
+            Resolved::Unknown(_)
+        ));
+        let odd = d.join("odd");
+        std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(b"/tmp/\xff/x"), &odd).unwrap();
+        std::os::unix::fs::lchown(&odd, Some(65534), Some(65534)).unwrap();
+        assert!(matches!(
+            resolve_program(me, &odd.display().to_string()),
+            Resolved::Unknown(_)
+        ));
     }
 
     #[test]
