@@ -279,7 +279,10 @@ mod tests {
             ("/docs/sk_live_51Habcdefghijklmnop-x", "api-key"),
             (&format!("key=AIza{}", "S".repeat(35)), "google-api-key"),
             // Test fixtures in the shape of Warden's own tokens.
-            (&format!("use wdn_{} instead", "Ab3-_".repeat(9)), "warden-token"),
+            (
+                &format!("use wdn_{} instead", "Ab3-_".repeat(9)),
+                "warden-token",
+            ),
             (&format!("wdo_{}", "x".repeat(43)), "warden-token"),
         ] {
             assert_eq!(credential_kind(text), Some(kind), "{text}");

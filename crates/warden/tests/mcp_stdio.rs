@@ -270,6 +270,49 @@ fn a_call_held_when_the_agent_disconnects_is_withdrawn_by_warden() {
 }
 
 #[test]
+fn a_call_held_when_the_upstream_exits_is_withdrawn_and_answered() {
+    let setup = Setup::new("[approvals]\nhold = true\ntimeout_secs = 600\n", "");
+    let mut s = setup.start("alice", &["--misbehave", "crash-on-call"]);
+    s.initialize();
+    s.send(&json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                   "params": {"name": "transfer", "arguments": {"to": "acme", "amount": 5000}}}));
+    let deadline = std::time::Instant::now() + HANG_GUARD;
+    while !setup
+        .records()
+        .iter()
+        .any(|r| r.kind == "approval_requested")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the call was never held"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // A permitted call reaches the upstream, which crashes on it.
+    let r = s.call(json!(8), "read_file", json!({"path": "notes.txt"}));
+    assert_eq!(r["error"]["code"], -32002, "{r}");
+    // The held call is answered too: the agent is not left waiting.
+    let held = s.response(&json!(7));
+    assert_eq!(held["error"]["code"], -32002, "{held}");
+    let _ = s.finish();
+    let records = setup.records();
+    let kinds: Vec<&str> = records.iter().map(|r| r.kind.as_str()).collect();
+    let answered = records
+        .iter()
+        .position(|r| r.kind == "approval_answered")
+        .unwrap_or_else(|| panic!("the hold was left open: {kinds:?}"));
+    let body = &records[answered].body;
+    assert_eq!(body["answer"], "withdrawn", "{body}");
+    assert_eq!(body["by"], "warden", "{body}");
+    assert_eq!(body["reason"], "the upstream server exited", "{body}");
+    let ended = records
+        .iter()
+        .position(|r| r.kind == "session_ended")
+        .unwrap_or_else(|| panic!("no session_ended: {kinds:?}"));
+    assert!(answered < ended, "{kinds:?}");
+}
+
+#[test]
 fn ask_is_refused_at_once_when_approvals_do_not_hold() {
     let setup = Setup::new("", "");
     let mut s = setup.start("alice", &[]);

@@ -180,7 +180,6 @@ where
         to_upstream: Mutex::new(Some(upstream_tx)),
         upstream_gone: AtomicBool::new(false),
         generation: AtomicU64::new(0),
-        closing: AtomicBool::new(false),
         held: Mutex::new(Vec::new()),
     });
 
@@ -291,7 +290,7 @@ struct Pending {
     generation: u64,
     timer: Option<AbortHandle>,
     /// While the call is being decided: ends its hold for a human when the agent cancels it.
-    withdraw: Option<oneshot::Sender<String>>,
+    withdraw: Option<oneshot::Sender<Withdrawal>>,
 }
 
 /// Where a message goes once it is its turn.
@@ -340,8 +339,6 @@ struct Session {
     to_upstream: Mutex<Option<mpsc::Sender<Vec<u8>>>>,
     upstream_gone: AtomicBool,
     generation: AtomicU64,
-    /// Set when the session ends: a hold withdrawn from then on is withdrawn by Warden.
-    closing: AtomicBool,
     /// The decisions that stepped out of the agent's order to wait for a human.
     held: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -564,7 +561,7 @@ impl Session {
         self: Arc<Self>,
         deciding: Deciding,
         requested: Requested,
-        withdrawn: oneshot::Receiver<String>,
+        withdrawn: oneshot::Receiver<Withdrawal>,
         on_hold: oneshot::Sender<()>,
     ) -> Routed {
         let Deciding {
@@ -575,16 +572,11 @@ impl Session {
         } = deciding;
         let verdict = match requested {
             Requested::Action(action) => {
+                // Who withdrew it travels with the withdrawal: the agent's cancellation and
+                // the session's end can come at the same moment.
                 let withdrawn = async {
                     match withdrawn.await {
-                        Ok(reason) => Withdrawal {
-                            by: if self.closing.load(Ordering::SeqCst) {
-                                "warden"
-                            } else {
-                                "agent"
-                            },
-                            reason,
-                        },
+                        Ok(withdrawal) => withdrawal,
                         Err(_) => std::future::pending().await,
                     }
                 };
@@ -776,15 +768,17 @@ impl Session {
     /// Withdraws every call still held for a human and waits (for the shutdown grace at
     /// most) until each has journaled how it ended.
     async fn withdraw_held(&self, reason: &str) {
-        self.closing.store(true, Ordering::SeqCst);
-        let withdraws: Vec<oneshot::Sender<String>> = self
+        let withdraws: Vec<oneshot::Sender<Withdrawal>> = self
             .lock()
             .values_mut()
             .filter(|entry| entry.kind == PendingKind::Deciding)
             .filter_map(|entry| entry.withdraw.take())
             .collect();
         for withdraw in withdraws {
-            let _ = withdraw.send(reason.to_owned());
+            let _ = withdraw.send(Withdrawal {
+                by: "warden",
+                reason: reason.to_owned(),
+            });
         }
         let held = std::mem::take(&mut *self.held.lock().unwrap_or_else(|p| p.into_inner()));
         let settled = async {
@@ -810,7 +804,12 @@ impl Session {
         if entry.kind == PendingKind::Deciding
             && let Some(withdraw) = entry.withdraw.take()
         {
-            return withdraw.send(reason).is_ok();
+            return withdraw
+                .send(Withdrawal {
+                    by: "agent",
+                    reason,
+                })
+                .is_ok();
         }
         if let PendingKind::Governed { seq } = entry.kind {
             if let Some(entry) = pending.remove(key)
@@ -930,6 +929,19 @@ impl Session {
         self.upstream_gone.store(true, Ordering::SeqCst);
         let orphans: Vec<RequestId> = self.lock().keys().cloned().collect();
         for key in orphans {
+            // A call held for a human ends with the upstream: its hold is closed on record
+            // (withdrawn by Warden) as well as answered.
+            let held = self
+                .lock()
+                .get_mut(&key)
+                .filter(|entry| entry.kind == PendingKind::Deciding)
+                .and_then(|entry| entry.withdraw.take());
+            if let Some(withdraw) = held {
+                let _ = withdraw.send(Withdrawal {
+                    by: "warden",
+                    reason: "the upstream server exited".to_owned(),
+                });
+            }
             self.fail(
                 &key,
                 code::UPSTREAM_GONE,
