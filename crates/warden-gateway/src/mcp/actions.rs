@@ -118,16 +118,29 @@ pub fn requested(server: &ServerName, method: &str, params: &Value) -> Result<Re
     }
 }
 
-const DOT_SEGMENTS: &str = "resource URIs with \".\" or \"..\" segments are refused: a policy \
-     matching \"demo://static/*\" would otherwise admit \"demo://static/../secret\"";
+const DOT_SEGMENTS: &str = "resource URIs with \".\" or \"..\" segments (written plainly, \
+     percent-encoded, or between backslashes) are refused: a policy matching \
+     \"demo://static/*\" would otherwise admit \"demo://static/../secret\"";
 
-/// Whether a URI has a `.` or `..` path segment (plain or percent-encoded), which a server
-/// may resolve to somewhere a policy's prefix does not cover.
+/// Whether a URI has a `.` or `..` path segment, which a server may resolve to somewhere a
+/// policy's prefix does not cover: written plainly or percent-encoded (once or twice), between
+/// `/` or `\` (which URL parsers and file servers read as `/`), or with `;` parameters after
+/// it (`..;x`, which Java servers read as `..`).
 fn has_dot_segments(uri: &str) -> bool {
     let path = uri.split(['?', '#']).next().unwrap_or(uri);
-    path.split('/').any(|segment| {
-        let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
-        decoded == "." || decoded == ".."
+    let mut decoded = path.to_ascii_lowercase();
+    // `%252e` is `%2e` to a server that decodes twice.
+    for _ in 0..3 {
+        decoded = decoded.replace("%25", "%");
+    }
+    let decoded = decoded
+        .replace("%2e", ".")
+        .replace("%2f", "/")
+        .replace("%5c", "/")
+        .replace('\\', "/");
+    decoded.split('/').any(|segment| {
+        let name = segment.split(';').next().unwrap_or(segment);
+        name == "." || name == ".."
     })
 }
 
@@ -251,6 +264,13 @@ mod tests {
             "file:///srv/./a",
             "demo://static/%2E%2e/secret",
             "demo://static/..",
+            // What URL parsers and Java servers read as a dot segment too.
+            "file:///srv/public/%2e%2e\\private\\keys.txt",
+            "file:///srv/public\\..\\private",
+            "file:///srv/public/..%2fprivate",
+            "file:///srv/public/..%5Cprivate",
+            "file:///srv/public/%252e%252e/private",
+            "file:///srv/public/..;x/private",
         ] {
             let r = requested(&files(), "resources/read", &json!({ "uri": uri })).unwrap();
             assert!(matches!(r, Requested::Unusable { .. }), "{uri}: {r:?}");
@@ -259,6 +279,8 @@ mod tests {
             "demo://static/a..b",
             "file:///srv/.hidden",
             "demo://x?q=../y",
+            "file:///srv/a;b/c",
+            "file:///srv/%20a",
         ] {
             let r = requested(&files(), "resources/read", &json!({ "uri": uri })).unwrap();
             assert!(matches!(r, Requested::Action(_)), "{uri}: {r:?}");
