@@ -15,7 +15,7 @@
 //!    path and query for plain HTTP, empty for a tunnel), and journal the decision durably.
 //!    The path is decided, journaled and forwarded in one normalized form (`path.rs`):
 //!    `/data/%2e%2e/admin` is decided as `/admin`, and what servers read in different ways
-//!    (`%2F`, a backslash, `..;`) is answered `400` and its refusal journaled.
+//!    (`%2F`, a backslash, `;`, `%25`) is answered `400` and its refusal journaled.
 //!    Anything but allow is answered `403` with the reason; `warden-decision` says `deny` or
 //!    `ask` and `warden-journal-seq` names the decision record.
 //! 4. **Resolve** the name, once, in Warden, and check every address it resolved to.

@@ -5,7 +5,9 @@
 //! normalized form in which no server can find another path: percent-encoded unreserved
 //! characters decoded (RFC 3986 §6.2.2.2), repeated slashes collapsed, `.` and `..` segments
 //! resolved (§5.2.4). What would still mean different things to different servers — an
-//! encoded `/` or `\`, a backslash, a NUL, a `..;` segment — is refused, not guessed at.
+//! encoded `/` or `\`, a backslash, a NUL, a `;` (Java servers drop `;params` from each
+//! segment, so `/admin;x/` is `/admin/` to them and not to a policy), an escaped `%` (`%252e`
+//! is `.` to a server that decodes twice) — is refused, not guessed at.
 //! The query is left as sent: it is not a path, and servers read it as they please.
 
 /// Why a path cannot be decided on.
@@ -36,9 +38,9 @@ pub fn normalize(target: &str) -> Result<String, PathError> {
             ".." => {
                 segments.pop();
             }
-            s if s.starts_with(".;") || s.starts_with("..;") => {
+            s if s.contains(';') => {
                 return Err(PathError::Ambiguous {
-                    what: "a `.` or `..` segment with parameters (`..;`)",
+                    what: "a `;` (segment parameters, which some servers drop)",
                 });
             }
             s => segments.push(s),
@@ -95,6 +97,11 @@ fn decode_unreserved(path: &str) -> Result<String, PathError> {
                     0 => {
                         return Err(PathError::Ambiguous {
                             what: "`%00` (an encoded NUL)",
+                        });
+                    }
+                    b'%' => {
+                        return Err(PathError::Ambiguous {
+                            what: "`%25` (an encoded `%`, decoded twice by some servers)",
                         });
                     }
                     b if b.is_ascii_alphanumeric() || b"-._~".contains(&b) => out.push(b as char),
@@ -172,6 +179,8 @@ mod tests {
             "/data/%00",
             "/data/..;/admin.html",
             "/data/.;x/admin.html",
+            "/admin;x/users",
+            "/v1/%252e%252e/admin",
         ] {
             assert!(
                 matches!(normalize(sent), Err(PathError::Ambiguous { .. })),
