@@ -5,13 +5,13 @@
 
 mod support;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 
 use serde_json::{Value, json};
 use support::up::{
-    Resp, Up, add_agent, add_operator, exchange, files_setup, files_setup_with, open_session, post,
-    post_with, read_response, rpc, start,
+    EventStream, Resp, Up, add_agent, add_operator, exchange, files_setup, files_setup_with,
+    open_session, post, post_with, read_response, rpc, start,
 };
 use support::{HANG_GUARD, warden};
 
@@ -657,6 +657,40 @@ fn tls_is_served_when_configured() {
         !answer.starts_with(b"HTTP/"),
         "plain HTTP was served over the TLS port"
     );
+}
+
+#[test]
+fn event_streams_end_with_their_session_and_are_bounded_per_session() {
+    let s = files_setup("");
+    let token = add_agent(&s, "tester");
+    let up = start(s, &["files"]);
+    let sid = open_session(&up, &token);
+    let head = format!(
+        "GET /mcp HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nMcp-Session-Id: {sid}\r\nAccept: text/event-stream\r\n\r\n",
+        up.addr
+    );
+    let mut streams: Vec<EventStream> = (0..4)
+        .map(|_| EventStream::open(up.addr, &head, b""))
+        .collect();
+    assert!(streams.iter().all(|e| e.status == 200));
+    let fifth = EventStream::open(up.addr, &head, b"");
+    assert_eq!(fifth.status, 429, "a fifth stream for one session");
+    drop(fifth);
+    // The agent ends its session: every stream of it ends too, not only its requests.
+    let mut delete = TcpStream::connect(up.addr).unwrap();
+    write!(
+        delete,
+        "DELETE /mcp HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nMcp-Session-Id: {sid}\r\nConnection: close\r\n\r\n",
+        up.addr
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = delete.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
+    for stream in &mut streams {
+        // `next_event` fails the test on its read timeout; it returns None when it ends.
+        assert_eq!(stream.next_event(), None);
+    }
 }
 
 #[test]

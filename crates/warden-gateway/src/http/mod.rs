@@ -37,7 +37,7 @@ use tracing::Instrument;
 use warden_core::{AgentId, EventBody, SessionId};
 
 use crate::identity::{AuthError, Authenticator, UNAUTHENTICATED};
-use crate::mcp::hub::{Hub, HubSession};
+use crate::mcp::hub::{Hub, HubSession, MAX_STREAMS_PER_SESSION, StreamSlot};
 use crate::mcp::jsonrpc::{self, Message, code, has_duplicate_keys};
 use crate::mcp::session::KNOWN_PROTOCOL_VERSIONS;
 use access::{AllowedPeers, bearer};
@@ -607,7 +607,18 @@ async fn handle_get(
             "GET /mcp opens an event stream: send Accept: text/event-stream",
         );
     }
-    Sse::new(notices(gw.hub.clone(), session, gw.stopping.subscribe()))
+    let Some(slot) = session.open_stream() else {
+        return error_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            None,
+            code::INVALID_REQUEST,
+            &format!(
+                "a session holds at most {MAX_STREAMS_PER_SESSION} event streams (GET /mcp) at \
+                 once; close one first"
+            ),
+        );
+    };
+    Sse::new(notices(gw.hub.clone(), slot, gw.stopping.subscribe()))
         .keep_alive(KeepAlive::default())
         .into_response()
 }
@@ -615,9 +626,11 @@ async fn handle_get(
 /// What the session's agent should hear of its upstreams' notifications.
 fn notices(
     hub: Arc<Hub>,
-    session: Arc<HubSession>,
+    slot: StreamSlot,
     stopping: tokio::sync::watch::Receiver<bool>,
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    let session = slot.session().clone();
+    let ended = session.ended();
     let (tx, rx) = mpsc::channel::<Value>(64);
     for upstream in hub.upstreams() {
         let mut notices = upstream.notices();
@@ -643,16 +656,21 @@ fn notices(
             }
         });
     }
-    stream::unfold((rx, stopping), |(mut rx, mut stopping)| async move {
-        let message = tokio::select! {
-            message = rx.recv() => message?,
-            _ = stopping.wait_for(|s| *s) => return None,
-        };
-        Some((
-            Ok(SseEvent::default().data(message.to_string())),
-            (rx, stopping),
-        ))
-    })
+    // The slot lives as long as the stream: dropping the stream gives it back.
+    stream::unfold(
+        (rx, stopping, ended, slot),
+        |(mut rx, mut stopping, mut ended, slot)| async move {
+            let message = tokio::select! {
+                message = rx.recv() => message?,
+                _ = stopping.wait_for(|s| *s) => return None,
+                _ = ended.wait_for(|e| *e) => return None,
+            };
+            Some((
+                Ok(SseEvent::default().data(message.to_string())),
+                (rx, stopping, ended, slot),
+            ))
+        },
+    )
 }
 
 async fn handle_delete(

@@ -186,6 +186,8 @@ impl Hub {
             subscriptions: Mutex::new(HashSet::new()),
             server_requests: Mutex::new(HashMap::new()),
             next_server_request: AtomicU64::new(1),
+            ended: tokio::sync::watch::Sender::new(false),
+            streams: std::sync::atomic::AtomicUsize::new(0),
         });
         session
             .record(EventBody::SessionStarted {
@@ -238,6 +240,32 @@ pub struct HubSession {
     subscriptions: Mutex<HashSet<String>>,
     server_requests: Mutex<HashMap<String, ServerRequest>>,
     next_server_request: AtomicU64,
+    /// Turns true when the session is closed: its event streams end with it.
+    ended: tokio::sync::watch::Sender<bool>,
+    /// Event streams open (`GET /mcp`), bounded by [`MAX_STREAMS_PER_SESSION`].
+    streams: std::sync::atomic::AtomicUsize,
+}
+
+/// Event streams one session may hold open at once. The specification lets a client hold
+/// several; each costs a task per upstream, so one session may not open thousands.
+pub const MAX_STREAMS_PER_SESSION: usize = 4;
+
+/// A session's place for one event stream, given back when the stream ends.
+pub struct StreamSlot(Arc<HubSession>);
+
+impl StreamSlot {
+    /// The session the stream belongs to.
+    pub fn session(&self) -> &Arc<HubSession> {
+        &self.0
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0
+            .streams
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// The agent's requests being answered, each with the way to cancel it; closed with the
@@ -378,8 +406,30 @@ impl HubSession {
         !lock(&self.in_flight).cancels.is_empty()
     }
 
+    /// A place for one more event stream, unless the session has its fill of them or has
+    /// ended.
+    pub fn open_stream(self: &Arc<Self>) -> Option<StreamSlot> {
+        use std::sync::atomic::Ordering;
+        if *self.ended.borrow() {
+            return None;
+        }
+        self.streams
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < MAX_STREAMS_PER_SESSION).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| StreamSlot(self.clone()))
+    }
+
+    /// Watches for the session's end.
+    pub fn ended(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.ended.subscribe()
+    }
+
     /// Journals the end of the session; requests still in flight are cancelled.
     pub async fn close(&self, detail: &str) {
+        // Its event streams end now: a revoked or closed session hears nothing more.
+        self.ended.send_replace(true);
         // Requests still in flight end with the session: a call held for a human must not
         // go ahead, on a later approval, for a session (or a token) that no longer exists.
         let pending: Vec<oneshot::Sender<String>> = {
