@@ -211,6 +211,10 @@ pub struct HttpSection {
     /// thread measured less CPU per call and a shorter tail than two; docs/benchmarks.md).
     #[serde(default)]
     pub worker_threads: Option<usize>,
+    /// Connections served at once, before any token is seen; one over is closed at once.
+    /// A connection must send its request head within 30 s.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
 }
 
 impl HttpSection {
@@ -242,6 +246,9 @@ fn default_body_timeout() -> f64 {
 }
 fn default_sessions_per_agent() -> usize {
     1_000
+}
+fn default_max_connections() -> usize {
+    1_024
 }
 fn default_max_sessions() -> usize {
     20_000

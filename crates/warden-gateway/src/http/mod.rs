@@ -12,6 +12,7 @@
 //! id. Refusals of the first and second kind, and cross-agent session use, are journaled.
 
 pub mod access;
+pub mod serve;
 mod sessions;
 pub mod tls;
 

@@ -1,25 +1,14 @@
 //! TLS for the HTTP endpoint (rustls), for deployments where agents reach Warden over a
-//! network. Certificates and keys are PEM files the operator provides.
+//! network. Certificates and keys are PEM files the operator provides; `serve.rs` serves
+//! with the acceptor.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::Router;
-use axum::extract::ConnectInfo;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::{self, ServerConfig};
-use tower::ServiceExt;
-
-/// How long a client may take to complete the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -70,54 +59,4 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
         .with_single_cert(chain, key_der)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
-}
-
-/// Serves `router` over TLS on `listener` until `shutdown` completes. Each connection carries
-/// the peer's address (`ConnectInfo`), as the plain-HTTP server does.
-pub async fn serve(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    router: Router,
-    shutdown: impl Future<Output = ()>,
-) {
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            () = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(err) => {
-                    // Out of file descriptors and the like: keep serving the others.
-                    tracing::warn!(%err, "accepting a connection failed");
-                    continue;
-                }
-            },
-        };
-        // As on the plain-HTTP listener: small answers and events go out at once.
-        let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let router = router.clone();
-        tokio::spawn(async move {
-            let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
-            else {
-                return;
-            };
-            let service =
-                router.map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-                    // HTTP/2 names the host in `:authority`, not `Host`: give the Host check
-                    // the same value either way.
-                    if !req.headers().contains_key(axum::http::header::HOST)
-                        && let Some(authority) = req.uri().authority()
-                        && let Ok(host) = axum::http::HeaderValue::from_str(authority.as_str())
-                    {
-                        req.headers_mut().insert(axum::http::header::HOST, host);
-                    }
-                    req
-                });
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tls), TowerToHyperService::new(service))
-                .await;
-        });
-    }
 }

@@ -894,12 +894,16 @@ fn serve_listeners(
                     let Ok(listener) = tokio::net::TcpListener::from_std(std_listener) else {
                         return;
                     };
-                    let app = gateway
-                        .router()
-                        .into_make_service_with_connect_info::<std::net::SocketAddr>();
-                    if let Err(e) = axum::serve(listener, app).await {
-                        eprintln!("warden: the MCP gateway in the sandbox stopped: {e}");
-                    }
+                    // Bounded as `warden up`'s listener is: the agent must not use up
+                    // Warden's file descriptors by opening connections.
+                    warden_gateway::http::serve::serve(
+                        listener,
+                        None,
+                        gateway.router(),
+                        warden_gateway::http::serve::Bounds::default(),
+                        std::future::pending(),
+                    )
+                    .await;
                 });
             }
         }

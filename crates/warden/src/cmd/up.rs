@@ -1,14 +1,12 @@
 //! `warden up`: the long-running gateway. Serves MCP over Streamable HTTP to authenticated
 //! agents, in front of every configured upstream server.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use axum::serve::ListenerExt;
 use warden_gateway::http::access::AllowedPeers;
 use warden_gateway::http::tls;
 use warden_gateway::http::{HttpGateway, HttpOptions, SessionLimits};
@@ -154,27 +152,13 @@ async fn serve(
         let gateway = gateway.clone();
         async move { gateway.stopped().await }
     };
+    let bounds = warden_gateway::http::serve::Bounds {
+        max_connections: config.http.max_connections,
+        ..Default::default()
+    };
     let serving = async {
-        match tls {
-            Some(acceptor) => {
-                tls::serve(listener, acceptor, gateway.router(), stopped).await;
-                Ok(())
-            }
-            None => {
-                let app = gateway
-                    .router()
-                    .into_make_service_with_connect_info::<SocketAddr>();
-                // Without it, an event written while the previous one is unacknowledged
-                // waits for that acknowledgement (Nagle), which a client may delay.
-                let listener = listener.tap_io(|tcp| {
-                    let _ = tcp.set_nodelay(true);
-                });
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(stopped)
-                    .await
-                    .context("serving HTTP")
-            }
-        }
+        warden_gateway::http::serve::serve(listener, tls, gateway.router(), bounds, stopped).await;
+        anyhow::Ok(())
     };
     // Event streams end when stopping begins; a request still waiting on its upstream gets
     // a grace period, then Warden stops anyway (its outcome is journaled as far as known).
@@ -291,14 +275,17 @@ fn serve_control(
                     }
                 });
                 // Stops when asked, or when the gateway's side is gone.
-                tokio::select! {
-                    result = axum::serve(listener.tap_io(|tcp| {
-                        let _ = tcp.set_nodelay(true);
-                    }), app) => if let Err(e) = result {
-                        eprintln!("warden: the control plane stopped: {e}");
-                    },
-                    _ = stopped => {}
-                }
+                let bounds = warden_gateway::http::serve::Bounds {
+                    max_connections: CONTROL_MAX_CONNECTIONS,
+                    // Event streams of operators do not end by themselves; reads still
+                    // running change nothing. Stopping does not wait for them.
+                    drain: Duration::ZERO,
+                    ..Default::default()
+                };
+                let stopped = async {
+                    let _ = stopped.await;
+                };
+                warden_gateway::http::serve::serve(listener, None, app, bounds, stopped).await;
             });
             // Journal reads still running are abandoned, not waited for: they change nothing.
             runtime.shutdown_timeout(CONTROL_SHUTDOWN);
@@ -313,6 +300,9 @@ fn serve_control(
         local,
     ))
 }
+
+/// Connections to the control plane served at once (operators, dashboards, scripts).
+const CONTROL_MAX_CONNECTIONS: usize = 256;
 
 /// Threads of the control plane's blocking pool (journal reads, verification, the fleet
 /// view); its async work has one thread.
