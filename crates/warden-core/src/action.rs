@@ -492,16 +492,30 @@ impl fmt::Display for ProgramRef {
     }
 }
 
-/// Whether `c` can hide or rearrange text on a screen: control characters, and invisible and
-/// bidirectional-override characters.
+/// Whether `c` can hide or rearrange text on a screen: control characters, line and
+/// paragraph separators, bidirectional controls, and Unicode's default-ignorable code points
+/// (drawn as nothing: soft hyphen, joiners, fillers, variation selectors, tags).
 pub fn is_deceptive_char(c: char) -> bool {
     c.is_control()
         || matches!(c,
-            '\u{200B}'..='\u{200F}' // zero-width and directional marks
+            '\u{00AD}' // soft hyphen
+            | '\u{034F}' // combining grapheme joiner
+            | '\u{061C}' // Arabic letter mark
+            | '\u{115F}'..='\u{1160}' // Hangul fillers
+            | '\u{17B4}'..='\u{17B5}' // Khmer inherent vowels
+            | '\u{180B}'..='\u{180F}' // Mongolian variation selectors and vowel separator
+            | '\u{200B}'..='\u{200F}' // zero-width and directional marks
+            | '\u{2028}'..='\u{2029}' // line and paragraph separators
             | '\u{202A}'..='\u{202E}' // bidirectional embeddings and overrides
-            | '\u{2060}'..='\u{2064}' // word joiner and invisible operators
-            | '\u{2066}'..='\u{2069}' // bidirectional isolates
+            | '\u{2060}'..='\u{206F}' // word joiner, invisible operators, isolates, deprecated
+            | '\u{3164}' // Hangul filler
+            | '\u{FE00}'..='\u{FE0F}' // variation selectors
             | '\u{FEFF}' // byte-order mark
+            | '\u{FFA0}' // halfwidth Hangul filler
+            | '\u{FFF0}'..='\u{FFFB}' // unassigned specials, interlinear annotations
+            | '\u{1BCA0}'..='\u{1BCA3}' // shorthand format controls
+            | '\u{1D173}'..='\u{1D17A}' // musical formatting
+            | '\u{E0000}'..='\u{E0FFF}' // tags and variation selectors supplement
         )
 }
 
@@ -661,6 +675,12 @@ mod tests {
             "read\u{202E}elif",
             "read\u{200B}file",
             "a\nb",
+            "dan\u{00AD}ger",
+            "dan\u{061C}ger",
+            "dan\u{2028}ger",
+            "danger\u{E0041}",
+            "dan\u{FE0F}ger",
+            "dan\u{3164}ger",
         ] {
             assert!(ToolRef::new(fs(), name).is_err(), "{name:?}");
             assert!(PromptRef::new(fs(), name).is_err(), "{name:?}");
