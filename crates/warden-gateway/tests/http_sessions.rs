@@ -91,3 +91,49 @@ async fn revoking_a_token_ends_its_idle_sessions_at_the_next_sweep() {
         ended[0].body
     );
 }
+
+#[tokio::test]
+async fn concurrent_initializes_cannot_pass_the_per_agent_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(&dir.path().join("j.db"), JournalOptions::default()).unwrap();
+    let store = AgentStore::new(dir.path().join("agents.json"));
+    let alice = AgentId::new("alice").unwrap();
+    let token = store.add(&alice, false).unwrap().token().to_owned();
+    let policy = SourceFile::new("p.cedar", r#"permit (principal, action, resource);"#);
+    let policies = Arc::new(PolicySet::from_sources(&[policy], &[]).unwrap());
+    let hub = Hub::new(
+        Vec::new(),
+        None,
+        policies,
+        journal.clone(),
+        HubOptions::default(),
+    );
+    let mut options = HttpOptions::default();
+    options.sessions.per_agent = 3;
+    let gateway = HttpGateway::new(
+        hub,
+        Authenticator::load(store.path()).unwrap(),
+        AllowedPeers::new(PORT, &[], &[]),
+        options,
+    );
+    // All at once: each waits on the journal between the check and the insert.
+    let answers = futures_util::future::join_all(
+        (0..40).map(|_| gateway.router().oneshot(initialize(&token))),
+    )
+    .await;
+    let opened = answers
+        .iter()
+        .filter(|r| r.as_ref().is_ok_and(|r| r.status() == StatusCode::OK))
+        .count();
+    assert_eq!(opened, 3);
+    assert_eq!(gateway.session_count(), 3);
+    let refused = answers
+        .iter()
+        .filter(|r| {
+            r.as_ref()
+                .is_ok_and(|r| r.status() == StatusCode::TOO_MANY_REQUESTS)
+        })
+        .count();
+    assert_eq!(refused, 37);
+    journal.close().await.unwrap();
+}

@@ -471,14 +471,17 @@ async fn initialize(
     id: Value,
     params: Value,
 ) -> Response {
-    if let Err(why) = gw.sessions.may_open(&agent) {
-        return error_response(
-            StatusCode::TOO_MANY_REQUESTS,
-            Some(&id),
-            code::OVERLOADED,
-            &why,
-        );
-    }
+    let reservation = match gw.sessions.reserve(&agent) {
+        Ok(r) => r,
+        Err(why) => {
+            return error_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                Some(&id),
+                code::OVERLOADED,
+                &why,
+            );
+        }
+    };
     let mut raw = [0u8; 16];
     if getrandom::fill(&mut raw).is_err() {
         return error_response(
@@ -503,7 +506,7 @@ async fn initialize(
         }
     };
     let response = session.request(&id, "initialize", params, None).await;
-    gw.sessions.insert(session, token);
+    gw.sessions.insert(reservation, session, token);
     let mut http = json_response(StatusCode::OK, &response);
     if let Ok(value) = HeaderValue::from_str(session_id.as_str()) {
         http.headers_mut().insert(SESSION_HEADER, value);

@@ -37,7 +37,29 @@ pub(super) struct SessionTable {
 #[derive(Default)]
 struct Inner {
     by_id: HashMap<String, Entry>,
+    /// Sessions open or being opened, per agent.
     per_agent: HashMap<AgentId, usize>,
+    /// Sessions being opened (reserved, not yet in `by_id`).
+    opening: usize,
+}
+
+/// A place for a session being opened, taken before its first record is journaled so that
+/// concurrent `initialize` requests cannot all pass the limits; given back if it is dropped
+/// before [`SessionTable::insert`].
+pub(super) struct Reservation<'a> {
+    table: &'a SessionTable,
+    agent: AgentId,
+    used: bool,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if !self.used {
+            let mut inner = self.table.lock();
+            inner.opening = inner.opening.saturating_sub(1);
+            release(&mut inner, &self.agent);
+        }
+    }
 }
 
 struct Entry {
@@ -70,9 +92,10 @@ impl SessionTable {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(super) fn may_open(&self, agent: &AgentId) -> Result<(), String> {
-        let inner = self.lock();
-        if inner.by_id.len() >= self.limits.total {
+    /// A place for one more session of `agent`, unless that would pass a limit.
+    pub(super) fn reserve(&self, agent: &AgentId) -> Result<Reservation<'_>, String> {
+        let mut inner = self.lock();
+        if inner.by_id.len() + inner.opening >= self.limits.total {
             return Err(format!(
                 "Warden already serves {} sessions, its limit; try again later",
                 self.limits.total
@@ -84,12 +107,30 @@ impl SessionTable {
                 self.limits.per_agent
             ));
         }
-        Ok(())
+        *inner.per_agent.entry(agent.clone()).or_default() += 1;
+        inner.opening += 1;
+        Ok(Reservation {
+            table: self,
+            agent: agent.clone(),
+            used: false,
+        })
     }
 
-    pub(super) fn insert(&self, session: Arc<HubSession>, token: TokenPrint) {
+    /// Puts the session opened in `reservation`'s place.
+    pub(super) fn insert(
+        &self,
+        mut reservation: Reservation<'_>,
+        session: Arc<HubSession>,
+        token: TokenPrint,
+    ) {
+        reservation.used = true;
         let mut inner = self.lock();
-        *inner.per_agent.entry(session.agent().clone()).or_default() += 1;
+        inner.opening = inner.opening.saturating_sub(1);
+        if session.agent() != &reservation.agent {
+            // Not the agent the place was taken for: count it where it belongs.
+            release(&mut inner, &reservation.agent);
+            *inner.per_agent.entry(session.agent().clone()).or_default() += 1;
+        }
         inner.by_id.insert(
             session.id().as_str().to_owned(),
             Entry {
