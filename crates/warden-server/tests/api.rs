@@ -412,7 +412,30 @@ async fn cross_site_requests_and_non_json_bodies_are_refused() {
         .unwrap();
     let response = router(f.state.clone()).oneshot(form).await.unwrap();
     assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // A type that merely begins like JSON is not JSON.
+    let patch = request("POST", "/api/v1/agents/mallory/quarantine", Some(&f.admin))
+        .header("content-type", "application/json-patch+json")
+        .body(Body::from(r#"{"reason":"csrf"}"#))
+        .unwrap();
+    let response = router(f.state.clone()).oneshot(patch).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert!(f.state.quarantine.list().is_empty());
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_read_in_any_case() {
+    let f = fixture(3).await;
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let me = Request::builder()
+            .method("GET")
+            .uri("/api/v1/me")
+            .header("host", "127.0.0.1:7412")
+            .header("authorization", format!("{scheme} {}", f.viewer))
+            .body(Body::empty())
+            .unwrap();
+        let response = router(f.state.clone()).oneshot(me).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{scheme}");
+    }
 }
 
 #[tokio::test]

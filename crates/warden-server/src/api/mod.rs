@@ -302,13 +302,19 @@ async fn metrics<R: Recorder>(
         .into_response())
 }
 
-/// The JSON body of an operator action.
-fn json_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, Refusal> {
-    let json_type = headers
+/// Whether the request's content type is `media` (parameters such as `charset` aside): not
+/// merely one that begins like it (`application/json-patch+json`).
+pub(super) fn has_media_type(headers: &HeaderMap, media: &str) -> bool {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !json_type {
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(media))
+}
+
+/// The JSON body of an operator action.
+fn json_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, Refusal> {
+    if !has_media_type(headers, "application/json") {
         return Err(refuse(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "send JSON (content-type: application/json)",
@@ -362,12 +368,13 @@ fn authorize<R>(
             ));
         }
     }
+    // The scheme's case does not matter (RFC 9110), as on the agents' listener.
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("")
-        .trim();
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map_or("", |(_, token)| token.trim());
     let operator = state.operators.authenticate(token).map_err(|e| match e {
         AuthError::Store(e) => {
             tracing::error!(%e, "the operators file is unusable");

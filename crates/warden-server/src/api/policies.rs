@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use warden_policy::{PolicySet, SourceFile};
@@ -54,11 +54,7 @@ pub(super) async fn validate<R: Recorder>(
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, Refusal> {
     authorize(&state, &headers, Role::Viewer)?;
-    let text_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/plain"));
-    if !text_type {
+    if !super::has_media_type(&headers, "text/plain") {
         return Err(refuse(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "send the policy file as text (content-type: text/plain)",
