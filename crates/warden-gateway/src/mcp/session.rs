@@ -929,19 +929,14 @@ impl Session {
         self.upstream_gone.store(true, Ordering::SeqCst);
         let orphans: Vec<RequestId> = self.lock().keys().cloned().collect();
         for key in orphans {
-            // A call held for a human ends with the upstream: its hold is closed on record
-            // (withdrawn by Warden) as well as answered.
+            // A call held for a human ends with the upstream: it is answered (below), and
+            // then its hold is closed on record (withdrawn by Warden). In that order: the
+            // withdrawn decision removes the request, and the agent must have its answer.
             let held = self
                 .lock()
                 .get_mut(&key)
                 .filter(|entry| entry.kind == PendingKind::Deciding)
                 .and_then(|entry| entry.withdraw.take());
-            if let Some(withdraw) = held {
-                let _ = withdraw.send(Withdrawal {
-                    by: "warden",
-                    reason: "the upstream server exited".to_owned(),
-                });
-            }
             self.fail(
                 &key,
                 code::UPSTREAM_GONE,
@@ -949,6 +944,12 @@ impl Session {
                 Outcome::UpstreamGone,
             )
             .await;
+            if let Some(withdraw) = held {
+                let _ = withdraw.send(Withdrawal {
+                    by: "warden",
+                    reason: "the upstream server exited".to_owned(),
+                });
+            }
         }
     }
 

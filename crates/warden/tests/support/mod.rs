@@ -200,8 +200,13 @@ impl Session {
         }
     }
 
-    /// Waits for the response with `id`, keeping anything else in `other`.
+    /// The response with `id`: one already set aside in `other` (it came while another was
+    /// awaited), or the next to come, keeping anything else in `other`.
     pub fn response(&mut self, id: &Value) -> Value {
+        let is_it = |m: &Value| m.get("id") == Some(id) && m.get("method").is_none();
+        if let Some(at) = self.other.iter().position(is_it) {
+            return self.other.remove(at);
+        }
         loop {
             let m = self
                 .recv()
