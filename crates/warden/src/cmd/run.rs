@@ -329,13 +329,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let quarantine_kill = cgroups
         .clone()
         .map(|groups| runtime.spawn(kill_on_quarantine(guard.clone(), monitor.clone(), groups)));
-    let limits_seen = Arc::new(std::sync::Mutex::new(warden_contain::LimitsHit::default()));
+    let (stop_watch, watch_stopped) = tokio::sync::oneshot::channel::<()>();
     let limit_watch = cgroups.clone().map(|groups| {
         runtime.spawn(watch_limits(
             guard.clone(),
             groups,
             config.sandbox.limits(),
-            limits_seen.clone(),
+            watch_stopped,
         ))
     });
 
@@ -387,11 +387,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
             task.abort();
         }
     }
-    // A limit reached in the sandbox's last second is journaled too.
-    if let (Some(task), Some(groups)) = (limit_watch, &cgroups) {
-        task.abort();
-        let limits = config.sandbox.limits();
-        runtime.block_on(record_limits(&guard, groups, &limits, &limits_seen));
+    // A limit reached in the sandbox's last second is journaled too: the watcher takes one
+    // last look when told to stop, and is waited for (never cut off inside a record).
+    let _ = stop_watch.send(());
+    if let Some(task) = limit_watch {
+        let _ = runtime.block_on(task);
     }
     // The sandbox's PID 1 is gone, so the kernel has killed the rest; make sure, then clean up.
     if let Some(c) = &cgroups {
@@ -406,7 +406,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let code = status.code().unwrap_or(125);
     if let Some(why) = warden_contain::Sandbox::start_failure(&control) {
         // Exit 126 alone would leave the operator guessing (a path missing from the view).
-        eprintln!("warden: the agent's program did not start: {why}");
+        eprintln!(
+            "warden: the agent's program did not start: {}",
+            warden_core::escape_for_display(&why)
+        );
     }
     let detail = match (
         status.code(),
@@ -454,27 +457,30 @@ async fn watch_limits(
     guard: Guard,
     groups: Cgroups,
     limits: warden_contain::Limits,
-    seen: Arc<std::sync::Mutex<warden_contain::LimitsHit>>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
+    let mut seen = warden_contain::LimitsHit::default();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
-        tick.tick().await;
-        record_limits(&guard, &groups, &limits, &seen).await;
+        let last = tokio::select! {
+            _ = tick.tick() => false,
+            _ = &mut stop => true,
+        };
+        seen = record_limits(&guard, &groups, &limits, seen).await;
+        if last {
+            return;
+        }
     }
 }
 
-/// Journals what the kernel counted since `seen`, and remembers it.
+/// Journals what the kernel counted since `before`; what it counts now.
 async fn record_limits(
     guard: &Guard,
     groups: &Cgroups,
     limits: &warden_contain::Limits,
-    seen: &std::sync::Mutex<warden_contain::LimitsHit>,
-) {
+    before: warden_contain::LimitsHit,
+) -> warden_contain::LimitsHit {
     let now = groups.limits_hit();
-    let before = {
-        let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
-        std::mem::replace(&mut *seen, now)
-    };
     for (limit, max, was, is) in [
         (
             "processes",
@@ -497,6 +503,7 @@ async fn record_limits(
             }
         }
     }
+    now
 }
 
 /// Kills the sandbox as soon as its agent is quarantined — by a detector in this process
