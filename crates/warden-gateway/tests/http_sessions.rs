@@ -137,3 +137,86 @@ async fn concurrent_initializes_cannot_pass_the_per_agent_limit() {
     assert_eq!(refused, 37);
     journal.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn refusals_before_any_token_are_journaled_within_a_bound_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let journal = Journal::open(&path, JournalOptions::default()).unwrap();
+    let store = AgentStore::new(dir.path().join("agents.json"));
+    let policy = SourceFile::new("p.cedar", r#"permit (principal, action, resource);"#);
+    let policies = Arc::new(PolicySet::from_sources(&[policy], &[]).unwrap());
+    let hub = Hub::new(
+        Vec::new(),
+        None,
+        policies,
+        journal.clone(),
+        HubOptions::default(),
+    );
+    let gateway = HttpGateway::new(
+        hub,
+        Authenticator::load(store.path()).unwrap(),
+        AllowedPeers::new(PORT, &[], &[]),
+        HttpOptions::default(),
+    );
+    let refused = |records: &[warden_journal::JournalRecord]| {
+        let (mut one_by_one, mut counted) = (0u64, 0u64);
+        for r in records.iter().filter(|r| r.kind == "access_refused") {
+            let reason = r.body["reason"].as_str().unwrap_or_default();
+            match reason.split_once(" more requests refused") {
+                Some((n, _)) => counted += n.parse::<u64>().unwrap(),
+                None => one_by_one += 1,
+            }
+        }
+        (one_by_one, counted)
+    };
+    let read = || {
+        JournalReader::open(&path)
+            .unwrap()
+            .records(&Query {
+                limit: 10_000,
+                ..Query::default()
+            })
+            .unwrap()
+    };
+    let mut sent = 0u64;
+    for _ in 0..300 {
+        let response = gateway
+            .router()
+            .oneshot(initialize("wdn_not-a-token"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        sent += 1;
+    }
+    // The count of those over the bound is journaled with a later second's first refusal.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, counted) = refused(&read());
+        if counted > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no count was journaled"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let _ = gateway
+            .router()
+            .oneshot(initialize("wdn_not-a-token"))
+            .await
+            .unwrap();
+        sent += 1;
+    }
+    let (one_by_one, counted) = refused(&read());
+    assert!(one_by_one < 300, "{one_by_one} journaled one by one");
+    assert!(
+        one_by_one + counted <= sent,
+        "{one_by_one} + {counted} > {sent}"
+    );
+    assert!(
+        one_by_one + counted >= 300,
+        "every one of the first 300 is on record"
+    );
+    journal.close().await.unwrap();
+}

@@ -80,6 +80,21 @@ pub struct HttpGateway {
     peers: AllowedPeers,
     sessions: SessionTable,
     options: HttpOptions,
+    /// Refused requests journaled this second, and those over the bound.
+    refusals: std::sync::Mutex<RefusalWindow>,
+}
+
+/// Refused requests journaled one by one per second, at most. Refusals come before any
+/// token is checked, so anyone can cause them: one record each, without a bound, would let
+/// an outsider fill the disk, and a full journal stops every agent. Those over the bound are
+/// counted and journaled as one record when the next second's first refusal comes.
+pub const MAX_REFUSALS_JOURNALED_PER_SECOND: u32 = 50;
+
+#[derive(Debug, Default)]
+struct RefusalWindow {
+    second: i64,
+    journaled: u32,
+    unjournaled: u64,
 }
 
 impl HttpGateway {
@@ -97,6 +112,7 @@ impl HttpGateway {
             auth,
             peers,
             options,
+            refusals: std::sync::Mutex::new(RefusalWindow::default()),
         })
     }
 
@@ -160,16 +176,47 @@ impl HttpGateway {
         let agent = agent
             .cloned()
             .or_else(|| AgentId::new(UNAUTHENTICATED).ok());
-        if let Some(agent) = agent {
-            let event = warden_core::Event {
-                time_ms: crate::guard::now_ms(),
-                agent,
-                session: SessionId::from_raw("-"),
-                body: EventBody::AccessRefused {
-                    reason: reason.clone(),
-                    remote: remote.to_string(),
-                },
-            };
+        let now = crate::guard::now_ms();
+        let (journal_it, earlier) = {
+            let mut window = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+            let mut earlier = 0;
+            if window.second != now / 1000 {
+                earlier = std::mem::take(&mut window.unjournaled);
+                window.second = now / 1000;
+                window.journaled = 0;
+            }
+            let journal_it = window.journaled < MAX_REFUSALS_JOURNALED_PER_SECOND;
+            if journal_it {
+                window.journaled += 1;
+            } else {
+                window.unjournaled += 1;
+            }
+            (journal_it, earlier)
+        };
+        let record = |agent: AgentId, reason: String, remote: String| warden_core::Event {
+            time_ms: now,
+            agent,
+            session: SessionId::from_raw("-"),
+            body: EventBody::AccessRefused { reason, remote },
+        };
+        if earlier > 0
+            && let Ok(unauthenticated) = AgentId::new(UNAUTHENTICATED)
+        {
+            let summary = record(
+                unauthenticated,
+                format!(
+                    "{earlier} more requests refused in an earlier second, over \
+                     {MAX_REFUSALS_JOURNALED_PER_SECOND} a second: counted, not journaled one \
+                     by one"
+                ),
+                "(many)".to_owned(),
+            );
+            if let Err(err) = self.hub.journal().append(&summary).await {
+                tracing::error!(%err, "could not journal a count of refused requests");
+            }
+        }
+        if journal_it && let Some(agent) = agent {
+            let event = record(agent, reason.clone(), remote.to_string());
             if let Err(err) = self.hub.journal().append(&event).await {
                 tracing::error!(%err, "could not journal a refused request");
             }
