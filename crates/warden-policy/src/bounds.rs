@@ -51,10 +51,27 @@ pub(crate) fn check(text: &str, shown: &str, kind: Kind) -> Result<(), SourceDia
                 i += 1;
             }
             b'/' if bytes.get(i + 1) == Some(&b'/') => {
-                while i < bytes.len() && bytes[i] != b'\n' {
+                // Cedar ends a comment at a line feed or a carriage return.
+                while i < bytes.len() && bytes[i] != b'\n' && bytes[i] != b'\r' {
                     i += 1;
                 }
                 continue;
+            }
+            b'<' if kind == Kind::Schema => {
+                // `Set<Set<…>>` nests in schemas.
+                depth += 1;
+                i += 1;
+                if depth > MAX_NESTING {
+                    return Err(too(
+                        start,
+                        format!("nested more than {MAX_NESTING} brackets deep"),
+                        "write the type flatter",
+                    ));
+                }
+            }
+            b'>' if kind == Kind::Schema => {
+                depth = depth.saturating_sub(1);
+                i += 1;
             }
             b'(' | b'[' | b'{' => {
                 depth += 1;
@@ -131,6 +148,18 @@ mod tests {
         assert!(check(&quoted, "p.cedar", Kind::Policy).is_ok());
         let escaped = policy(r#"resource.path == "a\"(((((((((((((((((((((((((((((""#);
         assert!(check(&escaped, "p.cedar", Kind::Policy).is_ok());
+        // A carriage return ends a comment for Cedar: what follows is counted.
+        let hidden = policy(&format!(
+            "// x\r{}true{}\n",
+            "(".repeat(100),
+            ")".repeat(100)
+        ));
+        assert!(check(&hidden, "p.cedar", Kind::Policy).is_err());
+        // Schemas nest through `<…>` too.
+        let sets = format!("type T = {}Long{};", "Set<".repeat(100), ">".repeat(100));
+        assert!(check(&sets, "s.cedarschema", Kind::Schema).is_err());
+        let ok = "type T = Set<Set<Long>>;";
+        assert!(check(ok, "s.cedarschema", Kind::Schema).is_ok());
     }
 
     #[test]

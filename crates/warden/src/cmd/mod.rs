@@ -20,9 +20,10 @@ pub mod up;
 pub mod user;
 
 /// The stack of every thread that decides or validates policies. Cedar goes one call deeper
-/// per level of an expression; Warden bounds policies (warden-policy's `bounds`) so that they
-/// fit a default 2 MiB thread of a release build, and gives these threads four times that,
-/// for unoptimized builds and for margin. Untouched stack costs no memory.
+/// per level of an expression. Warden bounds policies (warden-policy's `bounds`), and within
+/// those bounds a 2 MiB thread is not always enough: parts of Cedar that watch their stack give
+/// up near its end (its type checker can then pass what it would refuse with more room). So
+/// these threads get 8 MiB, as the main thread has. Untouched stack costs no memory.
 pub const POLICY_STACK_BYTES: usize = 8 << 20;
 
 use warden_journal::Journal;

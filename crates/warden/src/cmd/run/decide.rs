@@ -35,6 +35,8 @@ pub fn spawn(
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("warden-decide".into())
+        // Decisions run here (`block_on`), not on the runtime's threads.
+        .stack_size(crate::cmd::POLICY_STACK_BYTES)
         .spawn(move || {
             let supervisor = Supervisor::new(fd);
             let mut told = 0;
