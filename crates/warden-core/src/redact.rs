@@ -149,8 +149,18 @@ pub(crate) fn token_kind(w: &str) -> Option<&'static str> {
         return Some("google-api-key");
     }
     // Warden's own: agent tokens (`wdn_`) and operator tokens (`wdo_`), 43 characters of
-    // base64url after the prefix. One agent must not read another's from the journal.
-    if tail_ok("wdn_", 43) || tail_ok("wdo_", 43) {
+    // base64url after the prefix, whatever punctuation follows (the end of a sentence, `**`).
+    // One agent must not read another's from the journal.
+    let warden = |prefix: &str| {
+        let w = w.trim_start_matches(|c: char| !c.is_ascii_alphanumeric());
+        w.strip_prefix(prefix).is_some_and(|t| {
+            t.len() >= 43
+                && t.as_bytes()[..43]
+                    .iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        })
+    };
+    if warden("wdn_") || warden("wdo_") {
         return Some("warden-token");
     }
     if w.starts_with("eyJ") && w.split('.').count() == 3 && w.len() > 40 {
@@ -284,6 +294,8 @@ mod tests {
                 "warden-token",
             ),
             (&format!("wdo_{}", "x".repeat(43)), "warden-token"),
+            (&format!("see wdn_{}.", "y".repeat(43)), "warden-token"),
+            (&format!("**wdo_{}**|", "z".repeat(43)), "warden-token"),
         ] {
             assert_eq!(credential_kind(text), Some(kind), "{text}");
         }

@@ -694,6 +694,31 @@ fn event_streams_end_with_their_session_and_are_bounded_per_session() {
 }
 
 #[test]
+fn one_agent_cannot_hold_more_than_sixteen_event_streams() {
+    let s = files_setup("");
+    let token = add_agent(&s, "tester");
+    let up = start(s, &["files"]);
+    let mut held = Vec::new();
+    let mut last = 0;
+    for _ in 0..5 {
+        let sid = open_session(&up, &token);
+        for _ in 0..4 {
+            let head = format!(
+                "GET /mcp HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nMcp-Session-Id: {sid}\r\nAccept: text/event-stream\r\n\r\n",
+                up.addr
+            );
+            let stream = EventStream::open(up.addr, &head, b"");
+            last = stream.status;
+            if stream.status == 200 {
+                held.push(stream);
+            }
+        }
+    }
+    assert_eq!(held.len(), 16, "streams open across the agent's sessions");
+    assert_eq!(last, 429);
+}
+
+#[test]
 fn sigterm_stops_warden_even_with_an_event_stream_open() {
     let s = files_setup("");
     let token = add_agent(&s, "tester");

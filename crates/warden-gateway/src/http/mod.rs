@@ -38,7 +38,9 @@ use tracing::Instrument;
 use warden_core::{AgentId, EventBody, SessionId};
 
 use crate::identity::{AuthError, Authenticator, UNAUTHENTICATED};
-use crate::mcp::hub::{Hub, HubSession, MAX_STREAMS_PER_SESSION, StreamSlot};
+use crate::mcp::hub::{
+    Hub, HubSession, MAX_STREAMS_PER_AGENT, MAX_STREAMS_PER_SESSION, StreamSlot,
+};
 use crate::mcp::jsonrpc::{self, Message, code, has_duplicate_keys};
 use crate::mcp::session::KNOWN_PROTOCOL_VERSIONS;
 use access::{AllowedPeers, bearer};
@@ -84,10 +86,12 @@ pub struct HttpGateway {
     refusals: std::sync::Mutex<RefusalWindow>,
 }
 
-/// Refused requests journaled one by one per second, at most. Refusals come before any
-/// token is checked, so anyone can cause them: one record each, without a bound, would let
-/// an outsider fill the disk, and a full journal stops every agent. Those over the bound are
-/// counted and journaled as one record when the next second's first refusal comes.
+/// Refused requests that name no agent (no token, an unknown one, a Host or Origin refused)
+/// journaled one by one per second, at most. Anyone can cause them: one record each, without
+/// a bound, would let an outsider fill the disk, and a full journal stops every agent. Those
+/// over the bound are counted, and the count journaled as one record with the next second's
+/// first refusal, at the next sweep, or when Warden stops. Refusals attributed to an agent (a
+/// revoked token, another agent's session) are always journaled one by one.
 pub const MAX_REFUSALS_JOURNALED_PER_SECOND: u32 = 50;
 
 #[derive(Debug, Default)]
@@ -95,6 +99,8 @@ struct RefusalWindow {
     second: i64,
     journaled: u32,
     unjournaled: u64,
+    /// When the first of `unjournaled` came.
+    unjournaled_since_ms: i64,
 }
 
 impl HttpGateway {
@@ -143,12 +149,14 @@ impl HttpGateway {
         for session in self.sessions.drain() {
             session.close(detail).await;
         }
+        self.journal_refusal_count().await;
     }
 
     /// Closes sessions idle for longer than the configured limit, and sessions opened with a
     /// token revoked or rotated since (those also end at their next request; this ends the
     /// ones nobody uses any more, so the fleet view does not show them open).
     pub async fn expire_idle(&self) {
+        self.journal_refusal_count().await;
         for session in self.sessions.take_idle() {
             session.close("the session was idle for too long").await;
         }
@@ -173,15 +181,14 @@ impl HttpGateway {
         remote: SocketAddr,
         reason: String,
     ) -> Response {
+        let now = crate::guard::now_ms();
+        let attributed = agent.is_some();
         let agent = agent
             .cloned()
             .or_else(|| AgentId::new(UNAUTHENTICATED).ok());
-        let now = crate::guard::now_ms();
-        let (journal_it, earlier) = {
+        let journal_it = attributed || {
             let mut window = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
-            let mut earlier = 0;
             if window.second != now / 1000 {
-                earlier = std::mem::take(&mut window.unjournaled);
                 window.second = now / 1000;
                 window.journaled = 0;
             }
@@ -189,34 +196,26 @@ impl HttpGateway {
             if journal_it {
                 window.journaled += 1;
             } else {
+                if window.unjournaled == 0 {
+                    window.unjournaled_since_ms = now;
+                }
                 window.unjournaled += 1;
             }
-            (journal_it, earlier)
+            journal_it
         };
-        let record = |agent: AgentId, reason: String, remote: String| warden_core::Event {
-            time_ms: now,
-            agent,
-            session: SessionId::from_raw("-"),
-            body: EventBody::AccessRefused { reason, remote },
-        };
-        if earlier > 0
-            && let Ok(unauthenticated) = AgentId::new(UNAUTHENTICATED)
-        {
-            let summary = record(
-                unauthenticated,
-                format!(
-                    "{earlier} more requests refused in an earlier second, over \
-                     {MAX_REFUSALS_JOURNALED_PER_SECOND} a second: counted, not journaled one \
-                     by one"
-                ),
-                "(many)".to_owned(),
-            );
-            if let Err(err) = self.hub.journal().append(&summary).await {
-                tracing::error!(%err, "could not journal a count of refused requests");
-            }
+        if journal_it {
+            self.journal_refusal_count().await;
         }
         if journal_it && let Some(agent) = agent {
-            let event = record(agent, reason.clone(), remote.to_string());
+            let event = warden_core::Event {
+                time_ms: now,
+                agent,
+                session: SessionId::from_raw("-"),
+                body: EventBody::AccessRefused {
+                    reason: reason.clone(),
+                    remote: remote.to_string(),
+                },
+            };
             if let Err(err) = self.hub.journal().append(&event).await {
                 tracing::error!(%err, "could not journal a refused request");
             }
@@ -229,6 +228,37 @@ impl HttpGateway {
             );
         }
         response
+    }
+
+    /// Journals how many refusals went unjournaled over the bound, if any did.
+    async fn journal_refusal_count(&self) {
+        let (count, since_ms) = {
+            let mut window = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+            let count = std::mem::take(&mut window.unjournaled);
+            (count, std::mem::take(&mut window.unjournaled_since_ms))
+        };
+        if count == 0 {
+            return;
+        }
+        let Ok(unauthenticated) = AgentId::new(UNAUTHENTICATED) else {
+            return;
+        };
+        let summary = warden_core::Event {
+            time_ms: crate::guard::now_ms(),
+            agent: unauthenticated,
+            session: SessionId::from_raw("-"),
+            body: EventBody::AccessRefused {
+                reason: format!(
+                    "{count} more requests refused since {since_ms} (ms since the epoch), \
+                     over {MAX_REFUSALS_JOURNALED_PER_SECOND} a second without a known agent: \
+                     counted, not journaled one by one"
+                ),
+                remote: "(many)".to_owned(),
+            },
+        };
+        if let Err(err) = self.hub.journal().append(&summary).await {
+            tracing::error!(%err, "could not journal a count of refused requests");
+        }
     }
 
     /// The Host/Origin check and the token: the agent, or the response refusing the request.
@@ -665,7 +695,7 @@ async fn handle_get(
             code::INVALID_REQUEST,
             &format!(
                 "a session holds at most {MAX_STREAMS_PER_SESSION} event streams (GET /mcp) at \
-                 once; close one first"
+                 once, and an agent {MAX_STREAMS_PER_AGENT} across its sessions; close one first"
             ),
         );
     };

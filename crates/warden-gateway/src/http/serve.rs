@@ -3,9 +3,10 @@
 //! Anyone who can reach the port can open connections before presenting any token. Without
 //! bounds, connections that never finish their request head would be held forever, and
 //! enough of them would use up the process's file descriptors — the agents' gateway and the
-//! control plane alike. So a connection must send its request head within
-//! [`Bounds::header_timeout`] (also the most a kept-alive connection may sit idle), and at
-//! most [`Bounds::max_connections`] are served at once; one over is closed at once.
+//! control plane alike. So an HTTP/1.1 connection must send its request head within
+//! [`Bounds::header_timeout`] (also the most a kept-alive connection may sit idle), an HTTP/2
+//! one (over TLS) must answer pings, and at most [`Bounds::max_connections`] are served at
+//! once; one over is closed at once.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -14,8 +15,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -61,15 +62,18 @@ pub async fn serve(
         bounds.max_connections.clamp(1, Semaphore::MAX_PERMITS),
     ));
     let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
+    // The protocol is known before the first byte is read: HTTP/1.1 on plain connections,
+    // and over TLS what ALPN chose. (Guessing it from the first bytes would wait for them
+    // without any time limit.) HTTP/1's head timer runs from the connection's start.
+    let mut http1 = http1::Builder::new();
+    http1
         .timer(TokioTimer::new())
         .header_read_timeout(bounds.header_timeout);
-    builder
-        .http2()
+    let mut http2 = http2::Builder::new(TokioExecutor::new());
+    http2
         .timer(TokioTimer::new())
-        .keep_alive_interval(Some(bounds.header_timeout));
+        .keep_alive_interval(Some(bounds.header_timeout))
+        .keep_alive_timeout(bounds.header_timeout);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -77,8 +81,10 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(err) => {
-                    // Out of file descriptors and the like: keep serving the others.
+                    // Out of file descriptors and the like: keep serving the others, and
+                    // give the condition a moment to pass rather than spin on it.
                     tracing::warn!(%err, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
@@ -109,7 +115,7 @@ pub async fn serve(
                 req
             },
         ));
-        let builder = builder.clone();
+        let (http1, http2) = (http1.clone(), http2.clone());
         let watcher = graceful.watcher();
         let tls = tls.clone();
         tokio::spawn(async move {
@@ -121,12 +127,17 @@ pub async fn serve(
                     else {
                         return;
                     };
-                    let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    let _ = watcher.watch(conn.into_owned()).await;
+                    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                        let conn = http2.serve_connection(TokioIo::new(stream), service);
+                        let _ = watcher.watch(conn).await;
+                    } else {
+                        let conn = http1.serve_connection(TokioIo::new(stream), service);
+                        let _ = watcher.watch(conn).await;
+                    }
                 }
                 None => {
-                    let conn = builder.serve_connection(TokioIo::new(tcp), service);
-                    let _ = watcher.watch(conn.into_owned()).await;
+                    let conn = http1.serve_connection(TokioIo::new(tcp), service);
+                    let _ = watcher.watch(conn).await;
                 }
             }
         });

@@ -127,7 +127,15 @@ const DOT_SEGMENTS: &str = "resource URIs with \".\" or \"..\" segments (written
 /// `/` or `\` (which URL parsers and file servers read as `/`), or with `;` parameters after
 /// it (`..;x`, which Java servers read as `..`).
 fn has_dot_segments(uri: &str) -> bool {
-    let path = uri.split(['?', '#']).next().unwrap_or(uri);
+    // A `file:` URI is a path to its server, which may not read `?` and `#` as URL syntax.
+    let is_file = uri
+        .get(..5)
+        .is_some_and(|s| s.eq_ignore_ascii_case("file:"));
+    let path = if is_file {
+        uri
+    } else {
+        uri.split(['?', '#']).next().unwrap_or(uri)
+    };
     let mut decoded = path.to_ascii_lowercase();
     // `%252e` is `%2e` to a server that decodes twice.
     for _ in 0..3 {
@@ -271,6 +279,8 @@ mod tests {
             "file:///srv/public/..%5Cprivate",
             "file:///srv/public/%252e%252e/private",
             "file:///srv/public/..;x/private",
+            "file:///srv/public/x?/../../secret",
+            "FILE:///srv/public/x#/../secret",
         ] {
             let r = requested(&files(), "resources/read", &json!({ "uri": uri })).unwrap();
             assert!(matches!(r, Requested::Unusable { .. }), "{uri}: {r:?}");

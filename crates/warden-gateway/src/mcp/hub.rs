@@ -112,6 +112,8 @@ impl Subscribers {
 struct AgentLimits {
     in_flight: Arc<Semaphore>,
     bucket: Mutex<Bucket>,
+    /// Event streams open across the agent's sessions ([`MAX_STREAMS_PER_AGENT`]).
+    streams: std::sync::atomic::AtomicUsize,
 }
 
 struct Bucket {
@@ -220,6 +222,7 @@ impl Hub {
                         tokens: self.options.burst_per_agent,
                         at: Instant::now(),
                     }),
+                    streams: std::sync::atomic::AtomicUsize::new(0),
                 })
             })
             .clone()
@@ -250,6 +253,10 @@ pub struct HubSession {
 /// several; each costs a task per upstream, so one session may not open thousands.
 pub const MAX_STREAMS_PER_SESSION: usize = 4;
 
+/// Event streams one agent may hold open at once, across its sessions: each holds a
+/// connection, and one agent must not take the listener's connections from the others.
+pub const MAX_STREAMS_PER_AGENT: usize = 16;
+
 /// A session's place for one event stream, given back when the stream ends.
 pub struct StreamSlot(Arc<HubSession>);
 
@@ -263,6 +270,10 @@ impl StreamSlot {
 impl Drop for StreamSlot {
     fn drop(&mut self) {
         self.0
+            .streams
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.0
+            .limits
             .streams
             .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
@@ -413,12 +424,21 @@ impl HubSession {
         if *self.ended.borrow() {
             return None;
         }
-        self.streams
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                (n < MAX_STREAMS_PER_SESSION).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| StreamSlot(self.clone()))
+        let take = |count: &std::sync::atomic::AtomicUsize, max: usize| {
+            count
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                    (n < max).then_some(n + 1)
+                })
+                .is_ok()
+        };
+        if !take(&self.limits.streams, MAX_STREAMS_PER_AGENT) {
+            return None;
+        }
+        if !take(&self.streams, MAX_STREAMS_PER_SESSION) {
+            self.limits.streams.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(StreamSlot(self.clone()))
     }
 
     /// Watches for the session's end.

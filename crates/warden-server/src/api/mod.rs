@@ -231,6 +231,39 @@ pub fn limited_router<R: Recorder>(
         .with_state(state)
         .merge(paced)
         .fallback(no_such_route)
+        .layer(axum::middleware::from_fn(body_in_time))
+}
+
+/// How long a client has to send a request's body, and how large it may be.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Reads the body whole, within [`BODY_TIMEOUT`], before anything else: a body sent a byte at
+/// a time must not hold a connection, or the room kept for operator actions, for long.
+async fn body_in_time(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let (parts, body) = request.into_parts();
+    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY_BYTES)).await {
+        Ok(Ok(bytes)) => {
+            next.run(axum::extract::Request::from_parts(
+                parts,
+                axum::body::Body::from(bytes),
+            ))
+            .await
+        }
+        Ok(Err(_)) => refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("a request body is at most {MAX_BODY_BYTES} bytes"),
+        )
+        .into_response(),
+        Err(_) => refuse(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request body did not arrive within {} s",
+                BODY_TIMEOUT.as_secs()
+            ),
+        )
+        .into_response(),
+    }
 }
 
 /// A path the control plane does not serve: said in words, with where the routes are listed.
