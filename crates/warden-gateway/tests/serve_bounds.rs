@@ -60,6 +60,18 @@ async fn a_request_head_that_never_ends_is_cut_off() {
 }
 
 #[tokio::test]
+async fn a_client_that_never_sends_a_byte_is_cut_off() {
+    let (addr, _stop) = start(Bounds {
+        max_connections: 8,
+        header_timeout: Duration::from_millis(300),
+        ..Bounds::default()
+    })
+    .await;
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    assert_eq!(until_closed(&mut silent).await, "");
+}
+
+#[tokio::test]
 async fn connections_past_the_limit_are_closed_and_slots_come_back() {
     let (addr, _stop) = start(Bounds {
         max_connections: 2,
