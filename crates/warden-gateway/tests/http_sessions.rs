@@ -32,15 +32,8 @@ fn initialize(token: &str) -> Request<Body> {
     request
 }
 
-#[tokio::test]
-async fn revoking_a_token_ends_its_idle_sessions_at_the_next_sweep() {
-    let dir = tempfile::tempdir().unwrap();
-    let journal = Journal::open(&dir.path().join("j.db"), JournalOptions::default()).unwrap();
-    let store = AgentStore::new(dir.path().join("agents.json"));
-    let alice = AgentId::new("alice").unwrap();
-    let bob = AgentId::new("bob").unwrap();
-    let alices = store.add(&alice, false).unwrap().token().to_owned();
-    let bobs = store.add(&bob, false).unwrap().token().to_owned();
+/// A gateway over no upstream, permitting everything, for the agents of `store`.
+fn gateway(store: &AgentStore, journal: &Journal, options: HttpOptions) -> Arc<HttpGateway> {
     let policy = SourceFile::new("p.cedar", r#"permit (principal, action, resource);"#);
     let policies = Arc::new(PolicySet::from_sources(&[policy], &[]).unwrap());
     let hub = Hub::new(
@@ -50,12 +43,24 @@ async fn revoking_a_token_ends_its_idle_sessions_at_the_next_sweep() {
         journal.clone(),
         HubOptions::default(),
     );
-    let gateway = HttpGateway::new(
+    HttpGateway::new(
         hub,
         Authenticator::load(store.path()).unwrap(),
         AllowedPeers::new(PORT, &[], &[]),
-        HttpOptions::default(),
-    );
+        options,
+    )
+}
+
+#[tokio::test]
+async fn revoking_a_token_ends_its_idle_sessions_at_the_next_sweep() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(&dir.path().join("j.db"), JournalOptions::default()).unwrap();
+    let store = AgentStore::new(dir.path().join("agents.json"));
+    let alice = AgentId::new("alice").unwrap();
+    let bob = AgentId::new("bob").unwrap();
+    let alices = store.add(&alice, false).unwrap().token().to_owned();
+    let bobs = store.add(&bob, false).unwrap().token().to_owned();
+    let gateway = gateway(&store, &journal, HttpOptions::default());
     for token in [&alices, &bobs] {
         let response = gateway.router().oneshot(initialize(token)).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
@@ -99,23 +104,9 @@ async fn concurrent_initializes_cannot_pass_the_per_agent_limit() {
     let store = AgentStore::new(dir.path().join("agents.json"));
     let alice = AgentId::new("alice").unwrap();
     let token = store.add(&alice, false).unwrap().token().to_owned();
-    let policy = SourceFile::new("p.cedar", r#"permit (principal, action, resource);"#);
-    let policies = Arc::new(PolicySet::from_sources(&[policy], &[]).unwrap());
-    let hub = Hub::new(
-        Vec::new(),
-        None,
-        policies,
-        journal.clone(),
-        HubOptions::default(),
-    );
     let mut options = HttpOptions::default();
     options.sessions.per_agent = 3;
-    let gateway = HttpGateway::new(
-        hub,
-        Authenticator::load(store.path()).unwrap(),
-        AllowedPeers::new(PORT, &[], &[]),
-        options,
-    );
+    let gateway = gateway(&store, &journal, options);
     // All at once: each waits on the journal between the check and the insert.
     let answers = futures_util::future::join_all(
         (0..40).map(|_| gateway.router().oneshot(initialize(&token))),
@@ -144,21 +135,7 @@ async fn refusals_before_any_token_are_journaled_within_a_bound_and_counted() {
     let path = dir.path().join("j.db");
     let journal = Journal::open(&path, JournalOptions::default()).unwrap();
     let store = AgentStore::new(dir.path().join("agents.json"));
-    let policy = SourceFile::new("p.cedar", r#"permit (principal, action, resource);"#);
-    let policies = Arc::new(PolicySet::from_sources(&[policy], &[]).unwrap());
-    let hub = Hub::new(
-        Vec::new(),
-        None,
-        policies,
-        journal.clone(),
-        HubOptions::default(),
-    );
-    let gateway = HttpGateway::new(
-        hub,
-        Authenticator::load(store.path()).unwrap(),
-        AllowedPeers::new(PORT, &[], &[]),
-        HttpOptions::default(),
-    );
+    let gateway = gateway(&store, &journal, HttpOptions::default());
     let refused = |records: &[warden_journal::JournalRecord]| {
         let (mut one_by_one, mut counted) = (0u64, 0u64);
         for r in records.iter().filter(|r| r.kind == "access_refused") {

@@ -57,34 +57,19 @@ pub(crate) fn check(text: &str, shown: &str, kind: Kind) -> Result<(), SourceDia
                 }
                 continue;
             }
-            b'<' if kind == Kind::Schema => {
-                // `Set<Set<…>>` nests in schemas.
+            // `Set<Set<…>>` nests in schemas; in policies `<` and `>` compare.
+            b'(' | b'[' | b'{' | b'<' if b != b'<' || kind == Kind::Schema => {
                 depth += 1;
                 i += 1;
                 if depth > MAX_NESTING {
                     return Err(too(
                         start,
                         format!("nested more than {MAX_NESTING} brackets deep"),
-                        "write the type flatter",
+                        "write it flatter, or split it into several policies",
                     ));
                 }
             }
-            b'>' if kind == Kind::Schema => {
-                depth = depth.saturating_sub(1);
-                i += 1;
-            }
-            b'(' | b'[' | b'{' => {
-                depth += 1;
-                i += 1;
-                if depth > MAX_NESTING {
-                    return Err(too(
-                        start,
-                        format!("nested more than {MAX_NESTING} brackets deep"),
-                        "write the condition flatter, or split it into several policies",
-                    ));
-                }
-            }
-            b')' | b']' | b'}' => {
+            b')' | b']' | b'}' | b'>' if b != b'>' || kind == Kind::Schema => {
                 depth = depth.saturating_sub(1);
                 i += 1;
             }

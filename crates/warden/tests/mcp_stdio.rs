@@ -160,20 +160,7 @@ fn a_held_call_lets_the_agent_go_on_and_its_cancellation_withdraws_it() {
     let setup = Setup::new("[approvals]\nhold = true\ntimeout_secs = 600\n", "");
     let mut s = setup.start("alice", &[]);
     s.initialize();
-    s.send(&json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
-                   "params": {"name": "transfer", "arguments": {"to": "acme", "amount": 5000}}}));
-    let deadline = std::time::Instant::now() + HANG_GUARD;
-    while !setup
-        .records()
-        .iter()
-        .any(|r| r.kind == "approval_requested")
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the call was never held"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    hold_a_transfer(&setup, &mut s);
     // The agent's later messages are not stuck behind the held call.
     let pong = s.request(json!(8), "ping", json!({}));
     assert_eq!(pong["result"], json!({}), "{pong}");
@@ -184,6 +171,7 @@ fn a_held_call_lets_the_agent_go_on_and_its_cancellation_withdraws_it() {
         &json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
                    "params": {"requestId": 7, "reason": "the user changed their mind"}}),
     );
+    let deadline = std::time::Instant::now() + HANG_GUARD;
     let answered = loop {
         if let Some(r) = setup
             .records()
@@ -225,20 +213,7 @@ fn a_call_held_when_the_agent_disconnects_is_withdrawn_by_warden() {
     let setup = Setup::new("[approvals]\nhold = true\ntimeout_secs = 600\n", "");
     let mut s = setup.start("alice", &[]);
     s.initialize();
-    s.send(&json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
-                   "params": {"name": "transfer", "arguments": {"to": "acme", "amount": 5000}}}));
-    let deadline = std::time::Instant::now() + HANG_GUARD;
-    while !setup
-        .records()
-        .iter()
-        .any(|r| r.kind == "approval_requested")
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the call was never held"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    hold_a_transfer(&setup, &mut s);
     let (status, stderr) = s.finish();
     assert!(status.success(), "{stderr}");
     let records = setup.records();
@@ -274,20 +249,7 @@ fn a_call_held_when_the_upstream_exits_is_withdrawn_and_answered() {
     let setup = Setup::new("[approvals]\nhold = true\ntimeout_secs = 600\n", "");
     let mut s = setup.start("alice", &["--misbehave", "crash-on-call"]);
     s.initialize();
-    s.send(&json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
-                   "params": {"name": "transfer", "arguments": {"to": "acme", "amount": 5000}}}));
-    let deadline = std::time::Instant::now() + HANG_GUARD;
-    while !setup
-        .records()
-        .iter()
-        .any(|r| r.kind == "approval_requested")
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the call was never held"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    hold_a_transfer(&setup, &mut s);
     // A permitted call reaches the upstream, which crashes on it.
     let r = s.call(json!(8), "read_file", json!({"path": "notes.txt"}));
     assert_eq!(r["error"]["code"], -32002, "{r}");
@@ -310,6 +272,24 @@ fn a_call_held_when_the_upstream_exits_is_withdrawn_and_answered() {
         .position(|r| r.kind == "session_ended")
         .unwrap_or_else(|| panic!("no session_ended: {kinds:?}"));
     assert!(answered < ended, "{kinds:?}");
+}
+
+/// Sends call 7, a transfer that needs a human, and waits (bounded) until it is held.
+fn hold_a_transfer(setup: &Setup, s: &mut Session) {
+    s.send(&json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                   "params": {"name": "transfer", "arguments": {"to": "acme", "amount": 5000}}}));
+    let deadline = std::time::Instant::now() + HANG_GUARD;
+    while !setup
+        .records()
+        .iter()
+        .any(|r| r.kind == "approval_requested")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the call was never held"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 #[test]
