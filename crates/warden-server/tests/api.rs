@@ -423,6 +423,39 @@ async fn cross_site_requests_and_non_json_bodies_are_refused() {
 }
 
 #[tokio::test]
+async fn a_host_that_is_not_the_control_planes_own_is_refused() {
+    let f = fixture(3).await;
+    let guarded = |hosts: &[String]| {
+        warden_server::api::with_host_check(router(f.state.clone()), 7412, hosts)
+    };
+    let me = |host: &str| {
+        Request::builder()
+            .method("GET")
+            .uri("/api/v1/me")
+            .header("host", host)
+            .header("authorization", format!("Bearer {}", f.viewer))
+            .body(Body::empty())
+            .unwrap()
+    };
+    for host in ["127.0.0.1:7412", "localhost:7412", "[::1]:7412"] {
+        let response = guarded(&[]).oneshot(me(host)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{host}");
+    }
+    // A rebinding page sends its own name (and its own origin, which then matches it).
+    for host in [
+        "evil.example:7412",
+        "127.0.0.1:9999",
+        "warden.internal:7412",
+    ] {
+        let response = guarded(&[]).oneshot(me(host)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{host}");
+    }
+    let named = guarded(&["warden.internal:7412".to_owned()]);
+    let response = named.oneshot(me("Warden.Internal:7412")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
 async fn the_bearer_scheme_is_read_in_any_case() {
     let f = fixture(3).await;
     for scheme in ["bearer", "BEARER", "Bearer"] {

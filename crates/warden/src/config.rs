@@ -273,6 +273,10 @@ pub struct ControlSection {
     /// Where to serve it (loopback by default); absent: no control plane.
     #[serde(default)]
     pub listen: Option<String>,
+    /// Host names (`name:port`) the control plane answers to besides its loopback names, when
+    /// it is reached by another name (a proxy, a DNS name). Others are refused (DNS rebinding).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
     /// Operators and the digests of their tokens (`warden user add`).
     #[serde(default = "default_operators_file")]
     pub operators_file: PathBuf,
@@ -291,6 +295,7 @@ impl Default for ControlSection {
     fn default() -> Self {
         Self {
             listen: None,
+            allowed_hosts: Vec::new(),
             operators_file: default_operators_file(),
             max_concurrent_requests: default_control_max_concurrent(),
             max_requests_per_second: default_control_per_second(),

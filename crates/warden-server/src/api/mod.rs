@@ -234,6 +234,45 @@ pub fn limited_router<R: Recorder>(
         .layer(axum::middleware::from_fn(body_in_time))
 }
 
+/// `router` answering only requests whose `Host` is one of the control plane's own names: the
+/// loopback names of `port`, and `hosts` (`name:port`). A page on another site whose name an
+/// attacker points at 127.0.0.1 (DNS rebinding) sends its own name: refused, so the Origin
+/// check that compares with `Host` cannot be fooled by it.
+pub fn with_host_check(router: Router, port: u16, hosts: &[String]) -> Router {
+    let mut allowed: Vec<String> = ["127.0.0.1", "localhost", "[::1]"]
+        .iter()
+        .map(|h| format!("{h}:{port}"))
+        .collect();
+    allowed.extend(hosts.iter().map(|h| h.to_ascii_lowercase()));
+    let allowed = Arc::new(allowed);
+    router.layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let allowed = allowed.clone();
+            async move {
+                let host = request
+                    .headers()
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_ascii_lowercase);
+                match host {
+                    Some(host) if allowed.contains(&host) => next.run(request).await,
+                    Some(host) => refuse(
+                        StatusCode::FORBIDDEN,
+                        format!(
+                            "Host {:?} is not one this control plane answers to; add it to \
+                             [control] allowed_hosts if it is",
+                            warden_core::escape_for_display(&host)
+                        ),
+                    )
+                    .into_response(),
+                    None => refuse(StatusCode::BAD_REQUEST, "the request has no Host header")
+                        .into_response(),
+                }
+            }
+        },
+    ))
+}
+
 /// How long a client has to send a request's body, and how large it may be.
 const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 const MAX_BODY_BYTES: usize = 1024 * 1024;

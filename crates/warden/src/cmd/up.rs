@@ -229,10 +229,14 @@ fn serve_control(
         baselines.as_ref()?.get(agent.as_str()).cloned()
     }));
     let state = Arc::new(state);
-    let app = warden_server::api::limited_router(
-        state.clone(),
-        config.control.max_concurrent_requests,
-        config.control.max_requests_per_second,
+    let app = warden_server::api::with_host_check(
+        warden_server::api::limited_router(
+            state.clone(),
+            config.control.max_concurrent_requests,
+            config.control.max_requests_per_second,
+        ),
+        local.port(),
+        &config.control.allowed_hosts,
     );
     let placement = Placement::new();
     let on_start = placement.clone();
