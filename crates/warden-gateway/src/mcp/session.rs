@@ -311,6 +311,9 @@ enum Routed {
 /// A request being decided: what is needed to answer it or pass it on.
 struct Deciding {
     key: RequestId,
+    /// The generation of its entry: the id may be answered elsewhere (the upstream's exit)
+    /// and then reused by a new request, which this decision must not touch.
+    generation: u64,
     id: Value,
     method: String,
     /// The line as the agent sent it.
@@ -433,8 +436,10 @@ impl Session {
                     }
                 };
                 let (withdraw, withdrawn) = oneshot::channel();
+                let mut generation = 0;
                 if let Some(entry) = self.lock().get_mut(&key) {
                     entry.withdraw = Some(withdraw);
+                    generation = entry.generation;
                 }
                 let (on_hold, held) = oneshot::channel();
                 let session = self.clone();
@@ -443,6 +448,7 @@ impl Session {
                 let decision = tokio::spawn(async move {
                     let deciding = Deciding {
                         key: decision_key,
+                        generation,
                         id: decision_id,
                         method,
                         bytes,
@@ -566,6 +572,7 @@ impl Session {
     ) -> Routed {
         let Deciding {
             key,
+            generation,
             id,
             method,
             bytes,
@@ -596,13 +603,16 @@ impl Session {
         };
         if verdict.withdrawn.is_some() {
             // Cancelled while held: the agent expects no answer, and nothing went upstream.
-            self.lock().remove(&key);
+            self.take_own(&key, generation);
             return Routed::Nothing;
         }
         match verdict.seq {
             Some(seq) if forwards(&verdict) => {
                 let mut pending = self.lock();
-                if let Some(entry) = pending.get_mut(&key) {
+                if let Some(entry) = pending
+                    .get_mut(&key)
+                    .filter(|entry| entry.generation == generation)
+                {
                     entry.kind = PendingKind::Governed { seq };
                     return Routed::Upstream {
                         bytes,
@@ -621,7 +631,10 @@ impl Session {
                 Routed::Nothing
             }
             _ => {
-                self.lock().remove(&key);
+                if self.take_own(&key, generation).is_none() {
+                    // Already answered (the upstream exited while a human decided).
+                    return Routed::Nothing;
+                }
                 // A refused tool call is a tool result the model can read; there is no such
                 // form for the other actions.
                 if method == "tools/call" {
@@ -1062,6 +1075,15 @@ impl Session {
                 ResourceRef::new(server, name).is_ok_and(|r| policies.may_read(agent, &r))
             }
         }
+    }
+
+    /// Removes the entry of `key` if it is still the one of `generation`.
+    fn take_own(&self, key: &RequestId, generation: u64) -> Option<Pending> {
+        let mut pending = self.lock();
+        if pending.get(key)?.generation != generation {
+            return None;
+        }
+        pending.remove(key)
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<RequestId, Pending>> {
