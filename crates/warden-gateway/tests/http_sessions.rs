@@ -197,3 +197,21 @@ async fn refusals_before_any_token_are_journaled_within_a_bound_and_counted() {
     );
     journal.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn no_session_opens_once_warden_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(&dir.path().join("j.db"), JournalOptions::default()).unwrap();
+    let store = AgentStore::new(dir.path().join("agents.json"));
+    let token = store
+        .add(&AgentId::new("alice").unwrap(), false)
+        .unwrap()
+        .token()
+        .to_owned();
+    let gateway = gateway(&store, &journal, HttpOptions::default());
+    gateway.close_all("Warden shut down").await;
+    let response = gateway.router().oneshot(initialize(&token)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(gateway.session_count(), 0);
+    journal.close().await.unwrap();
+}

@@ -551,12 +551,12 @@ async fn initialize(
     let reservation = match gw.sessions.reserve(&agent) {
         Ok(r) => r,
         Err(why) => {
-            return error_response(
-                StatusCode::TOO_MANY_REQUESTS,
-                Some(&id),
-                code::OVERLOADED,
-                &why,
-            );
+            let status = if why == sessions::STOPPING {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::TOO_MANY_REQUESTS
+            };
+            return error_response(status, Some(&id), code::OVERLOADED, &why);
         }
     };
     let mut raw = [0u8; 16];
@@ -583,7 +583,15 @@ async fn initialize(
         }
     };
     let response = session.request(&id, "initialize", params, None).await;
-    gw.sessions.insert(reservation, session, token);
+    if let Err(session) = gw.sessions.insert(reservation, session, token) {
+        session.close("Warden shut down").await;
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(&id),
+            code::OVERLOADED,
+            sessions::STOPPING,
+        );
+    }
     let mut http = json_response(StatusCode::OK, &response);
     if let Ok(value) = HeaderValue::from_str(session_id.as_str()) {
         http.headers_mut().insert(SESSION_HEADER, value);

@@ -41,7 +41,12 @@ struct Inner {
     per_agent: HashMap<AgentId, usize>,
     /// Sessions being opened (reserved, not yet in `by_id`).
     opening: usize,
+    /// Set when Warden stops ([`SessionTable::drain`]): no session is opened after.
+    closed: bool,
 }
+
+/// Why a session is not opened while Warden stops.
+pub(super) const STOPPING: &str = "Warden is stopping; try again once it is back";
 
 /// A place for a session being opened, taken before its first record is journaled so that
 /// concurrent `initialize` requests cannot all pass the limits; given back if it is dropped
@@ -95,6 +100,9 @@ impl SessionTable {
     /// A place for one more session of `agent`, unless that would pass a limit.
     pub(super) fn reserve(&self, agent: &AgentId) -> Result<Reservation<'_>, String> {
         let mut inner = self.lock();
+        if inner.closed {
+            return Err(STOPPING.to_owned());
+        }
         if inner.by_id.len() + inner.opening >= self.limits.total {
             return Err(format!(
                 "Warden already serves {} sessions, its limit; try again later",
@@ -116,16 +124,20 @@ impl SessionTable {
         })
     }
 
-    /// Puts the session opened in `reservation`'s place.
+    /// Puts the session opened in `reservation`'s place; gives it back when Warden began to
+    /// stop meanwhile (the caller then closes it: nothing else would).
     pub(super) fn insert(
         &self,
         mut reservation: Reservation<'_>,
         session: Arc<HubSession>,
         token: TokenPrint,
-    ) {
+    ) -> Result<(), Arc<HubSession>> {
         reservation.used = true;
         let mut inner = self.lock();
         inner.opening = inner.opening.saturating_sub(1);
+        if inner.closed {
+            return Err(session);
+        }
         if session.agent() != &reservation.agent {
             // Not the agent the place was taken for: count it where it belongs.
             release(&mut inner, &reservation.agent);
@@ -139,6 +151,7 @@ impl SessionTable {
                 last_used: Instant::now(),
             },
         );
+        Ok(())
     }
 
     pub(super) fn lookup(&self, id: &str, agent: &AgentId, token: &TokenPrint) -> Lookup {
@@ -208,6 +221,7 @@ impl SessionTable {
 
     pub(super) fn drain(&self) -> Vec<Arc<HubSession>> {
         let mut inner = self.lock();
+        inner.closed = true;
         inner.per_agent.clear();
         inner.by_id.drain().map(|(_, e)| e.session).collect()
     }
