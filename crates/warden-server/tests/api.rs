@@ -441,10 +441,15 @@ async fn a_host_that_is_not_the_control_planes_own_is_refused() {
         let response = guarded(&[]).oneshot(me(host)).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{host}");
     }
+    // An address names no one else's site: the listener's own, when it is not loopback.
+    for host in ["10.0.0.5:7412", "[fe80::1]:7412", "127.0.0.1:9999"] {
+        let response = guarded(&[]).oneshot(me(host)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{host}");
+    }
     // A rebinding page sends its own name (and its own origin, which then matches it).
     for host in [
         "evil.example:7412",
-        "127.0.0.1:9999",
+        "localhost.evil.example:7412",
         "warden.internal:7412",
     ] {
         let response = guarded(&[]).oneshot(me(host)).await.unwrap();

@@ -16,6 +16,7 @@ pub mod serve;
 mod sessions;
 pub mod tls;
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -82,16 +83,18 @@ pub struct HttpGateway {
     peers: AllowedPeers,
     sessions: SessionTable,
     options: HttpOptions,
-    /// Refused requests journaled this second, and those over the bound.
-    refusals: std::sync::Mutex<RefusalWindow>,
+    /// Refused requests journaled this second, and those over the bound, per agent named
+    /// (`unauthenticated` for those that name none).
+    refusals: std::sync::Mutex<HashMap<AgentId, RefusalWindow>>,
 }
 
-/// Refused requests that name no agent (no token, an unknown one, a Host or Origin refused)
-/// journaled one by one per second, at most. Anyone can cause them: one record each, without
-/// a bound, would let an outsider fill the disk, and a full journal stops every agent. Those
-/// over the bound are counted, and the count journaled as one record with the next second's
-/// first refusal, at the next sweep, or when Warden stops. Refusals attributed to an agent (a
-/// revoked token, another agent's session) are always journaled one by one.
+/// Refused requests journaled one by one per second, at most, for each agent they name (a
+/// revoked token, another agent's session) and for those that name none (no token, an unknown
+/// one, a Host or Origin refused). Anyone can cause the latter, and a quarantined agent (its
+/// token revoked) the former: one record each, without a bound, would fill the disk, and a
+/// full journal stops every agent. Those over the bound are counted, and the count journaled
+/// as one record with the next journaled refusal, at the next sweep, or when Warden stops;
+/// one agent's flood never hides another's refusals.
 pub const MAX_REFUSALS_JOURNALED_PER_SECOND: u32 = 50;
 
 #[derive(Debug, Default)]
@@ -118,7 +121,7 @@ impl HttpGateway {
             auth,
             peers,
             options,
-            refusals: std::sync::Mutex::new(RefusalWindow::default()),
+            refusals: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -182,12 +185,12 @@ impl HttpGateway {
         reason: String,
     ) -> Response {
         let now = crate::guard::now_ms();
-        let attributed = agent.is_some();
         let agent = agent
             .cloned()
             .or_else(|| AgentId::new(UNAUTHENTICATED).ok());
-        let journal_it = attributed || {
-            let mut window = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        let journal_it = agent.as_ref().is_some_and(|agent| {
+            let mut windows = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+            let window = windows.entry(agent.clone()).or_default();
             if window.second != now / 1000 {
                 window.second = now / 1000;
                 window.journaled = 0;
@@ -202,7 +205,7 @@ impl HttpGateway {
                 window.unjournaled += 1;
             }
             journal_it
-        };
+        });
         if journal_it {
             self.journal_refusal_count().await;
         }
@@ -232,32 +235,38 @@ impl HttpGateway {
 
     /// Journals how many refusals went unjournaled over the bound, if any did.
     async fn journal_refusal_count(&self) {
-        let (count, since_ms) = {
-            let mut window = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
-            let count = std::mem::take(&mut window.unjournaled);
-            (count, std::mem::take(&mut window.unjournaled_since_ms))
+        let counts: Vec<(AgentId, u64, i64)> = {
+            let mut windows = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+            windows
+                .iter_mut()
+                .filter(|(_, w)| w.unjournaled > 0)
+                .map(|(agent, w)| {
+                    let count = std::mem::take(&mut w.unjournaled);
+                    (
+                        agent.clone(),
+                        count,
+                        std::mem::take(&mut w.unjournaled_since_ms),
+                    )
+                })
+                .collect()
         };
-        if count == 0 {
-            return;
-        }
-        let Ok(unauthenticated) = AgentId::new(UNAUTHENTICATED) else {
-            return;
-        };
-        let summary = warden_core::Event {
-            time_ms: crate::guard::now_ms(),
-            agent: unauthenticated,
-            session: SessionId::from_raw("-"),
-            body: EventBody::AccessRefused {
-                reason: format!(
-                    "{count} more requests refused since {since_ms} (ms since the epoch), \
-                     over {MAX_REFUSALS_JOURNALED_PER_SECOND} a second without a known agent: \
-                     counted, not journaled one by one"
-                ),
-                remote: "(many)".to_owned(),
-            },
-        };
-        if let Err(err) = self.hub.journal().append(&summary).await {
-            tracing::error!(%err, "could not journal a count of refused requests");
+        for (agent, count, since_ms) in counts {
+            let summary = warden_core::Event {
+                time_ms: crate::guard::now_ms(),
+                agent,
+                session: SessionId::from_raw("-"),
+                body: EventBody::AccessRefused {
+                    reason: format!(
+                        "{count} more requests refused since {since_ms} (ms since the epoch), \
+                         over {MAX_REFUSALS_JOURNALED_PER_SECOND} a second: counted, not \
+                         journaled one by one"
+                    ),
+                    remote: "(many)".to_owned(),
+                },
+            };
+            if let Err(err) = self.hub.journal().append(&summary).await {
+                tracing::error!(%err, "could not journal a count of refused requests");
+            }
         }
     }
 

@@ -3,10 +3,9 @@
 //! Anyone who can reach the port can open connections before presenting any token. Without
 //! bounds, connections that never finish their request head would be held forever, and
 //! enough of them would use up the process's file descriptors — the agents' gateway and the
-//! control plane alike. So an HTTP/1.1 connection must send its request head within
-//! [`Bounds::header_timeout`] (also the most a kept-alive connection may sit idle), an HTTP/2
-//! one (over TLS) must answer pings, and at most [`Bounds::max_connections`] are served at
-//! once; one over is closed at once.
+//! control plane alike. So a connection must send its request head within
+//! [`Bounds::header_timeout`] (also the most a kept-alive connection may sit idle), and at
+//! most [`Bounds::max_connections`] are served at once; one over is closed at once.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,8 +14,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
-use hyper::server::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -62,18 +61,13 @@ pub async fn serve(
         bounds.max_connections.clamp(1, Semaphore::MAX_PERMITS),
     ));
     let graceful = GracefulShutdown::new();
-    // The protocol is known before the first byte is read: HTTP/1.1 on plain connections,
-    // and over TLS what ALPN chose. (Guessing it from the first bytes would wait for them
-    // without any time limit.) HTTP/1's head timer runs from the connection's start.
+    // HTTP/1.1 only, plain or over TLS: its head timer runs from the connection's start.
+    // (Guessing the protocol from the first bytes would wait for them without a time limit,
+    // and an HTTP/2 connection can be held open without ever sending a request.)
     let mut http1 = http1::Builder::new();
     http1
         .timer(TokioTimer::new())
         .header_read_timeout(bounds.header_timeout);
-    let mut http2 = http2::Builder::new(TokioExecutor::new());
-    http2
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(bounds.header_timeout))
-        .keep_alive_timeout(bounds.header_timeout);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -115,7 +109,7 @@ pub async fn serve(
                 req
             },
         ));
-        let (http1, http2) = (http1.clone(), http2.clone());
+        let http1 = http1.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
         tokio::spawn(async move {
@@ -127,13 +121,8 @@ pub async fn serve(
                     else {
                         return;
                     };
-                    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-                        let conn = http2.serve_connection(TokioIo::new(stream), service);
-                        let _ = watcher.watch(conn).await;
-                    } else {
-                        let conn = http1.serve_connection(TokioIo::new(stream), service);
-                        let _ = watcher.watch(conn).await;
-                    }
+                    let conn = http1.serve_connection(TokioIo::new(stream), service);
+                    let _ = watcher.watch(conn).await;
                 }
                 None => {
                     let conn = http1.serve_connection(TokioIo::new(tcp), service);

@@ -147,7 +147,7 @@ fn has_dot_segments(uri: &str) -> bool {
         .replace("%5c", "/")
         .replace('\\', "/");
     decoded.split('/').any(|segment| {
-        let name = segment.split(';').next().unwrap_or(segment);
+        let name = segment.split([';', '?', '#']).next().unwrap_or(segment);
         name == "." || name == ".."
     })
 }
@@ -281,6 +281,8 @@ mod tests {
             "file:///srv/public/..;x/private",
             "file:///srv/public/x?/../../secret",
             "FILE:///srv/public/x#/../secret",
+            "file:///srv/public/..?",
+            "file:///srv/public/..#x",
         ] {
             let r = requested(&files(), "resources/read", &json!({ "uri": uri })).unwrap();
             assert!(matches!(r, Requested::Unusable { .. }), "{uri}: {r:?}");

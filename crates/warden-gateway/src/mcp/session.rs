@@ -179,7 +179,8 @@ where
         to_agent: Mutex::new(Some(agent_tx)),
         to_upstream: Mutex::new(Some(upstream_tx)),
         upstream_gone: AtomicBool::new(false),
-        generation: AtomicU64::new(0),
+        // From 1: a decision that found no entry holds generation 0, which matches none.
+        generation: AtomicU64::new(1),
         held: Mutex::new(Vec::new()),
     });
 

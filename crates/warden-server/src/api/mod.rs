@@ -235,9 +235,10 @@ pub fn limited_router<R: Recorder>(
 }
 
 /// `router` answering only requests whose `Host` is one of the control plane's own names: the
-/// loopback names of `port`, and `hosts` (`name:port`). A page on another site whose name an
-/// attacker points at 127.0.0.1 (DNS rebinding) sends its own name: refused, so the Origin
-/// check that compares with `Host` cannot be fooled by it.
+/// loopback names of `port`, `hosts` (`name:port`), and any IP address (DNS rebinding needs a
+/// name: an address names no one else's site). A page on another site whose name an attacker
+/// points at 127.0.0.1 sends its own name: refused, so the Origin check that compares with
+/// `Host` cannot be fooled by it.
 pub fn with_host_check(router: Router, port: u16, hosts: &[String]) -> Router {
     let mut allowed: Vec<String> = ["127.0.0.1", "localhost", "[::1]"]
         .iter()
@@ -255,7 +256,9 @@ pub fn with_host_check(router: Router, port: u16, hosts: &[String]) -> Router {
                     .and_then(|h| h.to_str().ok())
                     .map(str::to_ascii_lowercase);
                 match host {
-                    Some(host) if allowed.contains(&host) => next.run(request).await,
+                    Some(host) if allowed.contains(&host) || is_ip_literal(&host) => {
+                        next.run(request).await
+                    }
                     Some(host) => refuse(
                         StatusCode::FORBIDDEN,
                         format!(
@@ -273,9 +276,19 @@ pub fn with_host_check(router: Router, port: u16, hosts: &[String]) -> Router {
     ))
 }
 
-/// How long a client has to send a request's body, and how large it may be.
+/// Whether a `Host` value names an IP address (`10.0.0.5:7412`, `[fe80::1]:7412`).
+fn is_ip_literal(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.parse::<std::net::IpAddr>().is_ok()
+}
+
+/// How long a client has to send a request's body, and how large it may be (a policy file
+/// to validate is the largest, at 256 KiB).
 const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-const MAX_BODY_BYTES: usize = 1024 * 1024;
+const MAX_BODY_BYTES: usize = 300 * 1024;
 
 /// Reads the body whole, within [`BODY_TIMEOUT`], before anything else: a body sent a byte at
 /// a time must not hold a connection, or the room kept for operator actions, for long.
@@ -289,11 +302,22 @@ async fn body_in_time(request: axum::extract::Request, next: axum::middleware::N
             ))
             .await
         }
-        Ok(Err(_)) => refuse(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("a request body is at most {MAX_BODY_BYTES} bytes"),
-        )
-        .into_response(),
+        Ok(Err(err)) => {
+            let too_large = std::error::Error::source(&err)
+                .is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                refuse(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("a request body is at most {MAX_BODY_BYTES} bytes"),
+                )
+            } else {
+                refuse(
+                    StatusCode::BAD_REQUEST,
+                    "the request body could not be read",
+                )
+            }
+            .into_response()
+        }
         Err(_) => refuse(
             StatusCode::REQUEST_TIMEOUT,
             format!(
