@@ -115,6 +115,11 @@ fn has_url_credentials(s: &str) -> bool {
 }
 
 pub(crate) fn token_kind(w: &str) -> Option<&'static str> {
+    // Punctuation glued to a token (the end of a sentence, `**bold**`, a table's `|`) is not
+    // part of it; no token shape below begins or ends with any (but an unsigned JWT ends
+    // with its `.`, so that one is looked for in the word as it came too).
+    let raw = w;
+    let w = w.trim_matches(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'));
     let tail_ok = |prefix: &str, min: usize| {
         w.strip_prefix(prefix).is_some_and(|t| {
             t.len() >= min
@@ -152,7 +157,6 @@ pub(crate) fn token_kind(w: &str) -> Option<&'static str> {
     // base64url after the prefix, whatever punctuation follows (the end of a sentence, `**`).
     // One agent must not read another's from the journal.
     let warden = |prefix: &str| {
-        let w = w.trim_start_matches(|c: char| !c.is_ascii_alphanumeric());
         w.strip_prefix(prefix).is_some_and(|t| {
             t.len() >= 43
                 && t.as_bytes()[..43]
@@ -163,7 +167,8 @@ pub(crate) fn token_kind(w: &str) -> Option<&'static str> {
     if warden("wdn_") || warden("wdo_") {
         return Some("warden-token");
     }
-    if w.starts_with("eyJ") && w.split('.').count() == 3 && w.len() > 40 {
+    let jwt = |w: &str| w.starts_with("eyJ") && w.split('.').count() == 3 && w.len() > 40;
+    if jwt(w) || jwt(raw) {
         return Some("jwt");
     }
     None
@@ -296,6 +301,8 @@ mod tests {
             (&format!("wdo_{}", "x".repeat(43)), "warden-token"),
             (&format!("see wdn_{}.", "y".repeat(43)), "warden-token"),
             (&format!("**wdo_{}**|", "z".repeat(43)), "warden-token"),
+            (&format!("see ghp_{}.", "a".repeat(36)), "github-token"),
+            ("**AKIAIOSFODNN7EXAMPLE**", "aws-access-key"),
         ] {
             assert_eq!(credential_kind(text), Some(kind), "{text}");
         }
