@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 
 use serde_json::{Value, json};
@@ -659,34 +659,34 @@ fn tls_is_served_when_configured() {
     );
 }
 
+/// `GET /mcp` for `sid`: the session's event stream, or the refusal of one.
+fn open_event_stream(up: &Up, token: &str, sid: &str) -> EventStream {
+    let head = format!(
+        "GET /mcp HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nMcp-Session-Id: {sid}\r\nAccept: text/event-stream\r\n\r\n",
+        up.addr
+    );
+    EventStream::open(up.addr, &head, b"")
+}
+
 #[test]
 fn event_streams_end_with_their_session_and_are_bounded_per_session() {
     let s = files_setup("");
     let token = add_agent(&s, "tester");
     let up = start(s, &["files"]);
     let sid = open_session(&up, &token);
-    let head = format!(
-        "GET /mcp HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nMcp-Session-Id: {sid}\r\nAccept: text/event-stream\r\n\r\n",
-        up.addr
-    );
     let mut streams: Vec<EventStream> = (0..4)
-        .map(|_| EventStream::open(up.addr, &head, b""))
+        .map(|_| open_event_stream(&up, &token, &sid))
         .collect();
     assert!(streams.iter().all(|e| e.status == 200));
-    let fifth = EventStream::open(up.addr, &head, b"");
+    let fifth = open_event_stream(&up, &token, &sid);
     assert_eq!(fifth.status, 429, "a fifth stream for one session");
     drop(fifth);
     // The agent ends its session: every stream of it ends too, not only its requests.
-    let mut delete = TcpStream::connect(up.addr).unwrap();
-    write!(
-        delete,
+    let delete = format!(
         "DELETE /mcp HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nMcp-Session-Id: {sid}\r\nConnection: close\r\n\r\n",
         up.addr
-    )
-    .unwrap();
-    let mut answer = String::new();
-    let _ = delete.read_to_string(&mut answer);
-    assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
+    );
+    assert_eq!(exchange(up.addr, &delete, b"").status, 204);
     for stream in &mut streams {
         // `next_event` fails the test on its read timeout; it returns None when it ends.
         assert_eq!(stream.next_event(), None);
@@ -703,11 +703,7 @@ fn one_agent_cannot_hold_more_than_sixteen_event_streams() {
     for _ in 0..5 {
         let sid = open_session(&up, &token);
         for _ in 0..4 {
-            let head = format!(
-                "GET /mcp HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nMcp-Session-Id: {sid}\r\nAccept: text/event-stream\r\n\r\n",
-                up.addr
-            );
-            let stream = EventStream::open(up.addr, &head, b"");
+            let stream = open_event_stream(&up, &token, &sid);
             last = stream.status;
             if stream.status == 200 {
                 held.push(stream);

@@ -216,24 +216,7 @@ fn a_call_held_when_the_agent_disconnects_is_withdrawn_by_warden() {
     hold_a_transfer(&setup, &mut s);
     let (status, stderr) = s.finish();
     assert!(status.success(), "{stderr}");
-    let records = setup.records();
-    let kinds: Vec<&str> = records.iter().map(|r| r.kind.as_str()).collect();
-    let answered = records
-        .iter()
-        .position(|r| r.kind == "approval_answered")
-        .unwrap_or_else(|| panic!("the hold was left open: {kinds:?}"));
-    let body = &records[answered].body;
-    assert_eq!(body["answer"], "withdrawn", "{body}");
-    assert_eq!(body["by"], "warden", "{body}");
-    assert_eq!(body["reason"], "the agent closed the session", "{body}");
-    let ended = records
-        .iter()
-        .position(|r| r.kind == "session_ended")
-        .unwrap_or_else(|| panic!("no session_ended: {kinds:?}"));
-    assert!(
-        answered < ended,
-        "withdrawn before the session ended: {kinds:?}"
-    );
+    assert_withdrawn_by_warden_before_the_end(&setup, "the agent closed the session");
     // Nobody can approve it any more.
     let cfg = setup.config();
     let (status, out, err) = warden(
@@ -257,6 +240,12 @@ fn a_call_held_when_the_upstream_exits_is_withdrawn_and_answered() {
     let held = s.response(&json!(7));
     assert_eq!(held["error"]["code"], -32002, "{held}");
     let _ = s.finish();
+    assert_withdrawn_by_warden_before_the_end(&setup, "the upstream server exited");
+}
+
+/// The journal closes the held call as withdrawn by Warden for `reason`, before the session's
+/// end.
+fn assert_withdrawn_by_warden_before_the_end(setup: &Setup, reason: &str) {
     let records = setup.records();
     let kinds: Vec<&str> = records.iter().map(|r| r.kind.as_str()).collect();
     let answered = records
@@ -266,12 +255,15 @@ fn a_call_held_when_the_upstream_exits_is_withdrawn_and_answered() {
     let body = &records[answered].body;
     assert_eq!(body["answer"], "withdrawn", "{body}");
     assert_eq!(body["by"], "warden", "{body}");
-    assert_eq!(body["reason"], "the upstream server exited", "{body}");
+    assert_eq!(body["reason"], reason, "{body}");
     let ended = records
         .iter()
         .position(|r| r.kind == "session_ended")
         .unwrap_or_else(|| panic!("no session_ended: {kinds:?}"));
-    assert!(answered < ended, "{kinds:?}");
+    assert!(
+        answered < ended,
+        "withdrawn before the session ended: {kinds:?}"
+    );
 }
 
 /// Sends call 7, a transfer that needs a human, and waits (bounded) until it is held.
